@@ -1,0 +1,316 @@
+//! The command line: `run` (the worker, and the default), and the tools an operator
+//! or a quick start needs around it: `create-topics`, `submit`, `outcomes`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::apply::IntentSink;
+use crate::config::{parse_duration, Config, KafkaArgs, TopicArgs};
+use crate::decode::IDEMPOTENCY_KEY_HEADER;
+use crate::health::Health;
+use crate::kafka::admin;
+use crate::outcome::OutcomeEvent;
+use crate::pipeline::Pipeline;
+use crate::translate::RuleTranslator;
+use crate::validate::Limits;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nephoran-kafka-consumer",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Settings of `run` when no subcommand is given.
+    #[command(flatten)]
+    pub run: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a worker of the consumer group (the default).
+    Run(Config),
+    /// Create the input, outcome and dead-letter topics (existing ones are left alone).
+    CreateTopics(CreateTopics),
+    /// Produce service requests or network events, one JSON document per line.
+    Submit(Submit),
+    /// Print outcome events; with --keys, wait until each key has a terminal outcome.
+    Outcomes(Outcomes),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTopics {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// Replication factor of each topic.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct Submit {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Topic for service requests (documents with an "intent" field).
+    #[arg(long, default_value = "service-requests")]
+    pub service_requests_topic: String,
+    /// Topic for network events (documents with an "event_type" field).
+    #[arg(long, default_value = "network-events")]
+    pub network_events_topic: String,
+    /// Files of JSON documents, one per line; standard input when none is given.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Outcomes {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Topic the lifecycle events are read from.
+    #[arg(long, env = "OUTCOMES_TOPIC", default_value = "intent-outcomes")]
+    pub outcomes_topic: String,
+    /// Only these idempotency keys (comma-separated); exit once each has a terminal stage.
+    #[arg(long, value_delimiter = ',')]
+    pub keys: Vec<String>,
+    /// Give up waiting for --keys after this long (exit code 1).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print the events as JSON lines instead of a summary per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the parsed command line.
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => run(cli.run).await,
+        Some(Command::Run(config)) => run(config).await,
+        Some(Command::CreateTopics(args)) => create_topics(args).await,
+        Some(Command::Submit(args)) => submit(args).await,
+        Some(Command::Outcomes(args)) => outcomes(args).await,
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let health = Arc::new(Health::default());
+    let addr = crate::health::serve(config.metrics_addr, health.clone()).await?;
+    tracing::info!(%addr, "serving /healthz and /readyz");
+    let pipeline = Pipeline::new(
+        RuleTranslator::new(config.max_replicas),
+        IntentSink::new(config.intent_sink.clone()),
+        Limits {
+            max_replicas: config.max_replicas,
+            ..Limits::default()
+        },
+    );
+    crate::worker::run(&config, pipeline, health, shutdown_signal()).await
+}
+
+/// Completes on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the worker");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn create_topics(args: CreateTopics) -> anyhow::Result<()> {
+    args.topics.validate()?;
+    let mut topics = args.topics.topics.clone();
+    topics.push(args.topics.outcomes_topic.clone());
+    topics.push(args.topics.dlq_topic.clone());
+    admin::create_topics(
+        &args.kafka.properties()?,
+        &topics,
+        args.partitions,
+        args.replication,
+    )
+    .await
+}
+
+async fn submit(args: Submit) -> anyhow::Result<()> {
+    let producer: FutureProducer = client(&args.kafka)?
+        .set("enable.idempotence", "true")
+        .create()
+        .context("could not create the Kafka producer")?;
+    let mut lines: Vec<(String, String)> = Vec::new();
+    if args.files.is_empty() {
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            lines.push((format!("<stdin>:{}", n + 1), line?));
+        }
+    } else {
+        for file in &args.files {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            for (n, line) in text.lines().enumerate() {
+                lines.push((format!("{}:{}", file.display(), n + 1), line.to_string()));
+            }
+        }
+    }
+    let mut bad = 0;
+    for (place, line) in lines.iter().filter(|(_, l)| !l.trim().is_empty()) {
+        let doc: serde_json::Value = match serde_json::from_str(line) {
+            Ok(doc) => doc,
+            Err(e) => {
+                eprintln!("{place}: not JSON: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        let (topic, key_field) = if doc.get("intent").is_some() {
+            (&args.service_requests_topic, "idempotency_key")
+        } else if doc.get("event_type").is_some() {
+            (&args.network_events_topic, "event_id")
+        } else {
+            eprintln!("{place}: neither a service request (\"intent\") nor a network event (\"event_type\")");
+            bad += 1;
+            continue;
+        };
+        let key = doc.get(key_field).and_then(|k| k.as_str());
+        let mut record = FutureRecord::to(topic).payload(line.as_str());
+        if let Some(key) = key {
+            // The idempotency key is the message key: all messages of a key share a
+            // partition, so they are processed in order.
+            record = record.key(key).headers(OwnedHeaders::new().insert(Header {
+                key: IDEMPOTENCY_KEY_HEADER,
+                value: Some(key),
+            }));
+        }
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(delivery) => println!(
+                "submitted {} to {topic}[{}]@{}",
+                key.unwrap_or("(no key)"),
+                delivery.partition,
+                delivery.offset
+            ),
+            Err((e, _)) => bail!("{place}: could not produce to {topic}: {e}"),
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} line(s) were not submitted");
+    }
+    Ok(())
+}
+
+async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
+    // Partitions are assigned, not subscribed: the group id only satisfies the client.
+    let consumer: StreamConsumer = client(&args.kafka)?
+        .set(
+            "group.id",
+            format!("nephoran-outcomes-cli-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("could not create the Kafka consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(&args.outcomes_topic), Duration::from_secs(10))
+        .with_context(|| format!("cannot read the metadata of {}", args.outcomes_topic))?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            tpl.add_partition_offset(topic.name(), partition.id(), Offset::Beginning)?;
+        }
+    }
+    if tpl.count() == 0 {
+        bail!(
+            "topic {} has no partitions (does it exist?)",
+            args.outcomes_topic
+        );
+    }
+    consumer.assign(&tpl)?;
+    let wanted: BTreeSet<&str> = args.keys.iter().map(String::as_str).collect();
+    let mut finished: BTreeMap<String, String> = BTreeMap::new();
+    let deadline = Instant::now() + args.timeout;
+    while wanted.is_empty() || finished.len() < wanted.len() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let record = if wanted.is_empty() {
+            consumer.recv().await
+        } else {
+            match tokio::time::timeout(remaining, consumer.recv()).await {
+                Ok(record) => record,
+                Err(_) => {
+                    let missing: Vec<_> = wanted
+                        .iter()
+                        .filter(|k| !finished.contains_key(**k))
+                        .collect();
+                    bail!(
+                        "no terminal outcome within {:?} for {missing:?}",
+                        args.timeout
+                    );
+                }
+            }
+        }?;
+        let Some(payload) = record.payload() else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_slice::<OutcomeEvent>(payload) else {
+            eprintln!(
+                "skipping an undecodable event at {}[{}]@{}",
+                record.topic(),
+                record.partition(),
+                record.offset()
+            );
+            continue;
+        };
+        if !wanted.is_empty() && !wanted.contains(event.idempotency_key.as_str()) {
+            continue;
+        }
+        if args.json {
+            println!("{}", String::from_utf8_lossy(payload));
+        } else {
+            println!("{}", summary(&event));
+        }
+        if event.stage.is_terminal() {
+            finished.insert(event.idempotency_key.clone(), event.stage.as_str().into());
+        }
+    }
+    Ok(())
+}
+
+/// One line per event: stage, key, intent or error.
+fn summary(event: &OutcomeEvent) -> String {
+    let mut line = format!("{:<13} {}", event.stage.as_str(), event.idempotency_key);
+    if let Some(intent) = &event.intent {
+        line.push_str(&format!("  intent={}/{}", intent.namespace, intent.name));
+    }
+    if let Some(error) = &event.error {
+        line.push_str(&format!("  {}: {}", error.code.as_str(), error.message));
+    }
+    line
+}
+
+fn client(kafka: &KafkaArgs) -> anyhow::Result<ClientConfig> {
+    let mut config = ClientConfig::new();
+    for (key, value) in kafka.properties()? {
+        config.set(key, value);
+    }
+    Ok(config)
+}

@@ -1,0 +1,278 @@
+//! Configuration: flags and environment, with the integration guide's variable names.
+//!
+//! Every setting is a flag with an environment variable behind it (clap's `env`), so the
+//! Kubernetes Deployment configures the service the way the guide shows. Anything
+//! librdkafka understands can be passed through, as `--kafka-config key=value` or as an
+//! `RDKAFKA_`-prefixed variable (`RDKAFKA_SECURITY_PROTOCOL=SASL_SSL` sets
+//! `security.protocol`). Not `KAFKA_`: Kubernetes injects `KAFKA_PORT` and friends for a
+//! Service called `kafka`. A bad setting fails at start with a message naming it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::Args;
+
+use crate::apply::SinkSpec;
+
+/// Prefix of environment variables passed to librdkafka as properties.
+pub const RDKAFKA_ENV_PREFIX: &str = "RDKAFKA_";
+
+/// How to reach the cluster: shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap servers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+
+    /// A librdkafka property, `key=value`; repeatable. Overrides RDKAFKA_* variables.
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE")]
+    pub kafka_config: Vec<Property>,
+}
+
+/// The topics the service reads and writes.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Input topics, comma-separated.
+    #[arg(
+        long,
+        env = "TOPICS",
+        value_delimiter = ',',
+        default_value = "network-events,service-requests"
+    )]
+    pub topics: Vec<String>,
+
+    /// Topic the lifecycle events are published to.
+    #[arg(long, env = "OUTCOMES_TOPIC", default_value = "intent-outcomes")]
+    pub outcomes_topic: String,
+
+    /// Topic that receives a copy of every message that is rejected or fails.
+    #[arg(long, env = "DLQ_TOPIC", default_value = "intent-dlq")]
+    pub dlq_topic: String,
+}
+
+/// Settings of `run`, the worker.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub topics: TopicArgs,
+
+    /// Consumer group shared by all workers.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "nephoran-intents")]
+    pub group: String,
+
+    /// Where intents go: `dir:<path>` (one YAML file each, for GitOps), `stdout`, or `discard`.
+    #[arg(long, env = "INTENT_SINK", default_value = "dir:./intents")]
+    pub intent_sink: SinkSpec,
+
+    /// Address of the HTTP server for /healthz, /readyz (and /metrics).
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+
+    /// How long a shutdown may take to finish in-flight work before handing it back.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
+
+    /// Largest replica count an intent may ask for.
+    #[arg(long, env = "MAX_REPLICAS", default_value_t = 100)]
+    pub max_replicas: u32,
+}
+
+/// A `key=value` librdkafka property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    pub key: String,
+    pub value: String,
+}
+
+impl FromStr for Property {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(Self {
+                key: key.trim().to_string(),
+                value: value.to_string(),
+            }),
+            _ => Err(format!("{s:?} is not key=value")),
+        }
+    }
+}
+
+/// A setting that cannot work, named as the user wrote it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn config_error(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 25s: {e}"))
+}
+
+impl KafkaArgs {
+    /// librdkafka properties from the environment and the flags, flags last.
+    pub fn properties(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(config_error("KAFKA_BROKERS (--brokers)", "is empty"));
+        }
+        let mut properties = BTreeMap::new();
+        for (name, value) in std::env::vars() {
+            if let Some(rest) = name.strip_prefix(RDKAFKA_ENV_PREFIX) {
+                if rest.is_empty() {
+                    continue;
+                }
+                properties.insert(rest.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        for Property { key, value } in &self.kafka_config {
+            properties.insert(key.clone(), value.clone());
+        }
+        properties.insert("bootstrap.servers".into(), self.brokers.clone());
+        Ok(properties)
+    }
+}
+
+impl TopicArgs {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.topics.is_empty() {
+            return Err(config_error("TOPICS (--topics)", "names no topic"));
+        }
+        for topic in &self.topics {
+            check_topic("TOPICS (--topics)", topic)?;
+        }
+        check_topic("OUTCOMES_TOPIC (--outcomes-topic)", &self.outcomes_topic)?;
+        check_topic("DLQ_TOPIC (--dlq-topic)", &self.dlq_topic)?;
+        for (setting, output) in [
+            ("OUTCOMES_TOPIC (--outcomes-topic)", &self.outcomes_topic),
+            ("DLQ_TOPIC (--dlq-topic)", &self.dlq_topic),
+        ] {
+            if self.topics.contains(output) {
+                return Err(config_error(
+                    setting,
+                    format!(
+                        "{output:?} is also an input topic; the service would read its own output"
+                    ),
+                ));
+            }
+        }
+        if self.outcomes_topic == self.dlq_topic {
+            return Err(config_error(
+                "DLQ_TOPIC (--dlq-topic)",
+                "is the same topic as OUTCOMES_TOPIC",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks what clap cannot: topic names, their relations, the group.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.properties()?;
+        self.topics.validate()?;
+        if self.group.trim().is_empty() {
+            return Err(config_error("CONSUMER_GROUP (--group)", "is empty"));
+        }
+        if self.max_replicas == 0 {
+            return Err(config_error(
+                "MAX_REPLICAS (--max-replicas)",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's rule for topic names: 1-249 characters of ASCII letters, digits, '.', '_', '-'.
+fn check_topic(setting: &'static str, topic: &str) -> Result<(), ConfigError> {
+    let valid = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(config_error(
+            setting,
+            format!(
+                "{topic:?} is not a valid topic name (1-249 of letters, digits, '.', '_', '-')"
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        Wrapper::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn defaults_follow_the_integration_guide() {
+        let c = parse(&[]);
+        assert_eq!(c.group, "nephoran-intents");
+        assert_eq!(c.topics.topics, ["network-events", "service-requests"]);
+        assert_eq!(c.topics.outcomes_topic, "intent-outcomes");
+        assert_eq!(c.topics.dlq_topic, "intent-dlq");
+        assert_eq!(c.intent_sink, SinkSpec::Dir("./intents".into()));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let c = parse(&["--topics", "a,intent-outcomes"]);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("OUTCOMES_TOPIC"), "{err}");
+        let c = parse(&["--topics", "bad topic"]);
+        assert!(c.validate().unwrap_err().to_string().contains("TOPICS"));
+        let c = parse(&["--group", " "]);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("CONSUMER_GROUP"));
+        let bad_sink = Wrapper::try_parse_from(["x", "--intent-sink", "kube"]);
+        assert!(bad_sink.is_err());
+        let bad_property = Wrapper::try_parse_from(["x", "--kafka-config", "novalue"]);
+        assert!(bad_property.is_err());
+    }
+
+    #[test]
+    fn kafka_properties_pass_through() {
+        let c = parse(&[
+            "--kafka-config",
+            "session.timeout.ms=6000",
+            "--brokers",
+            "b:1",
+        ]);
+        let p = c.kafka.properties().unwrap();
+        assert_eq!(p["session.timeout.ms"], "6000");
+        assert_eq!(p["bootstrap.servers"], "b:1");
+    }
+}

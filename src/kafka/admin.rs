@@ -1,0 +1,45 @@
+//! Topic creation, for the quick start, tests and development clusters.
+//!
+//! Production topics are usually owned by the platform team; the worker never creates
+//! its input topics itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use tracing::info;
+
+/// Creates each topic with `partitions` partitions; topics that exist are left alone.
+pub async fn create_topics(
+    properties: &BTreeMap<String, String>,
+    topics: &[String],
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        super::client_config(properties, &[])
+            .create()
+            .context("could not create the Kafka admin client")?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .context("could not reach the brokers to create topics")?;
+    for result in results {
+        match result {
+            Ok(topic) => info!(%topic, partitions, "topic created"),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                info!(%topic, "topic already exists")
+            }
+            Err((topic, code)) => bail!("could not create topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Publishing outcome events and dead letters.
+//!
+//! The producer is idempotent with `acks=all`, so a retried send cannot duplicate or
+//! reorder events of one key. Sends are enqueued in order and return a [`Delivery`] to
+//! await; the worker awaits them before storing the offset of the message they belong to.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::message::InboundMessage;
+use crate::outcome::{Failure, OutcomeEvent};
+
+/// Headers a dead letter carries beside the original headers.
+pub mod dlq_headers {
+    pub const ERROR_CODE: &str = "nephoran.error.code";
+    pub const ERROR_MESSAGE: &str = "nephoran.error.message";
+    pub const SOURCE_TOPIC: &str = "nephoran.source.topic";
+    pub const SOURCE_PARTITION: &str = "nephoran.source.partition";
+    pub const SOURCE_OFFSET: &str = "nephoran.source.offset";
+    pub const IDEMPOTENCY_KEY: &str = "nephoran.idempotency.key";
+}
+
+/// A send that has been enqueued; resolves when the broker acknowledged it.
+pub type Delivery = BoxFuture<'static, Result<(), PublishError>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not publish to {topic}: {source}")]
+pub struct PublishError {
+    pub topic: String,
+    pub source: KafkaError,
+}
+
+pub struct Publisher {
+    producer: FutureProducer,
+    outcomes_topic: String,
+    dlq_topic: String,
+}
+
+impl Publisher {
+    pub fn new(
+        properties: &BTreeMap<String, String>,
+        outcomes_topic: &str,
+        dlq_topic: &str,
+    ) -> KafkaResult<Self> {
+        let producer = super::client_config(
+            properties,
+            &[("enable.idempotence", "true"), ("acks", "all")],
+        )
+        .create()?;
+        Ok(Self {
+            producer,
+            outcomes_topic: outcomes_topic.to_string(),
+            dlq_topic: dlq_topic.to_string(),
+        })
+    }
+
+    /// Enqueues an outcome event, keyed by its idempotency key.
+    pub async fn outcome(&self, event: &OutcomeEvent) -> Result<Delivery, PublishError> {
+        // Plain structs with string keys: serialisation cannot fail.
+        let payload = serde_json::to_vec(event).expect("outcome events serialise to JSON");
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some("application/json"),
+        });
+        let record = FutureRecord::to(&self.outcomes_topic)
+            .key(event.idempotency_key.as_bytes())
+            .payload(&payload)
+            .headers(headers);
+        self.enqueue(record).await
+    }
+
+    /// Enqueues a copy of `message` (same key, payload and headers) on the dead-letter
+    /// topic, with headers naming the error and where the message came from.
+    pub async fn dead_letter(
+        &self,
+        message: &InboundMessage,
+        idempotency_key: &str,
+        failure: &Failure,
+    ) -> Result<Delivery, PublishError> {
+        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len() + 6);
+        for (key, value) in &message.headers {
+            headers = headers.insert(Header {
+                key: key.as_str(),
+                value: value.as_deref(),
+            });
+        }
+        let partition = message.source.partition.to_string();
+        let offset = message.source.offset.to_string();
+        for (key, value) in [
+            (dlq_headers::ERROR_CODE, failure.code.as_str()),
+            (dlq_headers::ERROR_MESSAGE, failure.message.as_str()),
+            (dlq_headers::SOURCE_TOPIC, message.source.topic.as_str()),
+            (dlq_headers::SOURCE_PARTITION, partition.as_str()),
+            (dlq_headers::SOURCE_OFFSET, offset.as_str()),
+            (dlq_headers::IDEMPOTENCY_KEY, idempotency_key),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.dlq_topic).headers(headers);
+        if let Some(key) = &message.key {
+            record = record.key(key);
+        }
+        if let Some(payload) = &message.payload {
+            record = record.payload(payload);
+        }
+        self.enqueue(record).await
+    }
+
+    /// Enqueues a record, waiting while librdkafka's queue is full rather than failing.
+    async fn enqueue<K, P>(
+        &self,
+        mut record: FutureRecord<'_, K, P>,
+    ) -> Result<Delivery, PublishError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let topic = record.topic.to_string();
+        loop {
+            match self.producer.send_result(record) {
+                Ok(future) => {
+                    return Ok(async move {
+                        match future.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((source, _))) => Err(PublishError { topic, source }),
+                            Err(_) => Err(PublishError {
+                                topic,
+                                source: KafkaError::Canceled,
+                            }),
+                        }
+                    }
+                    .boxed());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((source, _)) => return Err(PublishError { topic, source }),
+            }
+        }
+    }
+
+    /// Waits for every enqueued send, up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+        self.producer.flush(Timeout::After(timeout))
+    }
+}

@@ -1,0 +1,27 @@
+//! nephoran-kafka-consumer: drives the Nephoran Intent Operator from Kafka.
+//!
+//! Service requests and network events are consumed by a group of workers, each message
+//! flows one way through the stages below, and every message ends with a lifecycle
+//! outcome event (and, if it cannot be acted upon, a dead letter):
+//!
+//! ```text
+//! kafka::consumer -> decode -> translate -> validate -> apply -> kafka::publisher
+//!                    (pipeline: Kafka-agnostic)                 (outcome, dead letter)
+//! worker: the loop that drives it and stores offsets once outcomes are acknowledged
+//! ```
+
+pub mod apply;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod health;
+pub mod intent;
+pub mod kafka;
+pub mod message;
+pub mod outcome;
+pub mod pipeline;
+pub mod request;
+pub mod telemetry;
+pub mod translate;
+pub mod validate;
+pub mod worker;

@@ -1,0 +1,212 @@
+//! Outcome events: what became of each request, as OSS/BSS read it on `intent-outcomes`.
+//!
+//! This is a public contract. Events are keyed by the idempotency key, so all events of a
+//! request land on one partition in order; `event_id` is a pure function of the key and
+//! the stage, so an event published again after a crash is recognisable as a repeat.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::decode::{IdempotencyKey, KeySource};
+use crate::message::SourceRef;
+use crate::translate::TranslatorKind;
+
+/// The lifecycle stages of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Received,
+    Duplicate,
+    Translated,
+    Applied,
+    Deployed,
+    Failed,
+    Rejected,
+    DeadLettered,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Received => "received",
+            Stage::Duplicate => "duplicate",
+            Stage::Translated => "translated",
+            Stage::Applied => "applied",
+            Stage::Deployed => "deployed",
+            Stage::Failed => "failed",
+            Stage::Rejected => "rejected",
+            Stage::DeadLettered => "dead_lettered",
+        }
+    }
+
+    /// Whether this stage ends the processing of a message: exactly one of these follows
+    /// `received` for every consumed message.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Stage::Applied | Stage::Duplicate | Stage::Rejected | Stage::Failed
+        )
+    }
+}
+
+/// Machine-readable reasons for `rejected` and `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The payload is empty or not JSON.
+    InvalidJson,
+    /// JSON, but not the shape of a service request or network event.
+    InvalidSchema,
+    /// A JSON object that is neither a service request nor a network event.
+    UnknownMessageType,
+    /// A service request without usable intent text.
+    EmptyIntent,
+    /// An idempotency key header or field that is empty, not UTF-8 or too long.
+    InvalidIdempotencyKey,
+    /// The translator could not map the request to an intent.
+    Untranslatable,
+    /// The translated intent broke a limit (allowlist, bounds, names, markup).
+    InvalidIntent,
+    /// The intent could not be applied (the sink failed after retries).
+    ApplyFailed,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidSchema => "invalid_schema",
+            ErrorCode::UnknownMessageType => "unknown_message_type",
+            ErrorCode::EmptyIntent => "empty_intent",
+            ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ErrorCode::Untranslatable => "untranslatable",
+            ErrorCode::InvalidIntent => "invalid_intent",
+            ErrorCode::ApplyFailed => "apply_failed",
+        }
+    }
+}
+
+/// Why a message was rejected or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The NetworkIntent an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentRef {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// One lifecycle event, as published (JSON) on the outcomes topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeEvent {
+    pub event_id: String,
+    pub idempotency_key: String,
+    /// `derived` when the producer gave no key and the service hashed the message.
+    pub key_source: KeySource,
+    pub stage: Stage,
+    /// `service_request` or `network_event`; absent when the payload could not be decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentRef>,
+    pub source: SourceRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translator: Option<TranslatorKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    /// RFC 3339, UTC.
+    pub occurred_at: String,
+}
+
+impl OutcomeEvent {
+    /// A bare event of `stage` for the message at `source`; callers add the details.
+    pub fn new(key: &IdempotencyKey, stage: Stage, source: &SourceRef) -> Self {
+        Self {
+            event_id: event_id(&key.value, stage),
+            idempotency_key: key.value.clone(),
+            key_source: key.source,
+            stage,
+            message_type: None,
+            intent: None,
+            source: source.clone(),
+            translator: None,
+            error: None,
+            occurred_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        }
+    }
+}
+
+/// The deterministic id of an event: the same stage of the same request always gets the
+/// same id, formatted as a UUID (version 8, "custom") so consumers can store it as one.
+pub fn event_id(idempotency_key: &str, stage: Stage) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(idempotency_key.as_bytes());
+    hasher.update([0]);
+    hasher.update(stage.as_str().as_bytes());
+    let digest = hasher.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // version 8
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_deterministic_per_key_and_stage() {
+        let a = event_id("order-1", Stage::Applied);
+        assert_eq!(a, event_id("order-1", Stage::Applied));
+        assert_ne!(a, event_id("order-1", Stage::Received));
+        assert_ne!(a, event_id("order-2", Stage::Applied));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "8");
+    }
+
+    #[test]
+    fn stage_names_match_serde() {
+        for stage in [
+            Stage::Received,
+            Stage::Duplicate,
+            Stage::Translated,
+            Stage::Applied,
+            Stage::Deployed,
+            Stage::Failed,
+            Stage::Rejected,
+            Stage::DeadLettered,
+        ] {
+            assert_eq!(
+                serde_json::to_value(stage).unwrap(),
+                serde_json::json!(stage.as_str())
+            );
+        }
+        assert_eq!(
+            serde_json::to_value(ErrorCode::InvalidIdempotencyKey).unwrap(),
+            serde_json::json!(ErrorCode::InvalidIdempotencyKey.as_str())
+        );
+    }
+}

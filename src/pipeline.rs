@@ -1,0 +1,166 @@
+//! The stages one message goes through, in order: decode, translate, validate, apply.
+//!
+//! Kafka-agnostic: a message comes in as an [`InboundMessage`], and what comes out is the
+//! list of outcome events to publish and, for a message that cannot be acted upon, the
+//! reason to put on its dead letter. Processing is split in two steps, [`Pipeline::receive`]
+//! (cheap, synchronous: decode and the `received` event) and [`Pipeline::complete`] (the
+//! slow part), so that `received` is published before translation starts and a scheduler
+//! can sit between the two.
+
+use std::time::Duration;
+
+use backoff::ExponentialBackoff;
+use tracing::warn;
+
+use crate::apply::{ApplyError, IntentSink};
+use crate::decode::{decode, IdempotencyKey};
+use crate::intent::NetworkIntent;
+use crate::message::{InboundMessage, SourceRef};
+use crate::outcome::{ErrorCode, Failure, IntentRef, OutcomeEvent, Stage};
+use crate::request::Request;
+use crate::translate::Translator;
+use crate::validate::{validate, Limits};
+
+/// How long a failing apply is retried before the message is given up as `failed`.
+const APPLY_RETRY_BUDGET: Duration = Duration::from_secs(10);
+
+/// A decoded message waiting to be completed.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub key: IdempotencyKey,
+    pub source: SourceRef,
+    pub request: Result<Request, Failure>,
+}
+
+/// What processing a message produced, in publication order.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Stages after `received`; the last one is terminal.
+    pub outcomes: Vec<OutcomeEvent>,
+    /// Set when the message goes to the dead-letter topic, with the reason.
+    pub dead_letter: Option<Failure>,
+}
+
+pub struct Pipeline<T> {
+    translator: T,
+    sink: IntentSink,
+    limits: Limits,
+}
+
+impl<T: Translator> Pipeline<T> {
+    pub fn new(translator: T, sink: IntentSink, limits: Limits) -> Self {
+        Self {
+            translator,
+            sink,
+            limits,
+        }
+    }
+
+    /// Decodes a message and makes its `received` event.
+    pub fn receive(&self, message: &InboundMessage) -> (Received, OutcomeEvent) {
+        let decoded = decode(message);
+        let mut event = OutcomeEvent::new(&decoded.key, Stage::Received, &message.source);
+        event.message_type = decoded
+            .request
+            .as_ref()
+            .ok()
+            .map(|r| r.type_name().to_string());
+        let received = Received {
+            key: decoded.key,
+            source: message.source.clone(),
+            request: decoded.request,
+        };
+        (received, event)
+    }
+
+    /// Translates, validates and applies a received message.
+    pub async fn complete(&self, received: Received) -> Completion {
+        let Received {
+            key,
+            source,
+            request,
+        } = received;
+        let event = |stage| OutcomeEvent::new(&key, stage, &source);
+        let request = match request {
+            Ok(request) => request,
+            Err(failure) => return rejected(event(Stage::Rejected), failure),
+        };
+        let message_type = Some(request.type_name().to_string());
+        let translator = Some(self.translator.kind());
+
+        let spec = match self.translator.translate(&request).await {
+            Ok(spec) => spec,
+            Err(e) => {
+                let mut rejection = event(Stage::Rejected);
+                rejection.message_type = message_type;
+                rejection.translator = translator;
+                return rejected(rejection, Failure::new(ErrorCode::Untranslatable, e.reason));
+            }
+        };
+        let intent = NetworkIntent::new(&key.value, spec);
+        let intent_ref = IntentRef {
+            name: intent.metadata.name.clone(),
+            namespace: intent.metadata.namespace.clone(),
+        };
+        let described = |stage| {
+            let mut e = event(stage);
+            e.message_type = message_type.clone();
+            e.translator = translator;
+            e.intent = Some(intent_ref.clone());
+            e
+        };
+        if let Err(invalid) = validate(&intent, &self.limits) {
+            return rejected(
+                described(Stage::Rejected),
+                Failure::new(ErrorCode::InvalidIntent, invalid.to_string()),
+            );
+        }
+        let translated = described(Stage::Translated);
+        match self.apply_with_retries(&intent).await {
+            Ok(()) => Completion {
+                outcomes: vec![translated, described(Stage::Applied)],
+                dead_letter: None,
+            },
+            Err(e) => {
+                let failure = Failure::new(ErrorCode::ApplyFailed, e.to_string());
+                let mut failed = described(Stage::Failed);
+                failed.error = Some(failure.clone());
+                let mut completion = rejected(failed, failure);
+                completion.outcomes.insert(0, translated);
+                completion
+            }
+        }
+    }
+
+    async fn apply_with_retries(&self, intent: &NetworkIntent) -> Result<(), ApplyError> {
+        let policy = ExponentialBackoff {
+            initial_interval: Duration::from_millis(100),
+            max_elapsed_time: Some(APPLY_RETRY_BUDGET),
+            ..ExponentialBackoff::default()
+        };
+        backoff::future::retry(policy, || async {
+            self.sink.apply(intent).await.map_err(|e| match e {
+                ApplyError::Io { .. } => {
+                    warn!(intent = %intent.metadata.name, error = %e, "apply failed, retrying");
+                    backoff::Error::transient(e)
+                }
+                ApplyError::Serialise(_) => backoff::Error::permanent(e),
+            })
+        })
+        .await
+    }
+}
+
+/// Ends a message with `terminal` (rejected or failed) followed by `dead_lettered`: the
+/// message goes to the dead-letter topic with `failure` as its reason.
+fn rejected(mut terminal: OutcomeEvent, failure: Failure) -> Completion {
+    terminal.error = Some(failure.clone());
+    let mut dead_lettered = terminal.clone();
+    dead_lettered.stage = Stage::DeadLettered;
+    dead_lettered.event_id =
+        crate::outcome::event_id(&terminal.idempotency_key, Stage::DeadLettered);
+    Completion {
+        outcomes: vec![terminal, dead_lettered],
+        dead_letter: Some(failure),
+    }
+}

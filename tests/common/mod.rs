@@ -1,0 +1,350 @@
+//! Fixtures for the integration tests: a real broker (started by `scripts/test`, address
+//! in `KAFKA_BROKERS`), topics of their own per test, a producer, an outcome reader, a
+//! worker running in-process, and the group's committed offsets.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use nephoran_kafka_consumer::apply::IntentSink;
+use nephoran_kafka_consumer::config::Config;
+use nephoran_kafka_consumer::health::Health;
+use nephoran_kafka_consumer::kafka::admin;
+use nephoran_kafka_consumer::outcome::OutcomeEvent;
+use nephoran_kafka_consumer::pipeline::Pipeline;
+use nephoran_kafka_consumer::translate::RuleTranslator;
+use nephoran_kafka_consumer::validate::Limits;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Upper bound on any wait in a test: a hang guard, never a speed assertion.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// Group settings that make a new group join quickly on the test broker.
+pub const FAST_GROUP: &[&str] = &["--kafka-config", "session.timeout.ms=6000"];
+
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn client() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers());
+    config
+}
+
+/// A test's own topics and group, named uniquely so tests run side by side.
+#[derive(Debug, Clone)]
+pub struct TestTopics {
+    pub service_requests: String,
+    pub network_events: String,
+    pub outcomes: String,
+    pub dlq: String,
+    pub group: String,
+    pub partitions: i32,
+}
+
+impl TestTopics {
+    pub async fn create(name: &str, partitions: i32) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{name}-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default()
+        );
+        let topics = Self {
+            service_requests: format!("service-requests-{id}"),
+            network_events: format!("network-events-{id}"),
+            outcomes: format!("intent-outcomes-{id}"),
+            dlq: format!("intent-dlq-{id}"),
+            group: format!("group-{id}"),
+            partitions,
+        };
+        let properties = [("bootstrap.servers".to_string(), brokers())].into();
+        admin::create_topics(&properties, &topics.all(), partitions, 1)
+            .await
+            .expect("create test topics (is the broker running? scripts/test starts it)");
+        topics
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        vec![
+            self.service_requests.clone(),
+            self.network_events.clone(),
+            self.outcomes.clone(),
+            self.dlq.clone(),
+        ]
+    }
+
+    pub fn inputs(&self) -> [&str; 2] {
+        [&self.network_events, &self.service_requests]
+    }
+
+    /// Command-line arguments that point a worker at these topics.
+    pub fn args(&self, sink_dir: &Path) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--brokers".into(),
+            brokers(),
+            "--topics".into(),
+            format!("{},{}", self.network_events, self.service_requests),
+            "--outcomes-topic".into(),
+            self.outcomes.clone(),
+            "--dlq-topic".into(),
+            self.dlq.clone(),
+            "--group".into(),
+            self.group.clone(),
+            "--intent-sink".into(),
+            format!("dir:{}", sink_dir.display()),
+            "--metrics-addr".into(),
+            "127.0.0.1:0".into(),
+            "--shutdown-timeout".into(),
+            "20s".into(),
+        ];
+        args.extend(FAST_GROUP.iter().map(|s| s.to_string()));
+        args
+    }
+
+    pub fn config(&self, sink_dir: &Path) -> Config {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let args = std::iter::once("worker".to_string()).chain(self.args(sink_dir));
+        Wrapper::try_parse_from(args).expect("test config").config
+    }
+}
+
+/// A worker running in this process, stopped by [`Worker::stop`].
+pub struct Worker {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+    pub health: Arc<Health>,
+}
+
+impl Worker {
+    pub fn start(config: Config) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let health = Arc::new(Health::default());
+        let worker_health = health.clone();
+        let task = tokio::spawn(async move {
+            let pipeline = Pipeline::new(
+                RuleTranslator::new(config.max_replicas),
+                IntentSink::new(config.intent_sink.clone()),
+                Limits::default(),
+            );
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            nephoran_kafka_consumer::worker::run(&config, pipeline, worker_health, shutdown).await
+        });
+        Self {
+            stop: Some(stop),
+            task,
+            health,
+        }
+    }
+
+    /// Asks the worker to shut down gracefully and waits until it has left the group.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("worker stops within the patience")
+            .expect("worker task")
+            .expect("worker ends without error");
+    }
+}
+
+pub fn producer() -> FutureProducer {
+    client()
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer")
+}
+
+/// Produces one message and waits for its acknowledgement.
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&str>,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) {
+    let mut owned = OwnedHeaders::new();
+    for (k, v) in headers {
+        owned = owned.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
+    }
+    let mut record = FutureRecord::to(topic).payload(payload).headers(owned);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+}
+
+/// Reads a whole topic from the beginning, without a group.
+pub struct TopicReader {
+    consumer: StreamConsumer,
+}
+
+impl TopicReader {
+    pub fn new(topic: &str, partitions: i32) -> Self {
+        let consumer: StreamConsumer = client()
+            .set("group.id", format!("reader-{topic}"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("tpl");
+        }
+        consumer.assign(&tpl).expect("assign");
+        Self { consumer }
+    }
+
+    /// The next message, or None when nothing arrives for `quiet`.
+    pub async fn next(&self, quiet: Duration) -> Option<OwnedMessage> {
+        match tokio::time::timeout(quiet, self.consumer.recv()).await {
+            Ok(record) => Some(record.expect("read").detach()),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Outcome events read from the outcomes topic, grouped by idempotency key.
+pub struct Outcomes {
+    reader: TopicReader,
+    pub by_key: HashMap<String, Vec<OutcomeEvent>>,
+}
+
+impl Outcomes {
+    pub fn new(topics: &TestTopics) -> Self {
+        Self {
+            reader: TopicReader::new(&topics.outcomes, topics.partitions),
+            by_key: HashMap::new(),
+        }
+    }
+
+    /// Reads events until every key in `keys` has a terminal stage.
+    pub async fn until_terminal<'a>(&mut self, keys: impl IntoIterator<Item = &'a str>) {
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let done = |by_key: &HashMap<String, Vec<OutcomeEvent>>| {
+            keys.iter().all(|k| {
+                by_key
+                    .get(*k)
+                    .is_some_and(|events| events.iter().any(|e| e.stage.is_terminal()))
+            })
+        };
+        while !done(&self.by_key) {
+            let Some(message) = self.reader.next(PATIENCE).await else {
+                let missing: Vec<_> = keys
+                    .iter()
+                    .filter(|k| {
+                        !self
+                            .by_key
+                            .get(**k)
+                            .is_some_and(|e| e.iter().any(|e| e.stage.is_terminal()))
+                    })
+                    .take(10)
+                    .collect();
+                panic!("no terminal outcome for {missing:?} within {PATIENCE:?}");
+            };
+            self.push(&message);
+        }
+    }
+
+    /// Reads whatever else arrives until the topic has been quiet for `quiet`.
+    pub async fn drain(&mut self, quiet: Duration) {
+        while let Some(message) = self.reader.next(quiet).await {
+            self.push(&message);
+        }
+    }
+
+    fn push(&mut self, message: &OwnedMessage) {
+        let event: OutcomeEvent =
+            serde_json::from_slice(message.payload().expect("payload")).expect("outcome JSON");
+        assert_eq!(
+            message.key(),
+            Some(event.idempotency_key.as_bytes()),
+            "outcomes are keyed by idempotency key"
+        );
+        self.by_key
+            .entry(event.idempotency_key.clone())
+            .or_default()
+            .push(event);
+    }
+
+    pub fn stages(&self, key: &str) -> Vec<&'static str> {
+        self.by_key
+            .get(key)
+            .map(|events| events.iter().map(|e| e.stage.as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn terminal(&self, key: &str) -> Vec<&OutcomeEvent> {
+        self.by_key
+            .get(key)
+            .map(|events| events.iter().filter(|e| e.stage.is_terminal()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The group's committed offset and the log end offset of each partition of `topic`.
+pub fn committed_and_end(group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    let consumer: BaseConsumer = client()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            let committed = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            };
+            let (_, end) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            (committed, end)
+        })
+        .collect()
+}
+
+/// The value of header `name` as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}

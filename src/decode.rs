@@ -59,16 +59,18 @@ pub fn decode(message: &InboundMessage) -> Decoded {
                 value: value.to_string(),
                 source: KeySource::Payload,
             },
-            Some(value) => return Decoded {
-                key: derived_key(message),
-                request: Err(Failure::new(
-                    ErrorCode::InvalidIdempotencyKey,
-                    format!(
+            Some(value) => {
+                return Decoded {
+                    key: derived_key(message),
+                    request: Err(Failure::new(
+                        ErrorCode::InvalidIdempotencyKey,
+                        format!(
                         "the payload's key field is {} bytes long; the limit is {MAX_KEY_BYTES}",
                         value.len()
                     ),
-                )),
-            },
+                    )),
+                }
+            }
             None => derived_key(message),
         },
         (None, Err(_)) => derived_key(message),

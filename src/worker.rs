@@ -47,6 +47,18 @@ pub async fn run<T: Translator>(
         &config.topics.dlq_topic,
     )
     .context("could not create the Kafka producer")?;
+    let mut expected: Vec<(&'static str, &str)> = config
+        .topics
+        .topics
+        .iter()
+        .map(|t| ("TOPICS (--topics)", t.as_str()))
+        .collect();
+    expected.push((
+        "OUTCOMES_TOPIC (--outcomes-topic)",
+        &config.topics.outcomes_topic,
+    ));
+    expected.push(("DLQ_TOPIC (--dlq-topic)", &config.topics.dlq_topic));
+    publisher.check_topics_exist(&expected)?;
     let context = GroupContext {
         health: health.clone(),
     };

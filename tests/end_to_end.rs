@@ -359,3 +359,80 @@ fn walk(dir: &std::path::Path) -> usize {
     }
     n
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_too_large_to_copy_keeps_the_partition_moving() {
+    let topics = TestTopics::create("large", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let t = &topics.service_requests;
+    // Not JSON, and so large that a copy plus the error headers would not fit the limit.
+    let huge = vec![b'x'; 990_000];
+    produce(
+        &producer,
+        t,
+        Some("huge"),
+        &huge,
+        &[("idempotency-key", "huge-1")],
+    )
+    .await;
+    produce(
+        &producer,
+        t,
+        Some("after"),
+        service_request("after-1", "Deploy NRF in namespace core5g").as_bytes(),
+        &[],
+    )
+    .await;
+
+    let worker = Worker::start(topics.config(dir.path()));
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes.until_terminal(["huge-1", "after-1"]).await;
+    worker.stop().await;
+
+    assert_eq!(
+        outcomes.terminal("huge-1")[0].error.as_ref().unwrap().code,
+        ErrorCode::InvalidJson
+    );
+    assert_eq!(outcomes.terminal("after-1")[0].stage, Stage::Applied);
+    let dlq = TopicReader::new(&topics.dlq, 1);
+    let letter = dlq.next(common::PATIENCE).await.expect("a dead letter");
+    assert_eq!(letter.payload(), None, "the payload is left out");
+    let note = header(&letter, "nephoran.payload.omitted").expect("and the letter says so");
+    assert!(
+        note.contains("990000 bytes") && note.contains(&format!("{t}[0]@0")),
+        "{note}"
+    );
+    assert_eq!(
+        header(&letter, "nephoran.error.code").as_deref(),
+        Some("invalid_json")
+    );
+    assert_eq!(committed_and_end(&topics.group, t, 1), [(2, 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_topic_stops_the_worker_at_start_naming_the_setting() {
+    let topics = TestTopics::create("missing", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = topics.config(dir.path());
+    config.topics.outcomes_topic = format!("{}-typo", topics.outcomes);
+    let pipeline = nephoran_kafka_consumer::pipeline::Pipeline::new(
+        nephoran_kafka_consumer::translate::RuleTranslator::new(100),
+        nephoran_kafka_consumer::apply::IntentSink::new(config.intent_sink.clone()),
+        Default::default(),
+    );
+    let health = std::sync::Arc::new(nephoran_kafka_consumer::health::Health::default());
+    // If the check were missing, the worker would run: stop it after a while, then fail.
+    let run = nephoran_kafka_consumer::worker::run(
+        &config,
+        pipeline,
+        health,
+        tokio::time::sleep(Duration::from_secs(20)),
+    );
+    let error = run.await.expect_err("the worker must not start");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("OUTCOMES_TOPIC") && message.contains("-typo"),
+        "{message}"
+    );
+}

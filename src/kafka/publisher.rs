@@ -25,7 +25,12 @@ pub mod dlq_headers {
     pub const SOURCE_PARTITION: &str = "nephoran.source.partition";
     pub const SOURCE_OFFSET: &str = "nephoran.source.offset";
     pub const IDEMPOTENCY_KEY: &str = "nephoran.idempotency.key";
+    /// Set when the original payload was too large to copy; says where to find it.
+    pub const PAYLOAD_OMITTED: &str = "nephoran.payload.omitted";
 }
+
+/// Room left in a dead letter for the record overhead and the error headers.
+const DEAD_LETTER_SLACK_BYTES: usize = 16 * 1024;
 
 /// A send that has been enqueued; resolves when the broker acknowledged it.
 pub type Delivery = BoxFuture<'static, Result<(), PublishError>>;
@@ -41,6 +46,9 @@ pub struct Publisher {
     producer: FutureProducer,
     outcomes_topic: String,
     dlq_topic: String,
+    /// The producer's `message.max.bytes`: a dead letter must fit, or it could never be
+    /// written and its partition would stop there.
+    max_message_bytes: usize,
 }
 
 impl Publisher {
@@ -49,16 +57,54 @@ impl Publisher {
         outcomes_topic: &str,
         dlq_topic: &str,
     ) -> KafkaResult<Self> {
-        let producer = super::client_config(
+        let mut config = super::client_config(
             properties,
             &[("enable.idempotence", "true"), ("acks", "all")],
-        )
-        .create()?;
+        );
+        // Output topics are created on purpose, with the partitions they need; a producer
+        // must not create one by a typo (librdkafka's producer default would).
+        if !properties.contains_key("allow.auto.create.topics") {
+            config.set("allow.auto.create.topics", "false");
+        }
+        let producer = config.create()?;
+        let max_message_bytes = properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
         Ok(Self {
             producer,
             outcomes_topic: outcomes_topic.to_string(),
             dlq_topic: dlq_topic.to_string(),
+            max_message_bytes,
         })
+    }
+
+    /// Fails unless every topic exists, so a typo in the configuration stops the worker
+    /// at start instead of leaving it retrying sends for minutes.
+    pub fn check_topics_exist(&self, topics: &[(&'static str, &str)]) -> anyhow::Result<()> {
+        for (setting, topic) in topics {
+            let metadata = self
+                .producer
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(30))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the metadata of topic {topic:?} from KAFKA_BROKERS: {e}"
+                    )
+                })?;
+            let missing = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == *topic)
+                .is_none_or(|t| t.error().is_some() || t.partitions().is_empty());
+            if missing {
+                anyhow::bail!(
+                    "invalid setting {setting}: topic {topic:?} does not exist on the cluster \
+                     (create it, e.g. with `nephoran-kafka-consumer create-topics`)"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Enqueues an outcome event, keyed by its idempotency key.
@@ -106,12 +152,38 @@ impl Publisher {
                 value: Some(value),
             });
         }
+        let size = message.key.as_ref().map_or(0, Vec::len)
+            + message.payload.as_ref().map_or(0, Vec::len)
+            + message
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+            + failure.message.len();
+        let payload = message.payload.as_deref().filter(|payload| {
+            size + DEAD_LETTER_SLACK_BYTES <= self.max_message_bytes || payload.is_empty()
+        });
+        let omitted = match (&message.payload, payload) {
+            (Some(original), None) => Some(format!(
+                "the payload of {} bytes does not fit in message.max.bytes={}; it is at {}[{partition}]@{offset}",
+                original.len(),
+                self.max_message_bytes,
+                message.source.topic
+            )),
+            _ => None,
+        };
+        if let Some(note) = &omitted {
+            headers = headers.insert(Header {
+                key: dlq_headers::PAYLOAD_OMITTED,
+                value: Some(note.as_str()),
+            });
+        }
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&self.dlq_topic).headers(headers);
         if let Some(key) = &message.key {
             record = record.key(key);
         }
-        if let Some(payload) = &message.payload {
+        if let Some(payload) = payload {
             record = record.payload(payload);
         }
         self.enqueue(record).await

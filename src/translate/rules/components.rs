@@ -1,0 +1,371 @@
+//! Which network functions a request names: the alias table and the component scan.
+//!
+//! Only the allowlisted [`Component`]s can be targeted. Names of other network functions
+//! (MME, the non-RT RIC) and names that could mean more than one component (a bare "CU")
+//! are recognised too, so that they are claimed as whole names instead of falling back to
+//! a shorter alias ("ric", "du"), and so that a refusal can say what was asked for.
+
+use std::sync::LazyLock;
+
+use super::refuse;
+use super::text::{Role, Text, Word, WordMap};
+use crate::intent::Component;
+use crate::translate::Untranslatable;
+
+#[derive(Debug, Clone, Copy)]
+enum Meaning {
+    Is(Component),
+    /// A network function the service does not manage; only mentioned in refusals.
+    Unsupported(&'static str),
+    /// A name that could mean more than one allowlisted component.
+    Ambiguous(&'static str),
+}
+
+use Meaning::{Ambiguous, Is, Unsupported};
+
+/// Names as they may be written. A space may be any word break; a hyphen must be one
+/// hyphenated token ("cu-up"), because "scale the cu up" is a direction, not the CU-UP.
+const ALIASES: &[(&str, Meaning)] = &[
+    ("amf", Is(Component::Amf)),
+    ("smf", Is(Component::Smf)),
+    ("upf", Is(Component::Upf)),
+    ("nrf", Is(Component::Nrf)),
+    ("udm", Is(Component::Udm)),
+    ("udr", Is(Component::Udr)),
+    ("pcf", Is(Component::Pcf)),
+    ("ausf", Is(Component::Ausf)),
+    ("nssf", Is(Component::Nssf)),
+    ("nef", Is(Component::Nef)),
+    ("near rt ric", Is(Component::NearRtRic)),
+    ("near real time ric", Is(Component::NearRtRic)),
+    ("nearrt ric", Is(Component::NearRtRic)),
+    ("nearrtric", Is(Component::NearRtRic)),
+    ("ric", Is(Component::NearRtRic)),
+    ("xapp", Is(Component::Xapp)),
+    ("o-du", Is(Component::ODu)),
+    ("odu", Is(Component::ODu)),
+    ("du", Is(Component::ODu)),
+    ("distributed unit", Is(Component::ODu)),
+    ("o-cu-cp", Is(Component::OCuCp)),
+    ("cu-cp", Is(Component::OCuCp)),
+    ("cucp", Is(Component::OCuCp)),
+    ("ocucp", Is(Component::OCuCp)),
+    ("o-cu-up", Is(Component::OCuUp)),
+    ("cu-up", Is(Component::OCuUp)),
+    ("cuup", Is(Component::OCuUp)),
+    ("ocuup", Is(Component::OCuUp)),
+    // Whole names that must not fall back to a shorter alias ("ric", "du"), or that
+    // name a family rather than one component.
+    ("non rt ric", Unsupported("non-RT RIC")),
+    ("nonrt ric", Unsupported("non-RT RIC")),
+    ("non real time ric", Unsupported("non-RT RIC")),
+    ("o-cu", Ambiguous("o-cu")),
+    ("cu", Ambiguous("cu")),
+    ("central unit", Ambiguous("central unit")),
+    ("o-ru", Unsupported("o-ru")),
+    ("ru", Unsupported("ru")),
+    ("mme", Unsupported("mme")),
+    ("hss", Unsupported("hss")),
+    ("sgw", Unsupported("sgw")),
+    ("pgw", Unsupported("pgw")),
+    ("nwdaf", Unsupported("nwdaf")),
+    ("chf", Unsupported("chf")),
+    ("scp", Unsupported("scp")),
+    ("sepp", Unsupported("sepp")),
+    ("bsf", Unsupported("bsf")),
+    ("smsf", Unsupported("smsf")),
+    ("smo", Unsupported("smo")),
+    ("gnb", Unsupported("gnb")),
+];
+
+/// One entry of [`ALIASES`], split into words.
+#[derive(Debug)]
+struct Alias {
+    words: Vec<&'static str>,
+    /// Written with hyphens, so all its words must be one token.
+    one_token: bool,
+    meaning: Meaning,
+}
+
+impl Alias {
+    fn new(name: &'static str, meaning: Meaning) -> Self {
+        Self {
+            words: name.split([' ', '-']).collect(),
+            one_token: name.contains('-'),
+            meaning,
+        }
+    }
+
+    /// True when the free words starting at `at` are this name.
+    fn written_at(&self, words: &[Word], at: usize) -> bool {
+        let Some(written) = words.get(at..at + self.words.len()) else {
+            return false;
+        };
+        let last = self.words.len() - 1;
+        let same_words = written
+            .iter()
+            .zip(&self.words)
+            .enumerate()
+            .all(|(k, (w, part))| {
+                // A plural ("two UPFs") names the same component.
+                let plural = k == last && w.text.strip_suffix('s') == Some(*part);
+                w.is_free() && (w.text == *part || plural)
+            });
+        same_words && (!self.one_token || written.iter().all(|w| w.token == written[0].token))
+    }
+}
+
+/// [`ALIASES`] by first word, so each word of a text is looked up rather than compared
+/// with every alias.
+static BY_FIRST_WORD: LazyLock<WordMap<Vec<Alias>>> = LazyLock::new(|| {
+    let mut index = WordMap::<Vec<Alias>>::default();
+    for &(name, meaning) in ALIASES {
+        let alias = Alias::new(name, meaning);
+        index.entry(alias.words[0]).or_default().push(alias);
+    }
+    index
+});
+
+/// The longest alias written at `at`, as (number of words, meaning).
+fn longest_alias_at(words: &[Word], at: usize) -> Option<(usize, Meaning)> {
+    let word = words.get(at).filter(|w| w.is_free())?;
+    // A one-word plural ("upfs") is found under its singular.
+    let singular = word.text.strip_suffix('s');
+    let exact = BY_FIRST_WORD.get(word.text);
+    let plural = singular.and_then(|s| BY_FIRST_WORD.get(s));
+    exact
+        .into_iter()
+        .chain(plural)
+        .flatten()
+        .filter(|alias| alias.written_at(words, at))
+        .max_by_key(|alias| alias.words.len())
+        .map(|alias| (alias.words.len(), alias.meaning))
+}
+
+/// What the component scan found; turned into a result once earlier errors are reported.
+#[derive(Debug, Default)]
+pub(super) struct ComponentScan {
+    found: Vec<Component>,
+    unsupported: Vec<&'static str>,
+    ambiguous: Vec<&'static str>,
+}
+
+impl ComponentScan {
+    pub(super) fn into_result(self) -> Result<Vec<Component>, Untranslatable> {
+        if let Some(name) = self.ambiguous.first() {
+            return refuse(format!(
+                "'{name}' is ambiguous: say o-cu-cp (control plane) or o-cu-up (user plane)"
+            ));
+        }
+        if !self.found.is_empty() {
+            return Ok(self.found);
+        }
+        let known: Vec<&str> = Component::ALL.iter().map(|c| c.as_str()).collect();
+        let mentioned = if self.unsupported.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} is not supported)", self.unsupported.join(", "))
+        };
+        refuse(format!(
+            "no known network function named{mentioned}; known: {}",
+            known.join(", ")
+        ))
+    }
+}
+
+impl Text {
+    /// Finds every component named in the free text, in order of appearance, and claims
+    /// the tokens it was named with.
+    ///
+    /// The words are read as they were before the scan: claiming "amf" in "amf-smf" takes
+    /// the whole token, yet its "smf" is still read as a name.
+    pub(super) fn claim_components(&mut self) -> ComponentScan {
+        let mut scan = ComponentScan::default();
+        let mut claims: Vec<(usize, Role)> = Vec::new();
+        let words = self.words();
+        let mut at = 0;
+        while at < words.len() {
+            let Some((len, meaning)) = longest_alias_at(&words, at) else {
+                at += 1;
+                continue;
+            };
+            let role = match meaning {
+                Meaning::Is(_) => Role::Component,
+                _ => Role::OtherFunction,
+            };
+            claims.extend(words[at..at + len].iter().map(|word| (word.token, role)));
+            match meaning {
+                Meaning::Is(c) if !scan.found.contains(&c) => scan.found.push(c),
+                Meaning::Is(_) => {}
+                Meaning::Unsupported(name) => scan.unsupported.push(name),
+                Meaning::Ambiguous(name) => scan.ambiguous.push(name),
+            }
+            at += len;
+        }
+        for (token, role) in claims {
+            self.claim(token, role);
+        }
+        scan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::expect::*;
+    use super::*;
+    use crate::intent::IntentType;
+    use Component::*;
+
+    #[test]
+    fn aliases_cannot_tie() {
+        // The longest alias wins; two of the same length could only both match if one
+        // were the other's plural, and then which wins would depend on the table order.
+        for (i, (a, _)) in ALIASES.iter().enumerate() {
+            for (j, (b, _)) in ALIASES.iter().enumerate() {
+                assert!(i == j || a != b, "{a} is listed twice");
+                assert_ne!(format!("{a}s"), *b, "{b} is the plural of {a}");
+            }
+        }
+    }
+
+    #[test]
+    fn several_components_in_order_without_duplicates() {
+        check(
+            "Deploy AMF and SMF in namespace core5g",
+            deploy(&[Amf, Smf], "core5g"),
+        );
+        check(
+            "deploy amf, smf and upf in namespace core5g",
+            deploy(&[Amf, Smf, Upf], "core5g"),
+        );
+        check(
+            "Deploy UPF, then AMF, then the upf again in namespace core5g",
+            deploy(&[Upf, Amf], "core5g"),
+        );
+        check(
+            "Deploy NRF, UDM, UDR, PCF, AUSF, NSSF and NEF in namespace core5g",
+            deploy(&[Nrf, Udm, Udr, Pcf, Ausf, Nssf, Nef], "core5g"),
+        );
+    }
+
+    #[test]
+    fn ran_aliases_name_their_component() {
+        let cases: &[(&str, Component)] = &[
+            ("near-rt ric", NearRtRic),
+            ("Near RT RIC", NearRtRic),
+            ("nearrt-ric", NearRtRic),
+            ("near-RT-RIC", NearRtRic),
+            ("RIC", NearRtRic),
+            ("xApp", Xapp),
+            ("XAPP", Xapp),
+            ("O-DU", ODu),
+            ("odu", ODu),
+            ("distributed unit", ODu),
+            ("DU", ODu),
+            ("o-cu-cp", OCuCp),
+            ("CU-CP", OCuCp),
+            ("cucp", OCuCp),
+            ("O-CU-UP", OCuUp),
+            ("cu-up", OCuUp),
+            ("cuup", OCuUp),
+        ];
+        for (name, component) in cases {
+            let text = format!("Deploy the {name} in namespace ran");
+            let spec = translate(request(&text)).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(spec.target_components, vec![*component], "{text}");
+            assert_eq!(spec.intent_type, IntentType::Deployment, "{text}");
+            assert_eq!(spec.target_namespace, "ran", "{text}");
+        }
+    }
+
+    #[test]
+    fn du_is_only_a_whole_word() {
+        check(
+            "Deploy AMF during maintenance in namespace core5g",
+            deploy(&[Amf], "core5g"),
+        );
+        check(
+            "Deploy the O-DU and the O-CU-CP in namespace ran",
+            deploy(&[ODu, OCuCp], "ran"),
+        );
+    }
+
+    #[test]
+    fn plurals_name_the_component() {
+        check(
+            "Deploy two UPFs in namespace core5g",
+            deploy(&[Upf], "core5g").replicas(2),
+        );
+        check("Deploy xApps in namespace ric", deploy(&[Xapp], "ric"));
+    }
+
+    #[test]
+    fn every_word_of_a_hyphenated_token_is_read() {
+        check(
+            "Deploy amf-smf in namespace core5g",
+            deploy(&[Amf, Smf], "core5g"),
+        );
+    }
+
+    #[test]
+    fn unknown_nf_beside_a_known_one_is_ignored() {
+        check(
+            "Deploy AMF and MME in namespace core5g",
+            deploy(&[Amf], "core5g"),
+        );
+        check(
+            "Deploy AMF and the FOOBAR function in namespace core5g",
+            deploy(&[Amf], "core5g"),
+        );
+        // an unsupported function is not the noun of a count either
+        check(
+            "Deploy AMF and 3 MMEs in namespace core5g",
+            deploy(&[Amf], "core5g"),
+        );
+    }
+
+    #[test]
+    fn no_known_component_is_refused_with_the_list() {
+        assert_refused(
+            "Deploy something in namespace core5g",
+            &[
+                "no known network function",
+                "amf",
+                "smf",
+                "near-rt-ric",
+                "o-cu-up",
+            ],
+        );
+        assert_refused(
+            "Deploy MME in namespace core5g",
+            &["no known network function", "mme", "not supported"],
+        );
+        // the non-RT RIC is not the near-RT RIC
+        assert_refused(
+            "Deploy the non-RT RIC in namespace smo",
+            &["non-RT RIC", "not supported"],
+        );
+    }
+
+    #[test]
+    fn a_bare_cu_is_ambiguous() {
+        assert_refused(
+            "Deploy the CU in namespace ran",
+            &["'cu'", "o-cu-cp", "o-cu-up"],
+        );
+        assert_refused(
+            "Deploy AMF and O-CU in namespace ran",
+            &["o-cu", "ambiguous"],
+        );
+    }
+
+    #[test]
+    fn component_names_are_not_directions() {
+        // "up" in "cu-up" must not read as "scale up"
+        assert_refused("Scale the cu-up by 2 in namespace ran", &["direction"]);
+        check(
+            "Scale out the cu-up by 2 in namespace ran",
+            scale(&[OCuUp], "ran").by(2),
+        );
+    }
+}

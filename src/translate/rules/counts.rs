@@ -1,0 +1,626 @@
+//! Replica counts and changes: "with 3 replicas", "to 5", "out by 2", "one more replica",
+//! and the spec's scaling block made from them.
+//!
+//! A number is a replica count only in a position that says so (before a replica word or
+//! a component, after "to", "by" or "replicas"); the phrasing decides between an absolute
+//! count and a change. Counts the spec cannot carry are refused rather than approximated:
+//! bounds ("at least 3"), counts per location ("one per zone"), a change without a
+//! direction, and two different counts in one request.
+
+use std::sync::LazyLock;
+
+use super::action::Action;
+use super::number::{number, Number};
+use super::refuse;
+use super::text::{word_at, Phrases, Role, Text, Word};
+use crate::intent::Scaling;
+use crate::translate::Untranslatable;
+
+#[rustfmt::skip]
+const REPLICA_WORDS: &[&str] = &[
+    "replica", "replicas", "instance", "instances", "copy", "copies", "pod", "pods",
+];
+
+/// Words that may follow "to 5" or "by 2" and leave the number a replica count; any other
+/// noun ("to 5 clusters", "by 2 percent") means the number counts something else.
+#[rustfmt::skip]
+const AFTER_COUNT: &[&str] = &[
+    "in", "on", "for", "and", "with", "within", "at", "please", "now", "immediately",
+    "asap", "urgently", "then", "because", "as", "priority", "if", "so", "using", "the",
+];
+
+/// Words that, a little before a number, make it a bound ("at least 3", "max 5").
+#[rustfmt::skip]
+const BOUNDS: &[&str] = &[
+    "max", "maximum", "min", "minimum", "least", "most", "than", "between", "upto",
+];
+
+/// Scaling verbs that say "up" by themselves.
+#[rustfmt::skip]
+static UP: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[
+    "scaleout", "scaleup", "increase", "increasing", "grow",
+]));
+
+/// Scaling verbs that say "down" by themselves.
+#[rustfmt::skip]
+static DOWN: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[
+    "scalein", "scaledown", "reduce", "reducing", "decrease", "decreasing", "shrink",
+]));
+
+pub(super) fn is_replica_word(word: &str) -> bool {
+    REPLICA_WORDS.contains(&word)
+}
+
+/// A replica change read from the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    To(u64),
+    By(i64),
+}
+
+impl Change {
+    fn describe(self) -> String {
+        match self {
+            Change::To(n) => format!("{n} replicas"),
+            Change::By(d) => format!("a change of {d:+}"),
+        }
+    }
+}
+
+/// Which way "by N" goes, read from the scaling words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Unknown,
+    Up,
+    Down,
+    Both,
+}
+
+fn direction(words: &[Word]) -> Direction {
+    let mut up = UP.find(words).is_some();
+    let mut down = DOWN.find(words).is_some();
+    for i in (0..words.len()).filter(|&i| word_at(words, i, "scale")) {
+        // "scale out AMF", "scale AMF up"
+        let near = |w: &str| (i + 1..i + 4).any(|j| word_at(words, j, w));
+        up |= near("out") || near("up");
+        down |= near("down") || scale_in_at(words, i);
+    }
+    match (up, down) {
+        (true, true) => Direction::Both,
+        (true, false) => Direction::Up,
+        (false, true) => Direction::Down,
+        (false, false) => Direction::Unknown,
+    }
+}
+
+/// "scale in AMF", "scale-in the SMF": "in" right after "scale", unless it opens the
+/// namespace phrase ("scale in namespace x", "scale in the core5g namespace").
+fn scale_in_at(words: &[Word], scale: usize) -> bool {
+    if !word_at(words, scale + 1, "in") {
+        return false;
+    }
+    let next = if word_at(words, scale + 2, "the") {
+        scale + 3
+    } else {
+        scale + 2
+    };
+    words.get(next).is_none_or(|w| w.role != Role::Namespace)
+}
+
+/// Reads the replica count or change and turns it into the spec's scaling block.
+pub(super) fn scaling(
+    text: &Text,
+    words: &[Word],
+    action: Action,
+) -> Result<Option<Scaling>, Untranslatable> {
+    let change = replica_change(text, action, direction(words))?;
+    match (action, change) {
+        (_, Some(Change::To(n))) => {
+            let replicas = u32::try_from(n)
+                .or_else(|_| refuse(format!("the replica count {n} is too large")))?;
+            Ok(Some(Scaling {
+                replicas: Some(replicas),
+                ..Scaling::default()
+            }))
+        }
+        (Action::Scale, Some(Change::By(d))) => {
+            let scale_by = i32::try_from(d)
+                .or_else(|_| refuse(format!("the replica change {d:+} is too large")))?;
+            Ok(Some(Scaling {
+                scale_by: Some(scale_by),
+                ..Scaling::default()
+            }))
+        }
+        (Action::Deploy, Some(Change::By(d))) => refuse(format!(
+            "a deployment cannot change replicas by {d:+}: give a replica count"
+        )),
+        (Action::Deploy, None) => Ok(None),
+        (Action::Scale, None) => {
+            refuse("scaling needs a replica count: say 'to 3 replicas' or 'out by 1'")
+        }
+    }
+}
+
+/// Every replica count or change phrased in the text; more than one distinct reading is
+/// ambiguous ("scale AMF to 3 and SMF to 5").
+fn replica_change(
+    text: &Text,
+    action: Action,
+    direction: Direction,
+) -> Result<Option<Change>, Untranslatable> {
+    refuse_bounds(text, action)?;
+    let mut changes: Vec<Change> = Vec::new();
+    for i in 0..text.len() {
+        let found = counted_noun(text, i)?
+            .or(replicas_then_number(text, i)?)
+            .or(to_number(text, i)?)
+            .or(by_number(text, i, direction)?);
+        if let Some(change) = found {
+            if !changes.contains(&change) {
+                changes.push(change);
+            }
+        }
+    }
+    match changes.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        [a, b, ..] => refuse(format!(
+            "ambiguous replica count: the text says both {} and {}",
+            a.describe(),
+            b.describe()
+        )),
+    }
+}
+
+/// A number in a replica position that is not a whole count stops translation.
+fn whole(value: Number, token: &str) -> Result<Option<u64>, Untranslatable> {
+    match value {
+        Number::Whole(n) => Ok(Some(n)),
+        Number::Negative => refuse(format!("the replica count '{token}' is negative")),
+        Number::Fraction => refuse(format!("the replica count '{token}' is not a whole number")),
+        Number::Unreadable => refuse(format!(
+            "the replica count '{token}' is not one the rules read: write it in plain digits"
+        )),
+        Number::NotNumeric => Ok(None),
+    }
+}
+
+/// "at least 3", "max 5 replicas", "between 2 and 4", and "up to 5" in a deployment are
+/// bounds (autoscaling limits), which the rules do not map: refuse rather than read a count.
+fn refuse_bounds(text: &Text, action: Action) -> Result<(), Untranslatable> {
+    for at in 0..text.len() {
+        let Some(word) = text.free(at) else {
+            continue;
+        };
+        let up_to = word == "up" && text.free(at + 1) == Some("to") && action == Action::Deploy;
+        if !(BOUNDS.contains(&word) || up_to) {
+            continue;
+        }
+        let number_at = (at + 1..at + 4).find(|&j| {
+            text.free(j)
+                .is_some_and(|w| matches!(number(w), Number::Whole(_)))
+        });
+        if let Some(end) = number_at {
+            let phrase: Vec<&str> = (at..=end).filter_map(|j| text.free(j)).collect();
+            return refuse(format!(
+                "replica bounds ('{}') are not supported: give an exact count",
+                phrase.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// "3 replicas", "3 AMF instances", "two UPFs", "one more replica", "add a replica",
+/// "a single instance", "2 fewer replicas": a number in front of a countable noun.
+fn counted_noun(text: &Text, noun: usize) -> Result<Option<Change>, Untranslatable> {
+    let is_replica = text.free(noun).is_some_and(is_replica_word);
+    if !is_replica && text.role(noun) != Some(Role::Component) {
+        return Ok(None);
+    }
+    let mut at = noun;
+    if is_replica && at > 0 && text.role(at - 1) == Some(Role::Component) {
+        at -= 1;
+    }
+    let modifier = text.free_before(at, 1).and_then(|w| match w {
+        "more" | "extra" | "additional" => Some(1),
+        "fewer" | "less" => Some(-1),
+        _ => None,
+    });
+    if modifier.is_some() {
+        at -= 1;
+    }
+    let Some(count_at) = at.checked_sub(1) else {
+        return Ok(None);
+    };
+    let Some(word) = text.free(count_at) else {
+        return Ok(None);
+    };
+    let added = text.free_before(count_at, 1) == Some("add");
+    if text.free_before(count_at, 1) == Some("by") {
+        return Ok(None); // "by 2 replicas" is read by `by_number`
+    }
+    let n = match word {
+        "single" => 1,
+        "another" => return Ok(Some(Change::By(1))),
+        "a" | "an" if modifier.is_some() || added => 1,
+        _ => match whole(number(word), word)? {
+            Some(n) => n,
+            None => return Ok(None),
+        },
+    };
+    if text.free(noun + 1) == Some("per") {
+        // "one replica per zone" is a topology rule, not a count the spec can carry.
+        return refuse(format!(
+            "'{word} ... per ...' counts per location, which is not supported: give a total"
+        ));
+    }
+    let delta = i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(Some(match modifier {
+        Some(sign) => Change::By(sign * delta),
+        None if added => Change::By(delta),
+        None => Change::To(n),
+    }))
+}
+
+/// "replicas 3", "replicas: 3", "replica count 3", "replica count of 3".
+fn replicas_then_number(text: &Text, noun: usize) -> Result<Option<Change>, Untranslatable> {
+    if !text.free(noun).is_some_and(is_replica_word) {
+        return Ok(None);
+    }
+    let mut at = noun + 1;
+    for filler in ["count", "of"] {
+        if text.free(at) == Some(filler) {
+            at += 1;
+        }
+    }
+    let Some(word) = text.free(at) else {
+        return Ok(None);
+    };
+    // "replicas 3 cpus" would be a different phrase; only a count that ends here counts.
+    if !ends_count(text, at) {
+        return Ok(None);
+    }
+    Ok(whole(number(word), word)?.map(Change::To))
+}
+
+/// True when the number at `at` is not followed by a noun that would make it count
+/// something other than replicas.
+fn ends_count(text: &Text, at: usize) -> bool {
+    // The next token, if there is one and it is free.
+    let next = text.free(at + 1);
+    at < text.len()
+        && (text.ends_clause(at)
+            || next.is_none_or(|next| is_replica_word(next) || AFTER_COUNT.contains(&next)))
+}
+
+/// "to 5", "to 5 replicas", "up to 5" (a bound in a deployment, see [`refuse_bounds`]).
+fn to_number(text: &Text, to: usize) -> Result<Option<Change>, Untranslatable> {
+    if text.free(to) != Some("to") {
+        return Ok(None);
+    }
+    let Some(word) = text.free(to + 1) else {
+        return Ok(None);
+    };
+    let value = number(word);
+    if value == Number::NotNumeric || !ends_count(text, to + 1) {
+        return Ok(None);
+    }
+    let Some(n) = whole(value, word)? else {
+        return Ok(None);
+    };
+    Ok(Some(Change::To(n)))
+}
+
+/// "by 2" after "scale out/up" (+2) or "scale in/down" (-2).
+fn by_number(
+    text: &Text,
+    by: usize,
+    direction: Direction,
+) -> Result<Option<Change>, Untranslatable> {
+    if text.free(by) != Some("by") {
+        return Ok(None);
+    }
+    let Some(word) = text.free(by + 1) else {
+        return Ok(None);
+    };
+    let value = number(word);
+    if value == Number::NotNumeric || !ends_count(text, by + 1) {
+        return Ok(None);
+    }
+    let Some(n) = whole(value, word)? else {
+        return Ok(None);
+    };
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    match direction {
+        Direction::Up => Ok(Some(Change::By(n))),
+        Direction::Down => Ok(Some(Change::By(-n))),
+        Direction::Unknown => refuse(format!(
+            "'by {word}' needs a direction: say scale out/up or scale in/down"
+        )),
+        Direction::Both => refuse(format!(
+            "'by {word}' is ambiguous: the text says both up and down"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::expect::*;
+    use crate::intent::Component::*;
+    use crate::intent::{NetworkIntent, Priority};
+    use crate::validate::{validate, Limits};
+
+    #[test]
+    fn deploy_without_count_has_no_scaling() {
+        check("Deploy AMF in namespace core5g", deploy(&[Amf], "core5g"));
+    }
+
+    #[test]
+    fn count_phrasings() {
+        for text in [
+            "Deploy AMF with 3 replicas in namespace core5g",
+            "Deploy 3 replicas of AMF in namespace core5g",
+            "Deploy AMF, 3 instances, in namespace core5g",
+            "Deploy 3 copies of AMF in namespace core5g",
+            "Deploy 3 AMF replicas in namespace core5g",
+            "Deploy AMF with replicas: 3 in namespace core5g",
+            "Deploy AMF with three replicas in namespace core5g",
+            "Deploy three AMFs in namespace core5g",
+        ] {
+            check(text, deploy(&[Amf], "core5g").replicas(3));
+        }
+    }
+
+    #[test]
+    fn a_couple_is_not_a_count() {
+        check(
+            "Deploy AMF with a couple of replicas in namespace core5g",
+            deploy(&[Amf], "core5g"),
+        );
+        assert_refused(
+            "Scale AMF to a couple of replicas in namespace core5g",
+            &["scaling needs a replica count"],
+        );
+    }
+
+    #[test]
+    fn scale_by_needs_and_takes_a_direction() {
+        check(
+            "Scale out AMF by 2 in namespace core5g",
+            scale(&[Amf], "core5g").by(2),
+        );
+        check(
+            "Scale AMF up by two in namespace core5g",
+            scale(&[Amf], "core5g").by(2),
+        );
+        check(
+            "Scale in AMF by 2 in namespace core5g",
+            scale(&[Amf], "core5g").by(-2),
+        );
+        check(
+            "Scale the AMF down by 2 replicas in namespace core5g",
+            scale(&[Amf], "core5g").by(-2),
+        );
+        check(
+            "Increase UPF by 4 in namespace core5g",
+            scale(&[Upf], "core5g").by(4),
+        );
+        check(
+            "Shrink UPF by one in namespace core5g",
+            scale(&[Upf], "core5g").by(-1),
+        );
+        check(
+            "Scale in the AMF by 2 in namespace core5g",
+            scale(&[Amf], "core5g").by(-2),
+        );
+        check(
+            "Scale-in the SMF by one in namespace core5g",
+            scale(&[Smf], "core5g").by(-1),
+        );
+        check(
+            "Scale out by 2 the AMF in namespace core5g",
+            scale(&[Amf], "core5g").by(2),
+        );
+        // here "in" opens the namespace phrase: no direction
+        assert_refused("Scale in the core5g namespace the AMF by 2", &["direction"]);
+        assert_refused(
+            "Scale AMF by 2 in namespace core5g",
+            &["'by 2'", "direction"],
+        );
+        assert_refused(
+            "Scale up AMF and scale down SMF by 2 in namespace core5g",
+            &["'by 2'", "up and down"],
+        );
+    }
+
+    #[test]
+    fn one_more_replica_is_plus_one() {
+        for text in [
+            "Scale AMF: one more replica, in namespace core5g",
+            "Scale AMF with an extra replica in namespace core5g",
+            "Add a replica to the AMF in namespace core5g",
+            "Add one more AMF replica in namespace core5g",
+            "Scale AMF to add another replica in namespace core5g",
+        ] {
+            check(text, scale(&[Amf], "core5g").by(1));
+        }
+        check(
+            "Add 2 more replicas to SMF in namespace core5g",
+            scale(&[Smf], "core5g").by(2),
+        );
+        check(
+            "Scale SMF with two fewer replicas in namespace core5g",
+            scale(&[Smf], "core5g").by(-2),
+        );
+    }
+
+    #[test]
+    fn scaling_without_a_count_is_refused() {
+        assert_refused(
+            "Scale out AMF in namespace core5g",
+            &["scaling needs a replica count"],
+        );
+        assert_refused(
+            "Scale AMF to 5 clusters in namespace core5g",
+            &["scaling needs a replica count"],
+        );
+        assert_refused(
+            "Scale up AMF by 50% in namespace core5g",
+            &["scaling needs a replica count"],
+        );
+        assert_refused(
+            "Scale up AMF by 50 percent in namespace core5g",
+            &["scaling needs a replica count"],
+        );
+    }
+
+    #[test]
+    fn two_different_counts_are_ambiguous() {
+        assert_refused(
+            "Scale AMF to 3 and SMF to 5 in namespace core5g",
+            &["ambiguous", "3 replicas", "5 replicas"],
+        );
+        assert_refused(
+            "Deploy AMF with 3 replicas and SMF with 2 replicas in namespace core5g",
+            &["ambiguous"],
+        );
+        assert_refused(
+            "Scale out AMF to 5, by 2 in namespace core5g",
+            &["ambiguous"],
+        );
+        // the same count said twice is not ambiguous
+        check(
+            "Scale AMF to 3 and SMF to 3 in namespace core5g",
+            scale(&[Amf, Smf], "core5g").replicas(3),
+        );
+    }
+
+    #[test]
+    fn negative_fractional_and_huge_counts() {
+        assert_refused(
+            "Deploy AMF with -3 replicas in namespace core5g",
+            &["'-3'", "negative"],
+        );
+        assert_refused("Scale AMF to -3 in namespace core5g", &["negative"]);
+        assert_refused(
+            "Deploy AMF with 2.5 replicas in namespace core5g",
+            &["'2.5'", "whole number"],
+        );
+        assert_refused(
+            "Deploy AMF with 99999999999 replicas in namespace core5g",
+            &["too large"],
+        );
+        // numbers written in words beyond twenty are refused, not silently dropped
+        assert_refused(
+            "Deploy AMF with twenty-one replicas in namespace core5g",
+            &["'twenty-one'", "digits"],
+        );
+        assert_refused(
+            "Scale AMF to thirty in namespace core5g",
+            &["'thirty'", "digits"],
+        );
+        assert_refused(
+            "Deploy a dozen AMF replicas in namespace core5g",
+            &["'dozen'"],
+        );
+        // a large but representable count is parsed; validation refuses it
+        let spec = translate(request("Deploy AMF with 500 replicas in namespace core5g"))
+            .expect("500 is parsed");
+        assert_eq!(spec.scaling.as_ref().and_then(|s| s.replicas), Some(500));
+        let err = validate(&NetworkIntent::new("k", spec), &Limits::default())
+            .expect_err("validation refuses 500");
+        assert_eq!(err.field, "spec.scaling.replicas");
+    }
+
+    #[test]
+    fn separators_and_leading_dots_do_not_change_a_count() {
+        // These used to read as 1, 0 and 5 replicas: "1,500" split into 1 and 500, and
+        // ".5" lost its dot.
+        assert_refused(
+            "Scale AMF to 1,500 in namespace core5g",
+            &["'1,500'", "plain digits"],
+        );
+        assert_refused(
+            "Deploy AMF with 1,000 replicas in namespace core5g",
+            &["'1,000'", "plain digits"],
+        );
+        assert_refused(
+            "Scale AMF to 3,4 in namespace core5g",
+            &["'3,4'", "plain digits"],
+        );
+        assert_refused(
+            "Scale AMF to .5 replicas in namespace core5g",
+            &["'.5'", "whole number"],
+        );
+        // a comma followed by a space still ends the count
+        check(
+            "Scale AMF to 3, 4 minutes from now, namespace core5g",
+            scale(&[Amf], "core5g").replicas(3),
+        );
+    }
+
+    #[test]
+    fn bounds_are_not_counts() {
+        assert_refused(
+            "Deploy AMF with up to 5 replicas in namespace core5g",
+            &["bounds", "'up to 5'"],
+        );
+        assert_refused(
+            "Deploy AMF with at least 3 replicas in namespace core5g",
+            &["bounds", "'least 3'"],
+        );
+        assert_refused(
+            "Scale AMF to a maximum of 8 replicas in namespace core5g",
+            &["bounds", "maximum"],
+        );
+        assert_refused(
+            "Scale AMF to at most 3 in namespace core5g",
+            &["bounds", "most 3"],
+        );
+        assert_refused(
+            "Deploy AMF with between 2 and 4 replicas in namespace core5g",
+            &["bounds", "between 2"],
+        );
+        // in a scaling request "up to" is the target, not a bound
+        check(
+            "Scale AMF up to 3 in namespace core5g",
+            scale(&[Amf], "core5g").replicas(3),
+        );
+    }
+
+    #[test]
+    fn counts_per_location_are_refused() {
+        assert_refused(
+            "Deploy AMF with one replica per zone in namespace core5g",
+            &["per location"],
+        );
+        assert_refused(
+            "Deploy one AMF per node in namespace core5g",
+            &["per location"],
+        );
+        // "each" means every named component gets the count, which the spec says anyway
+        check(
+            "Deploy AMF, SMF and UPF with 2 replicas each in namespace core5g",
+            deploy(&[Amf, Smf, Upf], "core5g").replicas(2),
+        );
+    }
+
+    #[test]
+    fn a_deployment_cannot_take_a_relative_change() {
+        assert_refused(
+            "Deploy AMF with one more replica in namespace core5g",
+            &["deployment", "+1"],
+        );
+    }
+
+    #[test]
+    fn a_count_ends_at_punctuation() {
+        check(
+            "Scale AMF to 5. It is urgent, namespace core5g",
+            scale(&[Amf], "core5g")
+                .replicas(5)
+                .priority(Priority::Critical),
+        );
+    }
+}

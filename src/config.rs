@@ -79,6 +79,18 @@ pub struct Config {
     /// Largest replica count an intent may ask for.
     #[arg(long, env = "MAX_REPLICAS", default_value_t = 100)]
     pub max_replicas: u32,
+
+    /// How long after its last sighting a key still deduplicates.
+    #[arg(long, env = "DEDUP_WINDOW", default_value = "7d", value_parser = parse_duration)]
+    pub dedup_window: std::time::Duration,
+
+    /// Dedup entries kept per input partition; at the bound the least recently seen go.
+    #[arg(long, env = "DEDUP_MAX_ENTRIES", default_value_t = 200_000)]
+    pub dedup_max_entries: usize,
+
+    /// Replication factor of dedup changelog topics the worker creates (-1: broker default).
+    #[arg(long, env = "DEDUP_CHANGELOG_REPLICATION", default_value_t = -1, allow_negative_numbers = true)]
+    pub dedup_changelog_replication: i32,
 }
 
 /// A `key=value` librdkafka property.
@@ -184,6 +196,18 @@ impl Config {
         self.topics.validate()?;
         if self.group.trim().is_empty() {
             return Err(config_error("CONSUMER_GROUP (--group)", "is empty"));
+        }
+        if self.dedup_max_entries == 0 {
+            return Err(config_error(
+                "DEDUP_MAX_ENTRIES (--dedup-max-entries)",
+                "must be at least 1",
+            ));
+        }
+        if self.dedup_window.is_zero() {
+            return Err(config_error(
+                "DEDUP_WINDOW (--dedup-window)",
+                "must be longer than 0s",
+            ));
         }
         if self.max_replicas == 0 {
             return Err(config_error(

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod dedup;
 pub mod health;
 pub mod intent;
 pub mod kafka;

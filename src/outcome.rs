@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decode::{IdempotencyKey, KeySource};
 use crate::message::SourceRef;
+use crate::request::MessageType;
 use crate::translate::TranslatorKind;
 
 /// The lifecycle stages of a request.
@@ -104,10 +105,19 @@ impl Failure {
 }
 
 /// The NetworkIntent an event is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IntentRef {
     pub name: String,
     pub namespace: String,
+}
+
+/// What a `duplicate` refers to: the terminal outcome of the first message with the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Original {
+    pub stage: Stage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<IntentRef>,
+    pub source: SourceRef,
 }
 
 /// One lifecycle event, as published (JSON) on the outcomes topic.
@@ -118,9 +128,9 @@ pub struct OutcomeEvent {
     /// `derived` when the producer gave no key and the service hashed the message.
     pub key_source: KeySource,
     pub stage: Stage,
-    /// `service_request` or `network_event`; absent when the payload could not be decoded.
+    /// Absent when the payload could not be decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_type: Option<String>,
+    pub message_type: Option<MessageType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<IntentRef>,
     pub source: SourceRef,
@@ -128,6 +138,9 @@ pub struct OutcomeEvent {
     pub translator: Option<TranslatorKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
+    /// On a `duplicate`: the outcome of the message that first carried the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Original>,
     /// RFC 3339, UTC.
     pub occurred_at: String,
 }
@@ -145,6 +158,7 @@ impl OutcomeEvent {
             source: source.clone(),
             translator: None,
             error: None,
+            original: None,
             occurred_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         }
     }

@@ -60,11 +60,7 @@ impl<T: Translator> Pipeline<T> {
     pub fn receive(&self, message: &InboundMessage) -> (Received, OutcomeEvent) {
         let decoded = decode(message);
         let mut event = OutcomeEvent::new(&decoded.key, Stage::Received, &message.source);
-        event.message_type = decoded
-            .request
-            .as_ref()
-            .ok()
-            .map(|r| r.type_name().to_string());
+        event.message_type = decoded.request.as_ref().ok().map(Request::message_type);
         let received = Received {
             key: decoded.key,
             source: message.source.clone(),
@@ -85,7 +81,7 @@ impl<T: Translator> Pipeline<T> {
             Ok(request) => request,
             Err(failure) => return rejected(event(Stage::Rejected), failure),
         };
-        let message_type = Some(request.type_name().to_string());
+        let message_type = Some(request.message_type());
         let translator = Some(self.translator.kind());
 
         let spec = match self.translator.translate(&request).await {
@@ -104,7 +100,7 @@ impl<T: Translator> Pipeline<T> {
         };
         let described = |stage| {
             let mut e = event(stage);
-            e.message_type = message_type.clone();
+            e.message_type = message_type;
             e.translator = translator;
             e.intent = Some(intent_ref.clone());
             e

@@ -74,11 +74,18 @@ impl Request {
         .filter(|k| !k.trim().is_empty())
     }
 
-    /// `service_request` or `network_event`, as outcome events name the type.
-    pub fn type_name(&self) -> &'static str {
+    pub fn message_type(&self) -> MessageType {
         match self {
-            Request::Service(_) => "service_request",
-            Request::Event(_) => "network_event",
+            Request::Service(_) => MessageType::ServiceRequest,
+            Request::Event(_) => MessageType::NetworkEvent,
         }
     }
+}
+
+/// The kind of a request, as outcome events name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    ServiceRequest,
+    NetworkEvent,
 }

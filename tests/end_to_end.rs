@@ -103,7 +103,10 @@ async fn a_request_and_an_event_are_applied_with_their_outcomes() {
     }
     let order = outcomes.terminal("order-1")[0];
     assert_eq!(order.source.topic, topics.service_requests);
-    assert_eq!(order.message_type.as_deref(), Some("service_request"));
+    assert_eq!(
+        serde_json::to_value(order.message_type).unwrap(),
+        "service_request"
+    );
     let amf = read_intent(
         dir.path(),
         "core5g",
@@ -171,7 +174,7 @@ async fn two_hundred_mixed_messages_each_get_one_terminal_outcome_and_offsets_re
         }
     }
     assert_eq!(rejected, expected_rejections);
-    let files = walk(dir.path());
+    let files = common::intent_files(dir.path());
     assert_eq!(
         files,
         200 - expected_rejections,
@@ -342,22 +345,12 @@ async fn bad_messages_are_rejected_dead_lettered_and_do_not_block_the_partition(
         ]
     );
 
-    assert_eq!(walk(dir.path()), 2, "only the good requests became intents");
+    assert_eq!(
+        common::intent_files(dir.path()),
+        2,
+        "only the good requests became intents"
+    );
     assert_eq!(committed_and_end(&topics.group, t, 1), [(7, 7)]);
-}
-
-/// Number of intent files under `dir`.
-fn walk(dir: &std::path::Path) -> usize {
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            n += walk(&path);
-        } else if path.extension().is_some_and(|e| e == "yaml") {
-            n += 1;
-        }
-    }
-    n
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,14 +2,16 @@
 //! field names, and a fully populated value of each type encodes under its schema and
 //! decodes back unchanged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use apache_avro::Schema;
 use nephoran_kafka_consumer::decode::{IdempotencyKey, KeySource};
 use nephoran_kafka_consumer::intent::ParamValue;
 use nephoran_kafka_consumer::message::SourceRef;
-use nephoran_kafka_consumer::outcome::{ErrorCode, Failure, IntentRef, OutcomeEvent, Stage};
-use nephoran_kafka_consumer::request::{NetworkEvent, ServiceRequest};
+use nephoran_kafka_consumer::outcome::{
+    ErrorCode, Failure, IntentRef, Original, OutcomeEvent, Stage,
+};
+use nephoran_kafka_consumer::request::{MessageType, NetworkEvent, ServiceRequest};
 use nephoran_kafka_consumer::translate::TranslatorKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,20 +22,37 @@ fn schema(file: &str) -> Schema {
     Schema::parse_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Field names of a record schema, recursively as `a`, `a.b`.
-fn schema_fields(schema: &Schema, prefix: &str, out: &mut Vec<String>) {
+/// Field names of a record schema, recursively as `a`, `a.b`; named references are
+/// followed through `named` (records defined earlier in the schema).
+fn schema_fields<'a>(
+    schema: &'a Schema,
+    prefix: &str,
+    named: &mut HashMap<String, &'a Schema>,
+    out: &mut Vec<String>,
+) {
+    let schema = match schema {
+        Schema::Ref { name } => match named.get(&name.name) {
+            Some(s) => *s,
+            None => return,
+        },
+        other => other,
+    };
     let Schema::Record(record) = schema else {
         return;
     };
+    named.insert(record.name.name.clone(), schema);
     for field in &record.fields {
         let name = format!("{prefix}{}", field.name);
         out.push(name.clone());
         let inner = match &field.schema {
-            Schema::Union(u) => u.variants().iter().find(|v| matches!(v, Schema::Record(_))),
+            Schema::Union(u) => u
+                .variants()
+                .iter()
+                .find(|v| matches!(v, Schema::Record(_) | Schema::Ref { .. })),
             other => Some(other),
         };
         if let Some(inner) = inner {
-            schema_fields(inner, &format!("{name}."), out);
+            schema_fields(inner, &format!("{name}."), named, out);
         }
     }
 }
@@ -58,7 +77,7 @@ where
 {
     let schema = schema(file);
     let mut expected = Vec::new();
-    schema_fields(&schema, "", &mut expected);
+    schema_fields(&schema, "", &mut HashMap::new(), &mut expected);
     let mut actual = Vec::new();
     json_fields(&serde_json::to_value(value).unwrap(), "", &mut actual);
     expected.sort();
@@ -153,13 +172,22 @@ fn outcome_event_schema_agrees() {
         offset: 42,
     };
     let mut event = OutcomeEvent::new(&key, Stage::Failed, &source);
-    event.message_type = Some("service_request".into());
+    event.message_type = Some(MessageType::ServiceRequest);
     event.intent = Some(IntentRef {
         name: "order-1-abcdef0123".into(),
         namespace: "core5g".into(),
     });
     event.translator = Some(TranslatorKind::Rules);
     event.error = Some(Failure::new(ErrorCode::ApplyFailed, "disk full"));
+    event.original = Some(Original {
+        stage: Stage::Applied,
+        intent: event.intent.clone(),
+        source: SourceRef {
+            topic: "service-requests".into(),
+            partition: 3,
+            offset: 7,
+        },
+    });
     assert_agrees("outcome-event.avsc", &event);
 
     let file = "outcome-event.avsc";
@@ -197,6 +225,10 @@ fn outcome_event_schema_agrees() {
             KeySource::Payload,
             KeySource::Derived
         ])
+    );
+    assert_eq!(
+        enum_symbols(file, "MessageType"),
+        names(&[MessageType::ServiceRequest, MessageType::NetworkEvent])
     );
     assert_eq!(
         enum_symbols(file, "TranslatorKind"),

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 use tracing::info;
 
@@ -19,10 +18,7 @@ pub async fn create_topics(
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        super::client_config(properties, &[])
-            .create()
-            .context("could not create the Kafka admin client")?;
+    let admin = super::admin_client(properties)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))

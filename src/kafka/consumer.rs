@@ -5,11 +5,13 @@
 //! every earlier message of its partition have their outcomes published.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
@@ -18,10 +20,31 @@ use crate::message::{InboundMessage, SourceRef};
 
 pub type GroupConsumer = StreamConsumer<GroupContext>;
 
-/// Logs rebalances and commits, and tells `/readyz` when the group has been joined.
-#[derive(Debug)]
+const REVOKE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs rebalances and commits, tells `/readyz` when the group has been joined, and
+/// lists the partitions that changed hands, whose dedup state the worker must drop.
 pub struct GroupContext {
     pub health: Arc<Health>,
+    /// Partitions assigned or revoked since the worker last looked.
+    pub reassigned: Arc<Mutex<Vec<(String, i32)>>>,
+    /// The producer of outcomes and changelog entries, flushed before partitions are
+    /// handed over so their next owner restores every entry written so far.
+    pub producer: FutureProducer,
+}
+
+impl GroupContext {
+    fn note_reassigned(&self, tpl: &TopicPartitionList) {
+        let mut list = match self.reassigned.lock() {
+            Ok(list) => list,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        list.extend(
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition())),
+        );
+    }
 }
 
 impl ClientContext for GroupContext {}
@@ -30,12 +53,21 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             info!(partitions = %describe(tpl), "partitions revoked");
+            self.note_reassigned(tpl);
+            // Blocks the poll briefly; the worker is between messages here (callbacks run
+            // inside its `recv`), so everything it processed is in the producer's queue.
+            if let Err(e) = self.producer.flush(Timeout::After(REVOKE_FLUSH_TIMEOUT)) {
+                warn!(error = %e, "sends not all acknowledged before handing partitions over");
+            }
         }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => info!(partitions = %describe(tpl), "partitions assigned"),
+            Rebalance::Assign(tpl) => {
+                info!(partitions = %describe(tpl), "partitions assigned");
+                self.note_reassigned(tpl);
+            }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
         }

@@ -6,12 +6,26 @@
 //! fixed here and cannot be overridden by pass-through properties.
 
 pub mod admin;
+pub mod changelog;
 pub mod consumer;
 pub mod publisher;
 
 use std::collections::BTreeMap;
 
+use anyhow::Context;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
+
+/// An admin client whose metadata requests never create the topic they ask about (with
+/// the broker's default partitions and cleanup policy): topics are created on purpose.
+fn admin_client(
+    properties: &BTreeMap<String, String>,
+) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    client_config(properties, &[("allow.auto.create.topics", "false")])
+        .create()
+        .context("could not create the Kafka admin client")
+}
 
 /// A client configuration from user properties with `fixed` settings applied on top.
 fn client_config(properties: &BTreeMap<String, String>, fixed: &[(&str, &str)]) -> ClientConfig {

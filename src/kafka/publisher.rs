@@ -189,6 +189,23 @@ impl Publisher {
         self.enqueue(record).await
     }
 
+    /// Enqueues a dedup changelog record: `value` sets the key's entry, `None` is a
+    /// tombstone that removes it. Written to the input message's partition number.
+    pub async fn changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<Delivery, PublishError> {
+        let mut record: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(topic).partition(partition).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        self.enqueue(record).await
+    }
+
     /// Enqueues a record, waiting while librdkafka's queue is full rather than failing.
     async fn enqueue<K, P>(
         &self,
@@ -221,6 +238,11 @@ impl Publisher {
                 Err((source, _)) => return Err(PublishError { topic, source }),
             }
         }
+    }
+
+    /// A handle on the producer, for flushing it from the consumer's rebalance callback.
+    pub fn producer(&self) -> FutureProducer {
+        self.producer.clone()
     }
 
     /// Waits for every enqueued send, up to `timeout`.

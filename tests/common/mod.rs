@@ -3,20 +3,25 @@
 //! worker running in-process, and the group's committed offsets.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use clap::Parser;
 use nephoran_kafka_consumer::apply::IntentSink;
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::health::Health;
+use nephoran_kafka_consumer::intent::NetworkIntentSpec;
 use nephoran_kafka_consumer::kafka::admin;
 use nephoran_kafka_consumer::outcome::OutcomeEvent;
 use nephoran_kafka_consumer::pipeline::Pipeline;
-use nephoran_kafka_consumer::translate::RuleTranslator;
+use nephoran_kafka_consumer::request::Request;
+use nephoran_kafka_consumer::translate::{
+    RuleTranslator, Translator, TranslatorKind, Untranslatable,
+};
 use nephoran_kafka_consumer::validate::Limits;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -136,12 +141,17 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(config: Config) -> Self {
+        let translator = RuleTranslator::new(config.max_replicas);
+        Self::start_with(config, translator)
+    }
+
+    pub fn start_with<T: Translator + 'static>(config: Config, translator: T) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let health = Arc::new(Health::default());
         let worker_health = health.clone();
         let task = tokio::spawn(async move {
             let pipeline = Pipeline::new(
-                RuleTranslator::new(config.max_replicas),
+                translator,
                 IntentSink::new(config.intent_sink.clone()),
                 Limits::default(),
             );
@@ -275,6 +285,38 @@ impl Outcomes {
         }
     }
 
+    /// Reads events until `n` distinct messages have a terminal stage.
+    pub async fn until_terminal_messages(&mut self, n: usize) {
+        while self.terminal_messages().len() < n {
+            let Some(message) = self.reader.next(PATIENCE).await else {
+                panic!(
+                    "{} of {n} messages have a terminal outcome after {PATIENCE:?}",
+                    self.terminal_messages().len()
+                );
+            };
+            self.push(&message);
+        }
+    }
+
+    /// The (topic, partition, offset) of every message with a terminal event.
+    pub fn terminal_messages(&self) -> HashSet<(String, i32, i64)> {
+        self.by_key
+            .values()
+            .flatten()
+            .filter(|e| e.stage.is_terminal())
+            .map(|e| (e.source.topic.clone(), e.source.partition, e.source.offset))
+            .collect()
+    }
+
+    /// Events of `stage`, over all keys.
+    pub fn count(&self, stage: &str) -> usize {
+        self.by_key
+            .values()
+            .flatten()
+            .filter(|e| e.stage.as_str() == stage)
+            .count()
+    }
+
     /// Reads whatever else arrives until the topic has been quiet for `quiet`.
     pub async fn drain(&mut self, quiet: Duration) {
         while let Some(message) = self.reader.next(quiet).await {
@@ -347,4 +389,50 @@ pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The rule translator, counting its calls per idempotency key (the payload's).
+#[derive(Clone)]
+pub struct CountingTranslator {
+    inner: RuleTranslator,
+    pub calls: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl CountingTranslator {
+    pub fn new() -> Self {
+        Self {
+            inner: RuleTranslator::new(100),
+            calls: Arc::default(),
+        }
+    }
+
+    pub fn calls(&self) -> HashMap<String, usize> {
+        self.calls.lock().expect("calls").clone()
+    }
+}
+
+impl Translator for CountingTranslator {
+    fn kind(&self) -> TranslatorKind {
+        TranslatorKind::Rules
+    }
+
+    async fn translate(&self, request: &Request) -> Result<NetworkIntentSpec, Untranslatable> {
+        let key = request.payload_key().unwrap_or("(none)").to_string();
+        *self.calls.lock().expect("calls").entry(key).or_default() += 1;
+        self.inner.translate_sync(request)
+    }
+}
+
+/// Number of intent files under `dir`.
+pub fn intent_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            n += intent_files(&path);
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            n += 1;
+        }
+    }
+    n
 }

@@ -1,0 +1,160 @@
+//! Restoring dedup state from the changelog: time and memory for 1 000 000 entries.
+//!
+//! Needs a broker: `scripts/bench` starts one and runs every benchmark. Writes 1 M entries
+//! (keys like `order-000000123456`) to one changelog partition, then restores them the
+//! way a worker does when the partition is assigned, and prints the restore time and the
+//! bytes held per entry (counted by a global allocator around the store), next to the
+//! targets: under 3 s and under 200 bytes per entry.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nephoran_kafka_consumer::dedup::{changelog_topic, now_secs, Entry, Limits, Outcome, State};
+use nephoran_kafka_consumer::kafka::{admin, changelog};
+use nephoran_kafka_consumer::outcome::Stage;
+use nephoran_kafka_consumer::translate::TranslatorKind;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+/// Counts the bytes the Rust side holds, so the store's footprint can be measured.
+struct Counting;
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HELD.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const ENTRIES: i64 = 1_000_000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), brokers.clone())]);
+    let run = std::process::id();
+    let input = format!("bench-requests-{run}");
+    let group = format!("bench-{run}");
+    admin::create_topics(&properties, std::slice::from_ref(&input), 1, 1).await?;
+    changelog::ensure_changelogs(&properties, &group, std::slice::from_ref(&input), 1).await?;
+    let topic = changelog_topic(&group, &input);
+
+    let started = Instant::now();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let now = now_secs();
+    for i in 0..ENTRIES {
+        let entry = Entry {
+            state: State::Done(Outcome {
+                stage: Stage::Applied,
+                message_type: None,
+                translator: Some(TranslatorKind::Rules),
+                error: None,
+            }),
+            offset: i,
+            since: now,
+            last_seen: now,
+            namespace: 0,
+        };
+        let key = format!("order-{i:012}");
+        let value = entry.encode(Some("core5g"));
+        let mut record = FutureRecord::to(&topic)
+            .partition(0)
+            .key(&key)
+            .payload(&value);
+        loop {
+            match producer.send_result(record) {
+                Ok(_) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    println!(
+        "wrote {ENTRIES} changelog entries in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The floor: reading the same partition with a bare consumer, doing nothing.
+    let bare = bare_read(&properties, &topic)?;
+    println!(
+        "bare read of the partition: {:.2} s ({:.0} records/s)",
+        bare.as_secs_f64(),
+        ENTRIES as f64 / bare.as_secs_f64()
+    );
+
+    let limits = Limits {
+        window_secs: 7 * 24 * 3600,
+        max_entries: 2_000_000,
+    };
+    let held_before = HELD.load(Ordering::Relaxed);
+    let (store, restored) =
+        tokio::task::spawn_blocking(move || changelog::restore(&properties, &topic, 0, limits))
+            .await??;
+    let held = HELD.load(Ordering::Relaxed).saturating_sub(held_before);
+    let seconds = restored.elapsed.as_secs_f64();
+    let per_entry = held as f64 / store.len() as f64;
+    println!(
+        "restore time / bare read time: {:.2}",
+        seconds / bare.as_secs_f64()
+    );
+    println!(
+        "restore: {} entries from {} records in {seconds:.2} s ({:.0} entries/s); target < 3 s: {}",
+        store.len(),
+        restored.records,
+        store.len() as f64 / seconds,
+        if seconds < 3.0 { "met" } else { "MISSED" }
+    );
+    println!(
+        "memory: {per_entry:.0} bytes per entry held ({:.1} MiB); target < 200: {}",
+        held as f64 / (1024.0 * 1024.0),
+        if per_entry < 200.0 { "met" } else { "MISSED" }
+    );
+    Ok(())
+}
+
+fn bare_read(properties: &BTreeMap<String, String>, topic: &str) -> anyhow::Result<Duration> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let started = Instant::now();
+    let mut config = ClientConfig::new();
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config
+        .set("group.id", "bench-bare")
+        .set("enable.auto.commit", "false")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.max.bytes", "67108864")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut read = 0;
+    while read < ENTRIES {
+        if let Some(record) = consumer.poll(Duration::from_secs(10)) {
+            record?;
+            read += 1;
+        } else {
+            anyhow::bail!("bare read stalled at {read}");
+        }
+    }
+    Ok(started.elapsed())
+}

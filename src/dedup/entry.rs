@@ -1,0 +1,259 @@
+//! One key's dedup entry, and its encoding as a changelog record value.
+//!
+//! An entry is small on purpose (24 bytes beside its key): it holds what a `duplicate`
+//! outcome must name and what the window and the bound need, nothing more. The intent
+//! name is not stored, since it is a pure function of the key; its namespace is interned
+//! by the partition's store (there are few). The changelog value is a 23-byte binary
+//! layout with a version byte, followed by the namespace: cheap to restore by the million.
+
+use crate::outcome::{ErrorCode, Stage};
+use crate::request::MessageType;
+use crate::translate::TranslatorKind;
+
+/// What is known of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub state: State,
+    /// Offset of the message that carried the key first (in this partition).
+    pub offset: i64,
+    /// When the attempt started (in progress) or ended (done), Unix seconds.
+    pub since: u32,
+    /// When the key was last seen, Unix seconds: what the window and the bound go by.
+    pub last_seen: u32,
+    /// The intent's namespace, as an index into the store's namespaces (0: none).
+    pub namespace: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// An attempt started and has not ended; after a crash, the next one takes it over.
+    InProgress,
+    /// The message's processing ended with `stage` (applied, rejected or failed).
+    Done(Outcome),
+}
+
+/// The terminal outcome a `duplicate` refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub stage: Stage,
+    pub message_type: Option<MessageType>,
+    pub translator: Option<TranslatorKind>,
+    pub error: Option<ErrorCode>,
+}
+
+const VERSION: u8 = 1;
+const FIXED_LEN: usize = 23;
+
+/// Why a changelog value could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("changelog value of {0} bytes; expected at least {FIXED_LEN}")]
+    Length(usize),
+    #[error("changelog value with a namespace that is not UTF-8")]
+    Namespace,
+    #[error("changelog value of version {0}; this build reads version {VERSION}")]
+    Version(u8),
+    #[error("changelog value with an unknown {0} code {1}")]
+    Code(&'static str, u8),
+}
+
+impl Entry {
+    /// The changelog value of this entry, whose intent is in `namespace`.
+    pub fn encode(&self, namespace: Option<&str>) -> Vec<u8> {
+        let namespace = namespace.unwrap_or_default().as_bytes();
+        let mut out = vec![0u8; FIXED_LEN + namespace.len()];
+        out[0] = VERSION;
+        match self.state {
+            State::InProgress => {}
+            State::Done(o) => {
+                out[1] = stage_code(o.stage);
+                out[2] = o.message_type.map_or(0, message_type_code);
+                out[3] = o.translator.map_or(0, translator_code);
+                out[4] = o.error.map_or(0, error_code);
+            }
+        }
+        out[7..15].copy_from_slice(&self.offset.to_be_bytes());
+        out[15..19].copy_from_slice(&self.since.to_be_bytes());
+        out[19..23].copy_from_slice(&self.last_seen.to_be_bytes());
+        out[FIXED_LEN..].copy_from_slice(namespace);
+        out
+    }
+
+    /// Reads a changelog value: the entry (its `namespace` index unset) and the namespace.
+    pub fn decode(bytes: &[u8]) -> Result<(Self, Option<&str>), DecodeError> {
+        if bytes.len() < FIXED_LEN {
+            return Err(DecodeError::Length(bytes.len()));
+        }
+        let namespace =
+            std::str::from_utf8(&bytes[FIXED_LEN..]).map_err(|_| DecodeError::Namespace)?;
+        let namespace = (!namespace.is_empty()).then_some(namespace);
+        if bytes[0] != VERSION {
+            return Err(DecodeError::Version(bytes[0]));
+        }
+        let word = |range: std::ops::Range<usize>| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&bytes[range]);
+            u32::from_be_bytes(b)
+        };
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&bytes[7..15]);
+        let state = match bytes[1] {
+            0 => State::InProgress,
+            code => State::Done(Outcome {
+                stage: stage_from(code).ok_or(DecodeError::Code("stage", code))?,
+                message_type: optional(bytes[2], message_type_from, "message type")?,
+                translator: optional(bytes[3], translator_from, "translator")?,
+                error: optional(bytes[4], error_from, "error")?,
+            }),
+        };
+        let entry = Self {
+            state,
+            offset: i64::from_be_bytes(offset),
+            since: word(15..19),
+            last_seen: word(19..23),
+            namespace: 0,
+        };
+        Ok((entry, namespace))
+    }
+}
+
+fn optional<T>(
+    code: u8,
+    from: fn(u8) -> Option<T>,
+    what: &'static str,
+) -> Result<Option<T>, DecodeError> {
+    match code {
+        0 => Ok(None),
+        code => from(code).map(Some).ok_or(DecodeError::Code(what, code)),
+    }
+}
+
+// Wire codes: fixed forever (the changelog outlives builds); 0 means "none".
+const STAGES: [(Stage, u8); 4] = [
+    (Stage::Applied, 1),
+    (Stage::Rejected, 2),
+    (Stage::Failed, 3),
+    (Stage::Deployed, 4),
+];
+const ERRORS: [(ErrorCode, u8); 8] = [
+    (ErrorCode::InvalidJson, 1),
+    (ErrorCode::InvalidSchema, 2),
+    (ErrorCode::UnknownMessageType, 3),
+    (ErrorCode::EmptyIntent, 4),
+    (ErrorCode::InvalidIdempotencyKey, 5),
+    (ErrorCode::Untranslatable, 6),
+    (ErrorCode::InvalidIntent, 7),
+    (ErrorCode::ApplyFailed, 8),
+];
+
+fn stage_code(stage: Stage) -> u8 {
+    STAGES
+        .iter()
+        .find(|(s, _)| *s == stage)
+        .map_or(1, |(_, c)| *c)
+}
+fn stage_from(code: u8) -> Option<Stage> {
+    STAGES.iter().find(|(_, c)| *c == code).map(|(s, _)| *s)
+}
+fn error_code(error: ErrorCode) -> u8 {
+    ERRORS
+        .iter()
+        .find(|(e, _)| *e == error)
+        .map_or(0, |(_, c)| *c)
+}
+fn error_from(code: u8) -> Option<ErrorCode> {
+    ERRORS.iter().find(|(_, c)| *c == code).map(|(e, _)| *e)
+}
+fn message_type_code(t: MessageType) -> u8 {
+    match t {
+        MessageType::ServiceRequest => 1,
+        MessageType::NetworkEvent => 2,
+    }
+}
+fn message_type_from(code: u8) -> Option<MessageType> {
+    match code {
+        1 => Some(MessageType::ServiceRequest),
+        2 => Some(MessageType::NetworkEvent),
+        _ => None,
+    }
+}
+fn translator_code(t: TranslatorKind) -> u8 {
+    match t {
+        TranslatorKind::Rules => 1,
+        TranslatorKind::Llm => 2,
+    }
+}
+fn translator_from(code: u8) -> Option<TranslatorKind> {
+    match code {
+        1 => Some(TranslatorKind::Rules),
+        2 => Some(TranslatorKind::Llm),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        let entries = [
+            Entry {
+                state: State::InProgress,
+                offset: 0,
+                since: 1,
+                last_seen: 2,
+                namespace: 0,
+            },
+            Entry {
+                state: State::Done(Outcome {
+                    stage: Stage::Applied,
+                    message_type: Some(MessageType::NetworkEvent),
+                    translator: Some(TranslatorKind::Llm),
+                    error: None,
+                }),
+                offset: i64::MAX,
+                since: u32::MAX,
+                last_seen: 7,
+                namespace: 0,
+            },
+            Entry {
+                state: State::Done(Outcome {
+                    stage: Stage::Rejected,
+                    message_type: None,
+                    translator: None,
+                    error: Some(ErrorCode::ApplyFailed),
+                }),
+                offset: 42,
+                since: 3,
+                last_seen: 4,
+                namespace: 0,
+            },
+        ];
+        for entry in entries {
+            assert_eq!(Entry::decode(&entry.encode(None)), Ok((entry, None)));
+            assert_eq!(
+                Entry::decode(&entry.encode(Some("core5g"))),
+                Ok((entry, Some("core5g")))
+            );
+        }
+        for (error, _) in ERRORS {
+            assert_eq!(error_from(error_code(error)), Some(error));
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors_not_panics() {
+        assert_eq!(Entry::decode(&[1, 2, 3]), Err(DecodeError::Length(3)));
+        let mut bytes = [0u8; FIXED_LEN];
+        assert_eq!(Entry::decode(&bytes), Err(DecodeError::Version(0)));
+        bytes[0] = VERSION;
+        bytes[1] = 99;
+        assert_eq!(Entry::decode(&bytes), Err(DecodeError::Code("stage", 99)));
+    }
+
+    #[test]
+    fn an_entry_is_small() {
+        assert!(std::mem::size_of::<Entry>() <= 24);
+    }
+}

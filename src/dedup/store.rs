@@ -1,0 +1,284 @@
+//! The dedup state of one input partition: idempotency key to [`Entry`], in memory.
+//!
+//! Filled from the partition's changelog when the partition is assigned, then kept up to
+//! date by the worker, which writes every change to the changelog too. Memory is finite:
+//! an entry not seen for the window is forgotten, and at the entry bound the entries seen
+//! least recently are evicted first. Both return the keys they dropped, for the caller to
+//! tombstone in the changelog.
+
+use std::collections::HashMap;
+
+use super::entry::{DecodeError, Entry, State};
+
+/// How much a partition's state may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Seconds after its last sighting that a key stops deduplicating.
+    pub window_secs: u32,
+    /// Entries per partition; at the bound the least recently seen go first.
+    pub max_entries: usize,
+}
+
+/// What the state says about a message's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Never seen (or seen longer ago than the window): process it.
+    New,
+    /// An attempt started and never ended (a crash): process it again, to the end.
+    TakeOver(Entry),
+    /// This very message (same offset) was completed but its offset not committed:
+    /// publish its outcome again, do nothing else.
+    Redelivery(Entry),
+    /// Another message with this key was completed: publish `duplicate`, nothing else.
+    Duplicate(Entry),
+}
+
+#[derive(Debug)]
+pub struct PartitionStore {
+    entries: HashMap<Box<str>, Entry>,
+    /// Intent namespaces, interned: entry `namespace` n > 0 is `namespaces[n - 1]`.
+    namespaces: Vec<Box<str>>,
+    limits: Limits,
+}
+
+impl PartitionStore {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            entries: HashMap::new(),
+            namespaces: Vec::new(),
+            limits,
+        }
+    }
+
+    /// The namespace an entry's intent is in.
+    pub fn namespace(&self, entry: &Entry) -> Option<&str> {
+        let index = usize::from(entry.namespace).checked_sub(1)?;
+        self.namespaces.get(index).map(|n| &**n)
+    }
+
+    /// The index of `namespace`, adding it if new. Namespaces are DNS labels that passed
+    /// validation and are few; past 65 535 of them, new ones are not recorded (a
+    /// `duplicate` then names the intent without its namespace).
+    fn intern(&mut self, namespace: Option<&str>) -> u16 {
+        let Some(namespace) = namespace else { return 0 };
+        if let Some(i) = self.namespaces.iter().position(|n| &**n == namespace) {
+            return u16::try_from(i + 1).unwrap_or(0);
+        }
+        match u16::try_from(self.namespaces.len() + 1) {
+            Ok(index) => {
+                self.namespaces.push(namespace.into());
+                index
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Makes room for `additional` entries at once (a restore knows roughly how many).
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve(additional);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Applies one changelog record while restoring: a value sets the key's entry, a
+    /// tombstone (no value) removes it. Bounds are applied afterwards by [`Self::trim`].
+    pub fn restore(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), DecodeError> {
+        match value {
+            Some(bytes) => {
+                let (mut entry, namespace) = Entry::decode(bytes)?;
+                entry.namespace = self.intern(namespace);
+                self.entries.insert(key.into(), entry);
+            }
+            None => {
+                self.entries.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks a message's key up at `now`; a duplicate refreshes the key's last sighting.
+    pub fn check(&mut self, key: &str, offset: i64, now: u32) -> Check {
+        let window = self.limits.window_secs;
+        let Some(entry) = self.entries.get_mut(key) else {
+            return Check::New;
+        };
+        if now.saturating_sub(entry.last_seen) > window {
+            self.entries.remove(key);
+            return Check::New;
+        }
+        match entry.state {
+            State::InProgress => Check::TakeOver(*entry),
+            State::Done(_) if entry.offset == offset => Check::Redelivery(*entry),
+            State::Done(_) => {
+                entry.last_seen = now;
+                Check::Duplicate(*entry)
+            }
+        }
+    }
+
+    /// Sets a key's entry, whose intent is in `namespace`. Returns the keys evicted to
+    /// stay within the bound.
+    pub fn insert(
+        &mut self,
+        key: &str,
+        mut entry: Entry,
+        namespace: Option<&str>,
+    ) -> Vec<Box<str>> {
+        entry.namespace = self.intern(namespace);
+        if let Some(existing) = self.entries.get_mut(key) {
+            *existing = entry;
+            return Vec::new();
+        }
+        let mut evicted = Vec::new();
+        if self.entries.len() >= self.limits.max_entries {
+            // Evict 1% at a time, so a full partition pays for the scan rarely.
+            let over = self.entries.len() + 1 - self.limits.max_entries;
+            evicted = self.evict_oldest(over.max(self.limits.max_entries / 100));
+        }
+        self.entries.insert(key.into(), entry);
+        evicted
+    }
+
+    /// Drops entries older than the window, then the oldest beyond the bound. Returns the
+    /// dropped keys, windowed ones first, and how many of them were windowed.
+    pub fn trim(&mut self, now: u32) -> (Vec<Box<str>>, usize) {
+        let window = self.limits.window_secs;
+        let mut dropped: Vec<Box<str>> = self
+            .entries
+            .extract_if(|_, e| now.saturating_sub(e.last_seen) > window)
+            .map(|(k, _)| k)
+            .collect();
+        let expired = dropped.len();
+        if self.entries.len() > self.limits.max_entries {
+            let over = self.entries.len() - self.limits.max_entries;
+            dropped.extend(self.evict_oldest(over));
+        }
+        (dropped, expired)
+    }
+
+    /// Removes the `n` least recently seen entries; ties go by offset, oldest first.
+    fn evict_oldest(&mut self, n: usize) -> Vec<Box<str>> {
+        if n == 0 || self.entries.is_empty() {
+            return Vec::new();
+        }
+        let mut ages: Vec<(u32, i64)> = self
+            .entries
+            .values()
+            .map(|e| (e.last_seen, e.offset))
+            .collect();
+        let n = n.min(ages.len());
+        let (_, cutoff, _) = ages.select_nth_unstable(n - 1);
+        let cutoff = *cutoff;
+        self.entries
+            .extract_if(|_, e| (e.last_seen, e.offset) <= cutoff)
+            .map(|(k, _)| k)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::entry::Outcome;
+    use crate::outcome::Stage;
+
+    fn done(offset: i64, at: u32) -> Entry {
+        Entry {
+            state: State::Done(Outcome {
+                stage: Stage::Applied,
+                message_type: None,
+                translator: None,
+                error: None,
+            }),
+            offset,
+            since: at,
+            last_seen: at,
+            namespace: 0,
+        }
+    }
+
+    fn store(max_entries: usize) -> PartitionStore {
+        PartitionStore::new(Limits {
+            window_secs: 100,
+            max_entries,
+        })
+    }
+
+    #[test]
+    fn checks_follow_the_entry() {
+        let mut s = store(10);
+        assert_eq!(s.check("k", 5, 1000), Check::New);
+        let started = Entry {
+            state: State::InProgress,
+            ..done(5, 1000)
+        };
+        s.insert("k", started, None);
+        assert_eq!(s.check("k", 5, 1001), Check::TakeOver(started));
+        s.insert("k", done(5, 1002), Some("core5g"));
+        let Check::Redelivery(entry) = s.check("k", 5, 1003) else {
+            panic!("the same message again is a redelivery")
+        };
+        assert_eq!(s.namespace(&entry), Some("core5g"));
+        let Check::Duplicate(original) = s.check("k", 9, 1050) else {
+            panic!("a second message with the key is a duplicate")
+        };
+        assert_eq!(original.offset, 5);
+        // the duplicate refreshed the sighting: still within the window 100 s later
+        assert!(matches!(s.check("k", 10, 1149), Check::Duplicate(_)));
+        // and past the window the key is new again
+        assert_eq!(s.check("k", 11, 1250), Check::New);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn the_bound_evicts_the_least_recently_seen_first() {
+        let mut s = store(100);
+        for i in 0..100 {
+            assert!(s.insert(&format!("k{i}"), done(i, 1000), None).is_empty());
+        }
+        // seeing k0 again makes it the most recent
+        assert!(matches!(s.check("k0", 1000, 1001), Check::Duplicate(_)));
+        let evicted = s.insert("new", done(100, 1002), None);
+        assert_eq!(evicted.len(), 1, "1% of the bound");
+        assert_eq!(&*evicted[0], "k1", "oldest sighting, lowest offset");
+        assert_eq!(s.len(), 100);
+        assert!(
+            matches!(s.check("k0", 1001, 1003), Check::Duplicate(_)),
+            "k0 kept"
+        );
+    }
+
+    #[test]
+    fn trim_applies_the_window_then_the_bound() {
+        let mut s = store(3);
+        for i in 0..6 {
+            s.restore(
+                &format!("k{i}"),
+                Some(&done(i, 1000 + i as u32).encode(None)),
+            )
+            .unwrap();
+        }
+        s.restore("k5", None).unwrap();
+        assert_eq!(s.len(), 5);
+        // at 1101, k0 (1000) is past the window of 100 s
+        let (dropped, expired) = s.trim(1101);
+        assert_eq!(expired, 1);
+        let mut dropped: Vec<_> = dropped.iter().map(|k| k.to_string()).collect();
+        dropped.sort();
+        assert_eq!(dropped, ["k0", "k1"]);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn a_corrupt_changelog_value_is_an_error() {
+        let mut s = store(3);
+        assert!(s.restore("k", Some(b"garbage")).is_err());
+        assert!(s.is_empty());
+    }
+}

@@ -143,6 +143,7 @@ fn bare_read(properties: &BTreeMap<String, String>, topic: &str) -> anyhow::Resu
         .set("enable.auto.commit", "false")
         .set("max.partition.fetch.bytes", "16777216")
         .set("fetch.max.bytes", "67108864")
+        .set("queued.min.messages", "1000000")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;

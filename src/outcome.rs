@@ -27,6 +27,17 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub const ALL: [Stage; 8] = [
+        Stage::Received,
+        Stage::Duplicate,
+        Stage::Translated,
+        Stage::Applied,
+        Stage::Deployed,
+        Stage::Failed,
+        Stage::Rejected,
+        Stage::DeadLettered,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Received => "received",
@@ -73,6 +84,17 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 8] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidSchema,
+        ErrorCode::UnknownMessageType,
+        ErrorCode::EmptyIntent,
+        ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::Untranslatable,
+        ErrorCode::InvalidIntent,
+        ErrorCode::ApplyFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
@@ -203,24 +225,17 @@ mod tests {
 
     #[test]
     fn stage_names_match_serde() {
-        for stage in [
-            Stage::Received,
-            Stage::Duplicate,
-            Stage::Translated,
-            Stage::Applied,
-            Stage::Deployed,
-            Stage::Failed,
-            Stage::Rejected,
-            Stage::DeadLettered,
-        ] {
+        for stage in Stage::ALL {
             assert_eq!(
                 serde_json::to_value(stage).unwrap(),
                 serde_json::json!(stage.as_str())
             );
         }
-        assert_eq!(
-            serde_json::to_value(ErrorCode::InvalidIdempotencyKey).unwrap(),
-            serde_json::json!(ErrorCode::InvalidIdempotencyKey.as_str())
-        );
+        for code in ErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
+        }
     }
 }

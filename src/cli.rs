@@ -96,6 +96,13 @@ pub struct Outcomes {
     /// Print the events as JSON lines instead of a summary per line.
     #[arg(long)]
     pub json: bool,
+    /// Only events that occurred at or after this time (RFC 3339, e.g. 2026-11-26T10:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<std::time::SystemTime>,
+}
+
+fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }
 
 /// Runs the parsed command line.
@@ -282,6 +289,12 @@ async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
         };
         if !wanted.is_empty() && !wanted.contains(event.idempotency_key.as_str()) {
             continue;
+        }
+        if let Some(since) = args.since {
+            let at = humantime::parse_rfc3339_weak(&event.occurred_at);
+            if at.map_or(true, |at| at < since) {
+                continue;
+            }
         }
         if args.json {
             println!("{}", String::from_utf8_lossy(payload));

@@ -317,6 +317,16 @@ fn summary(event: &OutcomeEvent) -> String {
     if let Some(error) = &event.error {
         line.push_str(&format!("  {}: {}", error.code.as_str(), error.message));
     }
+    if let Some(original) = &event.original {
+        let s = &original.source;
+        line.push_str(&format!(
+            "  of {} at {}[{}]@{}",
+            original.stage.as_str(),
+            s.topic,
+            s.partition,
+            s.offset
+        ));
+    }
     line
 }
 

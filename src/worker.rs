@@ -310,53 +310,78 @@ impl<T: Translator> Worker<'_, T> {
     }
 
     /// The dedup state of a partition, restored from its changelog if this worker has
-    /// not read it since the partition was assigned.
+    /// not read it since the partition was assigned. Restoring one restores every
+    /// assigned partition still without state, side by side: after a rebalance the
+    /// first messages of all of them are about to arrive.
     async fn store(&mut self, topic: &str, partition: i32) -> anyhow::Result<&mut PartitionStore> {
         if self.dedup.partition(topic, partition).is_none() {
-            let changelog = dedup::changelog_topic(self.group, topic);
-            let properties = self.properties.clone();
+            let mut missing = vec![(topic.to_string(), partition)];
+            if let Ok(assignment) = self.consumer.assignment() {
+                for e in assignment.elements() {
+                    let tp = (e.topic().to_string(), e.partition());
+                    if !missing.contains(&tp) && self.dedup.partition(&tp.0, tp.1).is_none() {
+                        missing.push(tp);
+                    }
+                }
+            }
             let limits = self.dedup.limits();
-            let reader = changelog.clone();
-            let (mut store, restored) = tokio::task::spawn_blocking(move || {
-                changelog::restore(&properties, &reader, partition, limits)
-            })
-            .await
-            .context("the changelog reader panicked")??;
-            let (dropped, expired) = store.trim(dedup::now_secs());
-            let labels = [("topic", topic.to_string())];
-            metrics::counter!("dedup_restored_entries_total", &labels)
-                .increment(store.len() as u64);
-            metrics::histogram!("dedup_restore_duration_seconds", &labels)
-                .record(restored.elapsed.as_secs_f64());
-            info!(
-                topic,
-                partition,
-                entries = store.len(),
-                records = restored.records,
-                skipped = restored.skipped,
-                expired,
-                evicted = dropped.len() - expired,
-                elapsed_ms = restored.elapsed.as_millis() as u64,
-                "dedup state restored"
-            );
-            // Tombstones for what the window and the bound dropped; not tied to a message.
-            let mut deliveries = Vec::new();
-            let at = SourceRef {
-                topic: topic.to_string(),
-                partition,
-                offset: -1,
-            };
-            let (windowed, bounded) = dropped.split_at(expired);
-            self.tombstone(&at, windowed.to_vec(), "window", &mut deliveries)
-                .await?;
-            self.tombstone(&at, bounded.to_vec(), "bound", &mut deliveries)
-                .await?;
-            drop(deliveries);
-            self.dedup.restored(topic, partition, store);
+            let restores = missing.into_iter().map(|(topic, partition)| {
+                let properties = self.properties.clone();
+                let changelog = dedup::changelog_topic(self.group, &topic);
+                tokio::task::spawn_blocking(move || {
+                    changelog::restore(&properties, &changelog, partition, limits)
+                        .map(|(store, restored)| (topic, partition, store, restored))
+                })
+            });
+            for restore in futures::future::join_all(restores).await {
+                let (topic, partition, store, restored) =
+                    restore.context("the changelog reader panicked")??;
+                self.install(&topic, partition, store, restored).await?;
+            }
         }
         self.dedup
             .partition(topic, partition)
             .context("dedup state vanished after its restore")
+    }
+
+    /// Installs a restored partition state, trimmed to the window and the bound.
+    async fn install(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        mut store: PartitionStore,
+        restored: changelog::Restored,
+    ) -> anyhow::Result<()> {
+        let (dropped, expired) = store.trim(dedup::now_secs());
+        let labels = [("topic", topic.to_string())];
+        metrics::counter!("dedup_restored_entries_total", &labels).increment(store.len() as u64);
+        metrics::histogram!("dedup_restore_duration_seconds", &labels)
+            .record(restored.elapsed.as_secs_f64());
+        info!(
+            topic,
+            partition,
+            entries = store.len(),
+            records = restored.records,
+            skipped = restored.skipped,
+            expired,
+            evicted = dropped.len() - expired,
+            elapsed_ms = restored.elapsed.as_millis() as u64,
+            "dedup state restored"
+        );
+        // Tombstones for what the window and the bound dropped; not tied to a message.
+        let mut deliveries = Vec::new();
+        let at = SourceRef {
+            topic: topic.to_string(),
+            partition,
+            offset: -1,
+        };
+        let (windowed, bounded) = dropped.split_at(expired);
+        self.tombstone(&at, windowed.to_vec(), "window", &mut deliveries)
+            .await?;
+        self.tombstone(&at, bounded.to_vec(), "bound", &mut deliveries)
+            .await?;
+        self.dedup.restored(topic, partition, store);
+        Ok(())
     }
 
     /// Enqueues changelog tombstones for keys the state of `input`'s partition dropped,

@@ -14,7 +14,6 @@
 //! a request costs a few allocations and one lookup per word, however long the lists.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
 /// What a token has been recognised as; only `Free` tokens are read for words.
@@ -260,28 +259,7 @@ impl Phrases {
 /// Its keys are fixed when it is built, so a text cannot flood it and there is nothing
 /// for the default SipHash to defend against; FNV-1a hashes a short word in a few
 /// cycles, where SipHash took a third of the time spent reading a request.
-pub(super) type WordMap<V> = HashMap<&'static str, V, BuildHasherDefault<WordHasher>>;
-
-/// The FNV-1a hash (64 bits), see [`WordMap`].
-pub(super) struct WordHasher(u64);
-
-impl Default for WordHasher {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for WordHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+pub(super) type WordMap<V> = HashMap<&'static str, V, fnv::FnvBuildHasher>;
 
 #[cfg(test)]
 mod tests {

@@ -78,13 +78,25 @@ pub enum Priority {
 impl Priority {
     /// Parses the priority words producers use; `None` for anything else.
     pub fn parse(word: &str) -> Option<Self> {
-        match word.trim().to_ascii_lowercase().as_str() {
-            "low" | "minor" => Some(Self::Low),
-            "medium" | "normal" | "default" => Some(Self::Medium),
-            "high" | "major" | "important" => Some(Self::High),
-            "critical" | "urgent" | "emergency" => Some(Self::Critical),
-            _ => None,
-        }
+        const WORDS: [(&str, Priority); 12] = [
+            ("low", Priority::Low),
+            ("minor", Priority::Low),
+            ("medium", Priority::Medium),
+            ("normal", Priority::Medium),
+            ("default", Priority::Medium),
+            ("high", Priority::High),
+            ("major", Priority::High),
+            ("important", Priority::High),
+            ("critical", Priority::Critical),
+            ("urgent", Priority::Critical),
+            ("emergency", Priority::Critical),
+            ("asap", Priority::Critical),
+        ];
+        let word = word.trim();
+        WORDS
+            .iter()
+            .find(|(w, _)| w.eq_ignore_ascii_case(word))
+            .map(|(_, p)| *p)
     }
 }
 
@@ -288,6 +300,15 @@ mod tests {
         }
         // keys that sanitise alike still differ
         assert_ne!(intent_name("A/B"), intent_name("a-b"));
+    }
+
+    #[test]
+    fn priority_words() {
+        assert_eq!(Priority::parse(" URGENT "), Some(Priority::Critical));
+        assert_eq!(Priority::parse("Major"), Some(Priority::High));
+        assert_eq!(Priority::parse("normal"), Some(Priority::Medium));
+        assert_eq!(Priority::parse("minor"), Some(Priority::Low));
+        assert_eq!(Priority::parse("soonish"), None);
     }
 
     #[test]

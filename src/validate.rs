@@ -1,7 +1,7 @@
 //! Validation of a NetworkIntent before anything is applied.
 //!
 //! Every translator's output passes through here, so the limits hold whatever produced
-//! the spec: component names are allowlisted by type ([`Component`]); this module checks
+//! the spec: component names are allowlisted by type ([`Component`](crate::intent::Component)); this module checks
 //! the rest (counts, names, text) and reports the first violation with the field it is in.
 
 use crate::intent::{NetworkIntent, ParamValue};

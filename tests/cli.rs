@@ -1,0 +1,148 @@
+//! The command line as an operator uses it: a bad setting stops `run` with a message that
+//! names it; `create-topics`, `submit` and `outcomes` work against the real broker.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{brokers, TestTopics, Worker};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nephoran-kafka-consumer"));
+    command
+        .env("KAFKA_BROKERS", brokers())
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_bad_setting_stops_the_worker_at_start_naming_it() {
+    // (arguments, environment, the setting the error must name)
+    type Case = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: [Case; 4] = [
+        (
+            &["run", "--topics", "a,intent-outcomes"],
+            &[],
+            "OUTCOMES_TOPIC",
+        ),
+        (&["run"], &[("TOPICS", "bad topic")], "TOPICS"),
+        (&["run"], &[("METRICS_ADDR", "nowhere")], "METRICS_ADDR"),
+        (&["run"], &[("INTENT_SINK", "kube")], "INTENT_SINK"),
+    ];
+    for (args, env, setting) in cases {
+        let output = binary()
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?} {env:?} should fail");
+        assert!(stderr.contains(setting), "{args:?} {env:?}: {stderr}");
+    }
+}
+
+fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_topics_submit_and_outcomes_work_end_to_end() {
+    // The test's own topic names, created by the command under test.
+    let topics = TestTopics::create("cli-names", 1).await;
+    let (requests, events, outcomes, dlq) = (
+        format!("{}-c", topics.service_requests),
+        format!("{}-c", topics.network_events),
+        format!("{}-c", topics.outcomes),
+        format!("{}-c", topics.dlq),
+    );
+    let created = binary()
+        .args(["create-topics", "--partitions", "2", "--topics"])
+        .arg(format!("{events},{requests}"))
+        .args(["--outcomes-topic", &outcomes, "--dlq-topic", &dlq])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", text(&created.stderr));
+
+    let mut cli_topics = topics.clone();
+    cli_topics.service_requests = requests.clone();
+    cli_topics.network_events = events.clone();
+    cli_topics.outcomes = outcomes.clone();
+    cli_topics.dlq = dlq.clone();
+    cli_topics.partitions = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(cli_topics.config(dir.path()));
+
+    let lines = [
+        r#"{"idempotency_key": "cli-1", "intent": "Deploy AMF in namespace core5g"}"#,
+        r#"{"event_id": "cli-ev-1", "event_type": "kpi_threshold_crossed", "nf_type": "upf", "namespace": "edge", "metric": "cpu_utilization", "value": 95, "threshold": 80}"#,
+        "not json",
+    ]
+    .join("\n");
+    let submitted = run_with_stdin(
+        binary()
+            .args(["submit", "--service-requests-topic", &requests])
+            .args(["--network-events-topic", &events]),
+        &lines,
+    );
+    let stdout = text(&submitted.stdout);
+    assert!(!submitted.status.success(), "a bad line fails the command");
+    assert!(text(&submitted.stderr).contains("<stdin>:3: not JSON"));
+    assert!(
+        stdout.contains(&format!("submitted cli-1 to {requests}[")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("submitted cli-ev-1 to {events}[")),
+        "{stdout}"
+    );
+
+    let waited = binary()
+        .args(["outcomes", "--outcomes-topic", &outcomes])
+        .args(["--keys", "cli-1,cli-ev-1", "--timeout", "90s"])
+        .output()
+        .unwrap();
+    let stdout = text(&waited.stdout);
+    assert!(waited.status.success(), "{}", text(&waited.stderr));
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("applied") && l.contains("cli-1")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("applied") && l.contains("cli-ev-1")),
+        "{stdout}"
+    );
+
+    let missing = binary()
+        .args(["outcomes", "--outcomes-topic", &outcomes])
+        .args(["--keys", "never-sent", "--timeout", "2s"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("never-sent"));
+    worker.stop().await;
+}

@@ -19,6 +19,7 @@ pub mod health;
 pub mod intent;
 pub mod kafka;
 pub mod message;
+pub mod offsets;
 pub mod outcome;
 pub mod pipeline;
 pub mod request;

@@ -6,16 +6,18 @@
 //! time the partition is seen after an assignment). A key already completed gets a
 //! `duplicate` event and nothing else; a new key (or one whose attempt never finished)
 //! is completed by the pipeline, and its changelog entry, dead letter and events are
-//! enqueued. The sends of every message join an ordered queue of pending messages; as the
-//! head of that queue is acknowledged its offset is stored, so an offset is stored only
-//! once the message and every earlier one of its partition has its changelog entry and
-//! outcome published. librdkafka auto-commits stored offsets; shutdown commits at once.
+//! enqueued. The sends of every message are awaited together; when they are all
+//! acknowledged the message is done, and the [`OffsetTracker`] moves its partition's
+//! committable position past every message below which all are done. So an offset is
+//! stored only once the message and every earlier one of its partition has its changelog
+//! entry and outcome published, whatever order acknowledgements arrive in. librdkafka
+//! auto-commits stored offsets; shutdown commits at once.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use futures::stream::FuturesOrdered;
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -29,6 +31,7 @@ use crate::kafka::changelog;
 use crate::kafka::consumer::{self, GroupConsumer, GroupContext};
 use crate::kafka::publisher::{Delivery, PublishError, Publisher};
 use crate::message::{InboundMessage, SourceRef};
+use crate::offsets::OffsetTracker;
 use crate::outcome::{Failure, IntentRef, Original, OutcomeEvent, Stage};
 use crate::pipeline::Pipeline;
 use crate::translate::Translator;
@@ -38,7 +41,8 @@ use crate::translate::Translator;
 const MAX_PENDING_MESSAGES: usize = 1024;
 
 /// A processed message waiting for its sends to be acknowledged.
-type Pending = futures::future::BoxFuture<'static, Result<SourceRef, PublishError>>;
+type Pending =
+    std::pin::Pin<Box<dyn Future<Output = Result<SourceRef, PublishError>> + Send + Sync>>;
 
 /// Runs the worker until `shutdown` completes, then drains and leaves the group.
 pub async fn run<T: Translator>(
@@ -96,8 +100,9 @@ pub async fn run<T: Translator>(
         reassigned,
         properties: &properties,
         group: &config.group,
+        offsets: OffsetTracker::default(),
     };
-    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let result = worker.consume(&mut pending, shutdown).await;
     health.stopping();
     if let Err(e) = &result {
@@ -109,11 +114,12 @@ pub async fn run<T: Translator>(
     let deadline = config.shutdown_timeout;
     let drained = tokio::time::timeout(deadline, async {
         while let Some(done) = pending.next().await {
-            store_offset(&consumer, done?);
+            worker.done(done?);
         }
         Ok::<_, PublishError>(())
     })
     .await;
+    drop(worker);
     match drained {
         Ok(Ok(())) => info!("in-flight messages finished"),
         Ok(Err(e)) => warn!(error = %e, "an outcome could not be published while draining"),
@@ -147,6 +153,8 @@ struct Worker<'a, T> {
     reassigned: Arc<Mutex<Vec<(String, i32)>>>,
     properties: &'a std::collections::BTreeMap<String, String>,
     group: &'a str,
+    /// Messages consumed and not yet done, per partition.
+    offsets: OffsetTracker,
 }
 
 impl<T: Translator> Worker<'_, T> {
@@ -154,7 +162,7 @@ impl<T: Translator> Worker<'_, T> {
     /// going on unsafe (an outcome or changelog entry that cannot be published).
     async fn consume(
         &mut self,
-        pending: &mut FuturesOrdered<Pending>,
+        pending: &mut FuturesUnordered<Pending>,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
@@ -166,7 +174,8 @@ impl<T: Translator> Worker<'_, T> {
                     return Ok(());
                 }
                 Some(done) = pending.next(), if !pending.is_empty() => {
-                    store_offset(self.consumer, done?);
+                    self.forget_reassigned();
+                    self.done(done?);
                 }
                 received = self.consumer.recv(), if pending.len() < MAX_PENDING_MESSAGES => {
                     let message = match received {
@@ -177,7 +186,8 @@ impl<T: Translator> Worker<'_, T> {
                         }
                     };
                     self.forget_reassigned();
-                    pending.push_back(self.process(message).await?);
+                    self.offsets.arrived(&message.source);
+                    pending.push(self.process(message).await?);
                 }
             }
         }
@@ -191,6 +201,15 @@ impl<T: Translator> Worker<'_, T> {
         };
         for (topic, partition) in changed {
             self.dedup.drop_partition(&topic, partition);
+            self.offsets.forget(&topic, partition);
+        }
+    }
+
+    /// A message's sends are all acknowledged: store its partition's new committable
+    /// position, if it moved.
+    fn done(&mut self, message: SourceRef) {
+        if let Some(position) = self.offsets.completed(&message) {
+            store_offset(self.consumer, &message.topic, message.partition, position);
         }
     }
 
@@ -462,18 +481,16 @@ fn log_terminal(key: &str, source: &SourceRef, terminal: &OutcomeEvent) {
     }
 }
 
-/// Stores the offset after `done`: the next message of its partition is where a new
-/// owner starts. A partition revoked meanwhile cannot be stored to; its new owner
-/// re-reads from the last commit.
-fn store_offset(consumer: &GroupConsumer, done: SourceRef) {
+/// Stores `position` (where a new owner of the partition starts) for the next commit. A
+/// partition revoked meanwhile cannot be stored to; its new owner re-reads from the last
+/// commit.
+fn store_offset(consumer: &GroupConsumer, topic: &str, partition: i32, position: i64) {
     let mut tpl = TopicPartitionList::new();
-    if let Err(e) =
-        tpl.add_partition_offset(&done.topic, done.partition, Offset::Offset(done.offset + 1))
-    {
+    if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(position)) {
         warn!(error = %e, "could not build an offset list");
         return;
     }
     if let Err(e) = consumer.store_offsets(&tpl) {
-        debug!(error = %e, topic = %done.topic, partition = done.partition, "offset not stored (partition revoked?)");
+        debug!(error = %e, topic, partition, "offset not stored (partition revoked?)");
     }
 }

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::message::InboundMessage;
 use crate::outcome::{Failure, OutcomeEvent};
@@ -33,7 +33,8 @@ pub mod dlq_headers {
 const DEAD_LETTER_SLACK_BYTES: usize = 16 * 1024;
 
 /// A send that has been enqueued; resolves when the broker acknowledged it.
-pub type Delivery = BoxFuture<'static, Result<(), PublishError>>;
+/// `Sync` so that a set of them can be held across awaits by a `Send` task.
+pub type Delivery = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send + Sync>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not publish to {topic}: {source}")]
@@ -219,7 +220,7 @@ impl Publisher {
         loop {
             match self.producer.send_result(record) {
                 Ok(future) => {
-                    return Ok(async move {
+                    return Ok(Box::pin(async move {
                         match future.await {
                             Ok(Ok(_)) => Ok(()),
                             Ok(Err((source, _))) => Err(PublishError { topic, source }),
@@ -228,8 +229,7 @@ impl Publisher {
                                 source: KafkaError::Canceled,
                             }),
                         }
-                    }
-                    .boxed());
+                    }));
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;

@@ -78,10 +78,6 @@ impl IntentSink {
         }
     }
 
-    pub fn spec(&self) -> &SinkSpec {
-        &self.spec
-    }
-
     /// Applies one intent; calling it again with the same intent changes nothing.
     pub async fn apply(&self, intent: &NetworkIntent) -> Result<(), ApplyError> {
         match &self.spec {

@@ -1,7 +1,7 @@
 //! The command line: `run` (the worker, and the default), and the tools an operator
 //! or a quick start needs around it: `create-topics`, `submit`, `outcomes`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,16 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::apply::IntentSink;
 use crate::config::{parse_duration, Config, KafkaArgs, TopicArgs};
-use crate::decode::IDEMPOTENCY_KEY_HEADER;
 use crate::health::Health;
 use crate::kafka::admin;
+use crate::kafka::tools::{OutcomeReader, Read, Submitter};
 use crate::outcome::OutcomeEvent;
 use crate::pipeline::Pipeline;
 use crate::translate::RuleTranslator;
@@ -164,10 +160,7 @@ async fn create_topics(args: CreateTopics) -> anyhow::Result<()> {
 }
 
 async fn submit(args: Submit) -> anyhow::Result<()> {
-    let producer: FutureProducer = client(&args.kafka)?
-        .set("enable.idempotence", "true")
-        .create()
-        .context("could not create the Kafka producer")?;
+    let submitter = Submitter::new(&args.kafka.properties()?)?;
     let mut lines: Vec<(String, String)> = Vec::new();
     if args.files.is_empty() {
         for (n, line) in std::io::stdin().lock().lines().enumerate() {
@@ -202,24 +195,17 @@ async fn submit(args: Submit) -> anyhow::Result<()> {
             continue;
         };
         let key = doc.get(key_field).and_then(|k| k.as_str());
-        let mut record = FutureRecord::to(topic).payload(line.as_str());
-        if let Some(key) = key {
-            // The idempotency key is the message key: all messages of a key share a
-            // partition, so they are processed in order.
-            record = record.key(key).headers(OwnedHeaders::new().insert(Header {
-                key: IDEMPOTENCY_KEY_HEADER,
-                value: Some(key),
-            }));
-        }
-        match producer.send(record, Duration::from_secs(30)).await {
-            Ok(delivery) => println!(
-                "submitted {} to {topic}[{}]@{}",
-                key.unwrap_or("(no key)"),
-                delivery.partition,
-                delivery.offset
-            ),
-            Err((e, _)) => bail!("{place}: could not produce to {topic}: {e}"),
-        }
+        let at = submitter
+            .submit(topic, key, line)
+            .await
+            .with_context(|| place.clone())?;
+        println!(
+            "submitted {} to {}[{}]@{}",
+            key.unwrap_or("(no key)"),
+            at.topic,
+            at.partition,
+            at.offset
+        );
     }
     if bad > 0 {
         bail!("{bad} line(s) were not submitted");
@@ -228,64 +214,36 @@ async fn submit(args: Submit) -> anyhow::Result<()> {
 }
 
 async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
-    // Partitions are assigned, not subscribed: the group id only satisfies the client.
-    let consumer: StreamConsumer = client(&args.kafka)?
-        .set(
-            "group.id",
-            format!("nephoran-outcomes-cli-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .create()
-        .context("could not create the Kafka consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(&args.outcomes_topic), Duration::from_secs(10))
-        .with_context(|| format!("cannot read the metadata of {}", args.outcomes_topic))?;
-    let mut tpl = TopicPartitionList::new();
-    for topic in metadata.topics() {
-        for partition in topic.partitions() {
-            tpl.add_partition_offset(topic.name(), partition.id(), Offset::Beginning)?;
-        }
-    }
-    if tpl.count() == 0 {
-        bail!(
-            "topic {} has no partitions (does it exist?)",
-            args.outcomes_topic
-        );
-    }
-    consumer.assign(&tpl)?;
+    let reader = OutcomeReader::new(&args.kafka.properties()?, &args.outcomes_topic)?;
     let wanted: BTreeSet<&str> = args.keys.iter().map(String::as_str).collect();
-    let mut finished: BTreeMap<String, String> = BTreeMap::new();
+    let mut finished: BTreeSet<String> = BTreeSet::new();
     let deadline = Instant::now() + args.timeout;
     while wanted.is_empty() || finished.len() < wanted.len() {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let record = if wanted.is_empty() {
-            consumer.recv().await
+        let read = if wanted.is_empty() {
+            reader.next().await?
         } else {
-            match tokio::time::timeout(remaining, consumer.recv()).await {
-                Ok(record) => record,
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, reader.next()).await {
+                Ok(read) => read?,
                 Err(_) => {
-                    let missing: Vec<_> = wanted
-                        .iter()
-                        .filter(|k| !finished.contains_key(**k))
-                        .collect();
+                    let missing: Vec<_> =
+                        wanted.iter().filter(|k| !finished.contains(**k)).collect();
                     bail!(
                         "no terminal outcome within {:?} for {missing:?}",
                         args.timeout
                     );
                 }
             }
-        }?;
-        let Some(payload) = record.payload() else {
-            continue;
         };
-        let Ok(event) = serde_json::from_slice::<OutcomeEvent>(payload) else {
-            eprintln!(
-                "skipping an undecodable event at {}[{}]@{}",
-                record.topic(),
-                record.partition(),
-                record.offset()
-            );
-            continue;
+        let (event, raw) = match read {
+            Read::Event { event, raw } => (event, raw),
+            Read::Undecodable(at) => {
+                eprintln!(
+                    "skipping an undecodable event at {}[{}]@{}",
+                    at.topic, at.partition, at.offset
+                );
+                continue;
+            }
         };
         if !wanted.is_empty() && !wanted.contains(event.idempotency_key.as_str()) {
             continue;
@@ -297,12 +255,12 @@ async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
             }
         }
         if args.json {
-            println!("{}", String::from_utf8_lossy(payload));
+            println!("{}", String::from_utf8_lossy(&raw));
         } else {
             println!("{}", summary(&event));
         }
         if event.stage.is_terminal() {
-            finished.insert(event.idempotency_key.clone(), event.stage.as_str().into());
+            finished.insert(event.idempotency_key.clone());
         }
     }
     Ok(())
@@ -328,12 +286,4 @@ fn summary(event: &OutcomeEvent) -> String {
         ));
     }
     line
-}
-
-fn client(kafka: &KafkaArgs) -> anyhow::Result<ClientConfig> {
-    let mut config = ClientConfig::new();
-    for (key, value) in kafka.properties()? {
-        config.set(key, value);
-    }
-    Ok(config)
 }

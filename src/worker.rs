@@ -20,7 +20,6 @@ use anyhow::Context;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -209,7 +208,7 @@ impl<T: Translator> Worker<'_, T> {
     /// position, if it moved.
     fn done(&mut self, message: SourceRef) {
         if let Some(position) = self.offsets.completed(&message) {
-            store_offset(self.consumer, &message.topic, message.partition, position);
+            consumer::store_position(self.consumer, &message.topic, message.partition, position);
         }
     }
 
@@ -478,19 +477,5 @@ fn log_terminal(key: &str, source: &SourceRef, terminal: &OutcomeEvent) {
             topic = %source.topic, partition = source.partition, offset = source.offset,
             "message done"
         ),
-    }
-}
-
-/// Stores `position` (where a new owner of the partition starts) for the next commit. A
-/// partition revoked meanwhile cannot be stored to; its new owner re-reads from the last
-/// commit.
-fn store_offset(consumer: &GroupConsumer, topic: &str, partition: i32, position: i64) {
-    let mut tpl = TopicPartitionList::new();
-    if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(position)) {
-        warn!(error = %e, "could not build an offset list");
-        return;
-    }
-    if let Err(e) = consumer.store_offsets(&tpl) {
-        debug!(error = %e, topic, partition, "offset not stored (partition revoked?)");
     }
 }

@@ -13,7 +13,7 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::health::Health;
 use crate::message::{InboundMessage, SourceRef};
@@ -143,5 +143,19 @@ pub fn to_inbound(message: &BorrowedMessage<'_>) -> InboundMessage {
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
+    }
+}
+
+/// Stores `position` (where a new owner of the partition starts) for the next commit. A
+/// partition revoked meanwhile cannot be stored to; its new owner re-reads from the last
+/// commit.
+pub fn store_position(consumer: &GroupConsumer, topic: &str, partition: i32, position: i64) {
+    let mut tpl = TopicPartitionList::new();
+    if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(position)) {
+        warn!(error = %e, "could not build an offset list");
+        return;
+    }
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        debug!(error = %e, topic, partition, "offset not stored (partition revoked?)");
     }
 }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod changelog;
 pub mod consumer;
 pub mod publisher;
+pub mod tools;
 
 use std::collections::BTreeMap;
 

@@ -80,11 +80,15 @@ fn main() {
 
     let start = Instant::now();
     let mut applied = 0;
+    let lease = nephoran_kafka_consumer::lease::Lease::new(1);
     runtime.block_on(async {
         for m in &input {
             let (received, event) = pipeline.receive(m);
             black_box(event);
-            let completion = pipeline.complete(received).await;
+            let completion = pipeline
+                .complete(received, &lease)
+                .await
+                .expect("the lease is never ended here");
             applied += completion.dead_letter.is_none() as usize;
         }
     });

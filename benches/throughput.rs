@@ -1,28 +1,52 @@
-//! End-to-end throughput on the local broker (P1 of the throughput work): the worker with
-//! the rule translator and a discarding sink, next to a bare rdkafka consume-then-produce
-//! passthrough over the same input, in the same run. Prints messages per second for
-//! both and their ratio.
+//! Throughput and latency on the local broker, the three figures of the throughput work,
+//! in one run:
+//!
+//! - P1 bookkeeping: the worker with the rule translator and a discarding sink over
+//!   200 000 small messages in 8 partitions, next to a bare rdkafka consume-then-produce
+//!   passthrough of the same input; messages per second and their ratio (target >= 0.5).
+//! - P2 slow translator: a translator that sleeps L = 200 ms, MAX_IN_FLIGHT C = 256,
+//!   20 000 messages with 5 000 distinct record keys in 8 partitions; messages per
+//!   second, the ratio to C/L (target >= 0.9) and to a partition-sequential consumer of
+//!   the same input (target >= 20x).
+//! - P3 latency: messages produced at half of P1's rate; p50/p99 of the time from consume
+//!   to every outcome of the message acknowledged, translation excluded (the worker's
+//!   `message_overhead_seconds`); target p99 <= 5 ms.
 //!
 //! Needs a broker: `scripts/bench --bench throughput` starts one. `THROUGHPUT_MESSAGES`
-//! overrides the message count (default 200 000, over 8 partitions).
+//! overrides P1's message count; `THROUGHPUT_PARTS=p1,p2,p3` picks parts (P3 needs P1).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
 use nephoran_kafka_consumer::apply::IntentSink;
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::health::Health;
+use nephoran_kafka_consumer::intent::NetworkIntentSpec;
 use nephoran_kafka_consumer::kafka::admin;
 use nephoran_kafka_consumer::pipeline::Pipeline;
-use nephoran_kafka_consumer::translate::RuleTranslator;
+use nephoran_kafka_consumer::request::Request;
+use nephoran_kafka_consumer::translate::{
+    RuleTranslator, Translator, TranslatorKind, Untranslatable,
+};
 use nephoran_kafka_consumer::validate::Limits;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 8;
+const P2_MESSAGES: usize = 20_000;
+const P2_KEYS: usize = 5_000;
+const P2_LATENCY: Duration = Duration::from_millis(200);
+const P2_IN_FLIGHT: usize = 256;
+/// How long the partition-sequential baseline runs; its rate is steady, so a sample
+/// stands for the whole input (which would take minutes).
+const P2_SEQUENTIAL_SAMPLE: Duration = Duration::from_secs(10);
+const P3_DURATION: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
 struct Wrapper {
@@ -30,36 +54,133 @@ struct Wrapper {
     config: Config,
 }
 
+/// Keeps the samples of the worker's `message_overhead_seconds`; ignores the rest.
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        if let Ok(mut samples) = self.0.lock() {
+            samples.push(value);
+        }
+    }
+}
+
+struct OverheadRecorder(Arc<Samples>);
+
+impl Recorder for OverheadRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::noop()
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        if key.name() == "message_overhead_seconds" {
+            Histogram::from_arc(self.0.clone())
+        } else {
+            Histogram::noop()
+        }
+    }
+}
+
+fn overhead_samples() -> &'static Arc<Samples> {
+    static SAMPLES: OnceLock<Arc<Samples>> = OnceLock::new();
+    SAMPLES.get_or_init(|| {
+        let samples = Arc::new(Samples::default());
+        let recorder = OverheadRecorder(samples.clone());
+        metrics::set_global_recorder(recorder).expect("the only metrics recorder");
+        samples
+    })
+}
+
+/// The rule translator behind a fixed delay, standing in for an LLM call.
+struct SleepingTranslator(RuleTranslator, Duration);
+
+impl Translator for SleepingTranslator {
+    fn kind(&self) -> TranslatorKind {
+        TranslatorKind::Llm
+    }
+
+    async fn translate(&self, request: &Request) -> Result<NetworkIntentSpec, Untranslatable> {
+        tokio::time::sleep(self.1).await;
+        self.0.translate_sync(request)
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let messages: usize = std::env::var("THROUGHPUT_MESSAGES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200_000);
+    let parts = std::env::var("THROUGHPUT_PARTS").unwrap_or_else(|_| "p1,p2,p3".into());
+    overhead_samples();
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH
+    );
+    let mut p1_rate = None;
+    if parts.contains("p1") {
+        p1_rate = Some(p1(&brokers).await?);
+    }
+    if parts.contains("p2") {
+        p2(&brokers).await?;
+    }
+    if parts.contains("p3") {
+        let rate =
+            p1_rate.ok_or_else(|| anyhow::anyhow!("P3 runs at half of P1's rate: run p1 too"))?;
+        p3(&brokers, rate / 2.0).await?;
+    }
+    Ok(())
+}
+
+/// Topics of one part of the run: input, outcomes, dead letters, and a spare output.
+struct Topics {
+    input: String,
+    outcomes: String,
+    dlq: String,
+    spare: String,
+}
+
+async fn topics(brokers: &str, part: &str) -> anyhow::Result<Topics> {
     let run = std::process::id();
-    let input = format!("bench-in-{run}");
-    let passthrough_out = format!("bench-passthrough-{run}");
-    let outcomes = format!("bench-outcomes-{run}");
-    let dlq = format!("bench-dlq-{run}");
-    let properties = BTreeMap::from([("bootstrap.servers".to_string(), brokers.clone())]);
+    let topics = Topics {
+        input: format!("bench-{part}-in-{run}"),
+        outcomes: format!("bench-{part}-outcomes-{run}"),
+        dlq: format!("bench-{part}-dlq-{run}"),
+        spare: format!("bench-{part}-out-{run}"),
+    };
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), brokers.to_string())]);
     admin::create_topics(
         &properties,
         &[
-            input.clone(),
-            passthrough_out.clone(),
-            outcomes.clone(),
-            dlq.clone(),
+            topics.input.clone(),
+            topics.outcomes.clone(),
+            topics.dlq.clone(),
+            topics.spare.clone(),
         ],
         PARTITIONS,
         1,
     )
     .await?;
+    Ok(topics)
+}
 
-    let ends = fill(&brokers, &input, messages).await?;
-    println!("P1: {messages} messages over {PARTITIONS} partitions of {input}");
+async fn p1(brokers: &str) -> anyhow::Result<f64> {
+    let messages: usize = std::env::var("THROUGHPUT_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let t = topics(brokers, "p1").await?;
+    let ends = fill(brokers, &t.input, messages, |i| format!("order-{i}")).await?;
+    println!(
+        "P1: {messages} messages over {PARTITIONS} partitions of {}",
+        t.input
+    );
 
-    let bare = passthrough(&brokers, &input, &passthrough_out, messages).await?;
+    let bare = passthrough(brokers, &t.input, &t.spare, messages).await?;
     let bare_rate = messages as f64 / bare.as_secs_f64();
     println!(
         "  bare consume-then-produce: {:>8.0} msg/s ({:.1} s)",
@@ -67,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
         bare.as_secs_f64()
     );
 
-    let worker = worker(&brokers, &input, &outcomes, &dlq, &ends).await?;
+    let worker = worker(brokers, &t, &ends, RuleTranslator::new(100), &[]).await?;
     let worker_rate = messages as f64 / worker.as_secs_f64();
     println!(
         "  worker (rules, discard):   {:>8.0} msg/s ({:.1} s); 5 sends per message \
@@ -79,12 +200,105 @@ async fn main() -> anyhow::Result<()> {
         "  ratio worker / bare: {:.2} (target >= 0.5)",
         worker_rate / bare_rate
     );
+    Ok(worker_rate)
+}
+
+async fn p2(brokers: &str) -> anyhow::Result<()> {
+    let t = topics(brokers, "p2").await?;
+    let ends = fill(brokers, &t.input, P2_MESSAGES, |i| {
+        format!("cell-{}", i % P2_KEYS)
+    })
+    .await?;
+    println!(
+        "P2: {P2_MESSAGES} messages, {P2_KEYS} record keys, {PARTITIONS} partitions; \
+         translator sleeps {} ms; MAX_IN_FLIGHT {P2_IN_FLIGHT}",
+        P2_LATENCY.as_millis()
+    );
+    let translator = SleepingTranslator(RuleTranslator::new(100), P2_LATENCY);
+    let in_flight = P2_IN_FLIGHT.to_string();
+    let took = worker(
+        brokers,
+        &t,
+        &ends,
+        translator,
+        &["--max-in-flight", &in_flight],
+    )
+    .await?;
+    let rate = P2_MESSAGES as f64 / took.as_secs_f64();
+    let ideal = P2_IN_FLIGHT as f64 / P2_LATENCY.as_secs_f64();
+    println!(
+        "  worker:                {rate:>8.0} msg/s ({:.1} s)",
+        took.as_secs_f64()
+    );
+    println!(
+        "  ratio to C/L = {ideal:.0} msg/s: {:.2} (target >= 0.9)",
+        rate / ideal
+    );
+
+    let sequential = partition_sequential(brokers, &t.input, &t.spare).await?;
+    println!(
+        "  partition-sequential:  {sequential:>8.1} msg/s (sampled for {} s)",
+        P2_SEQUENTIAL_SAMPLE.as_secs()
+    );
+    println!(
+        "  ratio worker / partition-sequential: {:.0}x (target >= 20x)",
+        rate / sequential
+    );
     Ok(())
 }
 
-/// Produces `messages` small service requests with distinct keys; returns each
-/// partition's end offset.
-async fn fill(brokers: &str, topic: &str, messages: usize) -> anyhow::Result<Vec<i64>> {
+async fn p3(brokers: &str, rate: f64) -> anyhow::Result<()> {
+    let t = topics(brokers, "p3").await?;
+    let messages = (rate * P3_DURATION.as_secs_f64()) as usize;
+    println!(
+        "P3: {messages} messages at {rate:.0} msg/s (half of P1's worker rate) over {} s",
+        P3_DURATION.as_secs()
+    );
+    // The worker is running and idle before the first message is produced.
+    let running = start_worker(brokers, &t, RuleTranslator::new(100), &[])?;
+    running.joined().await;
+    overhead_samples()
+        .0
+        .lock()
+        .map_err(|_| anyhow::anyhow!("samples"))?
+        .clear();
+    let ends = produce_at(brokers, &t.input, messages, rate).await?;
+    running.until_committed(brokers, &t.input, &ends).await?;
+    running.stop().await?;
+
+    let mut samples = std::mem::take(
+        &mut *overhead_samples()
+            .0
+            .lock()
+            .map_err(|_| anyhow::anyhow!("samples"))?,
+    );
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        samples
+            .get(((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+            * 1000.0
+    };
+    println!(
+        "  consume -> outcomes acknowledged, translation excluded ({} messages): \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (target p99 <= 5 ms)",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    Ok(())
+}
+
+/// Produces `messages` small service requests, each with its own idempotency key and the
+/// record key `key(i)`; returns each partition's end offset.
+async fn fill(
+    brokers: &str,
+    topic: &str,
+    messages: usize,
+    key: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<i64>> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -92,17 +306,27 @@ async fn fill(brokers: &str, topic: &str, messages: usize) -> anyhow::Result<Vec
         .create()?;
     let mut deliveries = Vec::with_capacity(messages);
     for i in 0..messages {
-        let key = format!("order-{i}");
-        let payload = format!(
-            r#"{{"idempotency_key":"{key}","intent":"Deploy AMF with {} replicas in namespace core5g"}}"#,
-            i % 5 + 1
-        );
+        let key = key(i);
+        let payload = request(i);
         let record = FutureRecord::to(topic).key(&key).payload(&payload);
         match producer.send_result(record) {
             Ok(d) => deliveries.push(d),
             Err((e, _)) => anyhow::bail!("fill: {e}"),
         }
     }
+    ends_of(deliveries).await
+}
+
+fn request(i: usize) -> String {
+    format!(
+        r#"{{"idempotency_key":"req-{i}","intent":"Deploy AMF with {} replicas in namespace core5g"}}"#,
+        i % 5 + 1
+    )
+}
+
+/// Each partition's end offset, from the delivery reports (the development broker's
+/// high watermark undercounts batched writes).
+async fn ends_of(deliveries: Vec<rdkafka::producer::DeliveryFuture>) -> anyhow::Result<Vec<i64>> {
     let mut ends = vec![0i64; PARTITIONS as usize];
     for d in deliveries {
         let delivery = d.await?.map_err(|(e, _)| e)?;
@@ -110,6 +334,32 @@ async fn fill(brokers: &str, topic: &str, messages: usize) -> anyhow::Result<Vec
         ends[p] = ends[p].max(delivery.offset + 1);
     }
     Ok(ends)
+}
+
+/// Produces `messages` requests at `rate` a second, spread over the partitions.
+async fn produce_at(
+    brokers: &str,
+    topic: &str,
+    messages: usize,
+    rate: f64,
+) -> anyhow::Result<Vec<i64>> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "1")
+        .create()?;
+    let start = tokio::time::Instant::now();
+    let mut deliveries = Vec::with_capacity(messages);
+    for i in 0..messages {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+        let key = format!("p3-{i}");
+        let payload = request(i);
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        match producer.send_result(record) {
+            Ok(d) => deliveries.push(d),
+            Err((e, _)) => anyhow::bail!("produce: {e}"),
+        }
+    }
+    ends_of(deliveries).await
 }
 
 /// Reads every message with a group consumer and produces it to `out`; the time until
@@ -164,26 +414,31 @@ async fn passthrough(
     Ok(started.elapsed())
 }
 
-/// Runs a worker until its group has committed every input offset; the time from its
-/// first committed progress (the group joined and restored) to the end.
-async fn worker(
+/// A worker running in this process.
+struct RunningWorker {
+    health: Arc<Health>,
+    group: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn start_worker<T: Translator + 'static>(
     brokers: &str,
-    input: &str,
-    outcomes: &str,
-    dlq: &str,
-    ends: &[i64],
-) -> anyhow::Result<Duration> {
-    let group = format!("{input}-worker");
-    let args = [
+    t: &Topics,
+    translator: T,
+    extra: &[&str],
+) -> anyhow::Result<RunningWorker> {
+    let group = format!("{}-worker", t.input);
+    let mut args = vec![
         "bench",
         "--brokers",
         brokers,
         "--topics",
-        input,
+        &t.input,
         "--outcomes-topic",
-        outcomes,
+        &t.outcomes,
         "--dlq-topic",
-        dlq,
+        &t.dlq,
         "--group",
         &group,
         "--intent-sink",
@@ -197,55 +452,140 @@ async fn worker(
         "--kafka-config",
         "auto.commit.interval.ms=100",
     ];
+    args.extend_from_slice(extra);
     let config = Wrapper::try_parse_from(args)?.config;
     let pipeline = Pipeline::new(
-        RuleTranslator::new(100),
+        translator,
         IntentSink::new(config.intent_sink.clone()),
         Limits::default(),
     );
+    let health = Arc::new(Health::default());
+    let worker_health = health.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
         };
-        nephoran_kafka_consumer::worker::run(
-            &config,
-            pipeline,
-            Arc::new(Health::default()),
-            shutdown,
-        )
-        .await
+        nephoran_kafka_consumer::worker::run(&config, pipeline, worker_health, shutdown).await
     });
+    Ok(RunningWorker {
+        health,
+        group,
+        stop,
+        task,
+    })
+}
 
-    let watcher: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", &group)
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(input, p);
-    }
-    let mut started = None;
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let committed = watcher.committed_offsets(tpl.clone(), Duration::from_secs(5))?;
-        let done: Vec<i64> = (0..PARTITIONS)
-            .map(
-                |p| match committed.find_partition(input, p).map(|e| e.offset()) {
-                    Some(Offset::Offset(o)) => o,
-                    _ => 0,
-                },
-            )
-            .collect();
-        if started.is_none() && done.iter().any(|o| *o > 0) {
-            started = Some(Instant::now());
-        }
-        if done.iter().zip(ends).all(|(d, e)| d >= e) {
-            break;
+impl RunningWorker {
+    /// Waits until the worker has its partitions.
+    async fn joined(&self) {
+        while self.health.assigned() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
-    let _ = stop.send(());
-    task.await??;
+
+    /// Waits until the group has committed every offset below `ends`.
+    async fn until_committed(
+        &self,
+        brokers: &str,
+        input: &str,
+        ends: &[i64],
+    ) -> anyhow::Result<()> {
+        let watcher: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", &self.group)
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(input, p);
+        }
+        loop {
+            let committed = watcher.committed_offsets(tpl.clone(), Duration::from_secs(5))?;
+            let done = (0..PARTITIONS).zip(ends).all(|(p, end)| {
+                matches!(committed.find_partition(input, p).map(|e| e.offset()),
+                    Some(Offset::Offset(o)) if o >= *end)
+            });
+            if done {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+/// Runs a worker until its group has committed every input offset; the time from the
+/// moment it had its partitions (dedup restores included) to the end.
+async fn worker<T: Translator + 'static>(
+    brokers: &str,
+    t: &Topics,
+    ends: &[i64],
+    translator: T,
+    extra: &[&str],
+) -> anyhow::Result<Duration> {
+    let running = start_worker(brokers, t, translator, extra)?;
+    running.joined().await;
+    let started = Instant::now();
+    running.until_committed(brokers, &t.input, ends).await?;
+    let elapsed = started.elapsed();
+    running.stop().await?;
     Ok(elapsed)
+}
+
+/// The baseline of P2: each partition processed one message at a time (translate, then
+/// publish the outcome and wait for it), partitions side by side. Runs for
+/// [`P2_SEQUENTIAL_SAMPLE`] and returns messages per second.
+async fn partition_sequential(brokers: &str, input: &str, out: &str) -> anyhow::Result<f64> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{input}-sequential"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()?;
+    consumer.subscribe(&[input])?;
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut lanes = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..PARTITIONS {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<rdkafka::message::OwnedMessage>();
+        lanes.push(tx);
+        let (producer, done, out) = (producer.clone(), done.clone(), out.to_string());
+        workers.push(tokio::spawn(async move {
+            let translator = SleepingTranslator(RuleTranslator::new(100), P2_LATENCY);
+            while let Some(m) = rx.recv().await {
+                let request = match m.payload().map(serde_json::from_slice) {
+                    Some(Ok(r)) => Request::Service(r),
+                    _ => continue,
+                };
+                let spec = translator.translate(&request).await;
+                let outcome = format!("{{\"applied\":{}}}", spec.is_ok());
+                let record: FutureRecord<'_, [u8], str> = FutureRecord::to(&out).payload(&outcome);
+                if producer.send(record, Duration::from_secs(10)).await.is_ok() {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let first = consumer.recv().await?.detach();
+    let started = Instant::now();
+    let _ = lanes[first.partition() as usize].send(first);
+    let deadline = tokio::time::Instant::now() + P2_SEQUENTIAL_SAMPLE;
+    while let Ok(Ok(m)) = tokio::time::timeout_at(deadline, consumer.recv()).await {
+        let _ = lanes[m.partition() as usize].send(m.detach());
+    }
+    tokio::time::sleep_until(deadline).await;
+    let rate =
+        done.load(std::sync::atomic::Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    for w in workers {
+        w.abort();
+    }
+    Ok(rate)
 }

@@ -91,6 +91,20 @@ pub struct Config {
     /// Replication factor of dedup changelog topics the worker creates (-1: broker default).
     #[arg(long, env = "DEDUP_CHANGELOG_REPLICATION", default_value_t = -1, allow_negative_numbers = true)]
     pub dedup_changelog_replication: i32,
+
+    /// Messages being translated and applied at once, across all partitions.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// Messages of one partition consumed and not yet done; at the bound the partition is
+    /// paused until half of them are done.
+    #[arg(long, env = "PARTITION_BUFFER", default_value_t = 1000)]
+    pub partition_buffer: usize,
+
+    /// How long a revoked partition's in-flight messages may take to finish before the
+    /// partition is handed over without them (the new owner processes them again).
+    #[arg(long, env = "REVOKE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub revoke_drain_timeout: std::time::Duration,
 }
 
 /// A `key=value` librdkafka property.
@@ -212,6 +226,18 @@ impl Config {
         if self.max_replicas == 0 {
             return Err(config_error(
                 "MAX_REPLICAS (--max-replicas)",
+                "must be at least 1",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(config_error(
+                "MAX_IN_FLIGHT (--max-in-flight)",
+                "must be at least 1",
+            ));
+        }
+        if self.partition_buffer == 0 {
+            return Err(config_error(
+                "PARTITION_BUFFER (--partition-buffer)",
                 "must be at least 1",
             ));
         }

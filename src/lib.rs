@@ -5,8 +5,8 @@
 //! outcome event (and, if it cannot be acted upon, a dead letter):
 //!
 //! ```text
-//! kafka::consumer -> decode -> translate -> validate -> apply -> kafka::publisher
-//!                    (pipeline: Kafka-agnostic)                 (outcome, dead letter)
+//! kafka::consumer -> decode -> dedup -> schedule -> translate -> validate -> apply -> kafka::publisher
+//!                    (Kafka-agnostic: pipeline, dedup, schedule)               (outcome, dead letter)
 //! worker: the loop that drives it and stores offsets once outcomes are acknowledged
 //! ```
 
@@ -18,11 +18,13 @@ pub mod dedup;
 pub mod health;
 pub mod intent;
 pub mod kafka;
+pub mod lease;
 pub mod message;
 pub mod offsets;
 pub mod outcome;
 pub mod pipeline;
 pub mod request;
+pub mod schedule;
 pub mod telemetry;
 pub mod translate;
 pub mod validate;

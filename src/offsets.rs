@@ -63,6 +63,13 @@ impl OffsetTracker {
         })
     }
 
+    /// Messages of a partition consumed and not yet done.
+    pub fn outstanding(&self, topic: &str, partition: i32) -> usize {
+        self.partitions
+            .get(&(topic.to_string(), partition))
+            .map_or(0, |p| p.outstanding.len())
+    }
+
     /// Forgets a partition (revoked): later completions of its messages move nothing.
     pub fn forget(&mut self, topic: &str, partition: i32) {
         self.partitions.remove(&(topic.to_string(), partition));
@@ -88,6 +95,7 @@ mod tests {
             t.arrived(&at(0, o));
         }
         assert_eq!(t.completed(&at(0, 12)), None, "10 and 11 still outstanding");
+        assert_eq!(t.outstanding("t", 0), 4);
         assert_eq!(t.completed(&at(0, 11)), None);
         assert_eq!(t.completed(&at(0, 10)), Some(13), "jumps past 11 and 12");
         assert_eq!(t.completed(&at(0, 14)), None, "13 still outstanding");

@@ -15,6 +15,7 @@ use tracing::warn;
 use crate::apply::{ApplyError, IntentSink};
 use crate::decode::{decode, IdempotencyKey};
 use crate::intent::NetworkIntent;
+use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::outcome::{ErrorCode, Failure, IntentRef, OutcomeEvent, Stage};
 use crate::request::Request;
@@ -69,8 +70,9 @@ impl<T: Translator> Pipeline<T> {
         (received, event)
     }
 
-    /// Translates, validates and applies a received message.
-    pub async fn complete(&self, received: Received) -> Completion {
+    /// Translates, validates and applies a received message. Nothing is applied once
+    /// `lease` has ended (the partition was handed over during the translation).
+    pub async fn complete(&self, received: Received, lease: &Lease) -> Result<Completion, Fenced> {
         let Received {
             key,
             source,
@@ -79,7 +81,7 @@ impl<T: Translator> Pipeline<T> {
         let event = |stage| OutcomeEvent::new(&key, stage, &source);
         let request = match request {
             Ok(request) => request,
-            Err(failure) => return rejected(event(Stage::Rejected), failure),
+            Err(failure) => return Ok(rejected(event(Stage::Rejected), failure)),
         };
         let message_type = Some(request.message_type());
         let translator = Some(self.translator.kind());
@@ -90,7 +92,10 @@ impl<T: Translator> Pipeline<T> {
                 let mut rejection = event(Stage::Rejected);
                 rejection.message_type = message_type;
                 rejection.translator = translator;
-                return rejected(rejection, Failure::new(ErrorCode::Untranslatable, e.reason));
+                return Ok(rejected(
+                    rejection,
+                    Failure::new(ErrorCode::Untranslatable, e.reason),
+                ));
             }
         };
         let intent = NetworkIntent::new(&key.value, spec);
@@ -106,13 +111,16 @@ impl<T: Translator> Pipeline<T> {
             e
         };
         if let Err(invalid) = validate(&intent, &self.limits) {
-            return rejected(
+            return Ok(rejected(
                 described(Stage::Rejected),
                 Failure::new(ErrorCode::InvalidIntent, invalid.to_string()),
-            );
+            ));
         }
         let translated = described(Stage::Translated);
-        match self.apply_with_retries(&intent).await {
+        if !lease.is_held() {
+            return Err(Fenced);
+        }
+        Ok(match self.apply_with_retries(&intent).await {
             Ok(()) => Completion {
                 outcomes: vec![translated, described(Stage::Applied)],
                 dead_letter: None,
@@ -125,7 +133,7 @@ impl<T: Translator> Pipeline<T> {
                 completion.outcomes.insert(0, translated);
                 completion
             }
-        }
+        })
     }
 
     async fn apply_with_retries(&self, intent: &NetworkIntent) -> Result<(), ApplyError> {

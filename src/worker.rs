@@ -1,25 +1,33 @@
-//! The worker's main loop: consume, deduplicate, process, publish, store the offset; and
-//! shut down.
+//! The worker's main loop: consume, deduplicate, schedule, process, publish, store the
+//! offset; hand partitions over; shut down.
 //!
-//! Reads top to bottom. Each message is received (its `received` event enqueued) and its
-//! key looked up in its partition's dedup state (restored from the changelog the first
-//! time the partition is seen after an assignment). A key already completed gets a
-//! `duplicate` event and nothing else; a new key (or one whose attempt never finished)
-//! is completed by the pipeline, and its changelog entry, dead letter and events are
-//! enqueued. The sends of every message are awaited together; when they are all
-//! acknowledged the message is done, and the [`OffsetTracker`] moves its partition's
-//! committable position past every message below which all are done. So an offset is
-//! stored only once the message and every earlier one of its partition has its changelog
-//! entry and outcome published, whatever order acknowledgements arrive in. librdkafka
-//! auto-commits stored offsets; shutdown commits at once.
+//! Reads top to bottom. A consumed message is admitted: its `received` event is enqueued
+//! and it waits in its key's lane ([`Scheduler`]). When it may start, its idempotency key
+//! is looked up in its partition's dedup state (restored from the changelog the first
+//! time the partition is seen after an assignment): a key already completed gets a
+//! `duplicate` event at once; a new key (or one whose attempt never finished) goes to a
+//! task of its own that translates, validates and applies it, so slow translations run
+//! side by side. When the task reports back, its changelog entry, dead letter and events
+//! are enqueued and its lane's next message may start. The sends of every message are
+//! awaited together; when they are all acknowledged the message is done, and the
+//! [`OffsetTracker`] moves its partition's committable position past every message below
+//! which all are done. librdkafka auto-commits stored positions.
+//!
+//! A partition with [`Config::partition_buffer`] messages outstanding is paused until
+//! half of them are done; the poll thread keeps polling. A revoked partition stops
+//! starting messages, and the group waits while its in-flight ones finish, up to
+//! [`Config::revoke_drain_timeout`]; then its lease ends, and what was still in flight
+//! is fenced: it applies and publishes nothing, and the next owner processes it again.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use rdkafka::consumer::{CommitMode, Consumer};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -27,24 +35,18 @@ use crate::dedup::{self, Check, Dedup, Entry, PartitionStore, State};
 use crate::health::Health;
 use crate::intent::intent_name;
 use crate::kafka::changelog;
-use crate::kafka::consumer::{self, GroupConsumer, GroupContext};
+use crate::kafka::consumer::{self, GroupConsumer, GroupEvent};
 use crate::kafka::publisher::{Delivery, PublishError, Publisher};
+use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::offsets::OffsetTracker;
 use crate::outcome::{Failure, IntentRef, Original, OutcomeEvent, Stage};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Completion, Pipeline, Received};
+use crate::schedule::{ordering_key, Lane, PartitionId, Scheduler};
 use crate::translate::Translator;
 
-/// Messages whose outcomes may be awaiting acknowledgement at once. At the limit the
-/// worker stops reading until the oldest is acknowledged.
-const MAX_PENDING_MESSAGES: usize = 1024;
-
-/// A processed message waiting for its sends to be acknowledged.
-type Pending =
-    std::pin::Pin<Box<dyn Future<Output = Result<SourceRef, PublishError>> + Send + Sync>>;
-
 /// Runs the worker until `shutdown` completes, then drains and leaves the group.
-pub async fn run<T: Translator>(
+pub async fn run<T: Translator + 'static>(
     config: &Config,
     pipeline: Pipeline<T>,
     health: Arc<Health>,
@@ -77,32 +79,43 @@ pub async fn run<T: Translator>(
     )
     .await?;
 
-    let reassigned = Arc::new(Mutex::new(Vec::new()));
-    let context = GroupContext {
+    let (consumer, mut events) = GroupConsumer::start(consumer::Settings {
+        properties: &properties,
+        group: &config.group,
+        topics: &config.topics.topics,
         health: health.clone(),
-        reassigned: reassigned.clone(),
         producer: publisher.producer(),
-    };
-    let consumer = consumer::create(&properties, &config.group, context)
-        .context("could not create the Kafka consumer")?;
-    let topics: Vec<&str> = config.topics.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .context("could not subscribe to TOPICS")?;
-    info!(group = %config.group, topics = ?topics, sink = %config.intent_sink, "worker started");
+        revoke_wait: config.revoke_drain_timeout,
+    })
+    .context("could not create the Kafka consumer")?;
+    info!(
+        group = %config.group, topics = ?config.topics.topics, sink = %config.intent_sink,
+        max_in_flight = config.max_in_flight, partition_buffer = config.partition_buffer,
+        "worker started"
+    );
 
+    let (finished_tx, finished) = mpsc::unbounded_channel();
     let mut worker = Worker {
         consumer: &consumer,
-        pipeline: &pipeline,
+        pipeline: Arc::new(pipeline),
         publisher: &publisher,
         dedup: Dedup::new(config.dedup_window, config.dedup_max_entries),
-        reassigned,
         properties: &properties,
         group: &config.group,
         offsets: OffsetTracker::default(),
+        scheduler: Scheduler::new(config.max_in_flight),
+        leases: HashMap::new(),
+        epochs: 0,
+        busy: HashMap::new(),
+        paused: HashSet::new(),
+        partition_buffer: config.partition_buffer,
+        revocations: Vec::new(),
+        revoke_drain_timeout: config.revoke_drain_timeout,
+        finished_tx,
+        finished,
+        pending: FuturesUnordered::new(),
     };
-    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
-    let result = worker.consume(&mut pending, shutdown).await;
+    let result = worker.consume(&mut events, shutdown).await;
     health.stopping();
     if let Err(e) = &result {
         warn!(error = %format!("{e:#}"), "stopping on an error");
@@ -111,123 +124,228 @@ pub async fn run<T: Translator>(
     // Finish what is in flight, within the deadline; what is left is handed back to
     // the group uncommitted, and the next owner processes it again.
     let deadline = config.shutdown_timeout;
-    let drained = tokio::time::timeout(deadline, async {
-        while let Some(done) = pending.next().await {
-            worker.done(done?);
-        }
-        Ok::<_, PublishError>(())
-    })
-    .await;
-    drop(worker);
-    match drained {
+    match tokio::time::timeout(deadline, worker.finish_in_flight(&mut events)).await {
         Ok(Ok(())) => info!("in-flight messages finished"),
-        Ok(Err(e)) => warn!(error = %e, "an outcome could not be published while draining"),
+        Ok(Err(e)) => warn!(error = %format!("{e:#}"), "in-flight messages not finished"),
         Err(_) => warn!(
-            handed_back = pending.len(),
+            handed_back = worker.scheduler.in_flight(),
             deadline = ?deadline,
             "shutdown deadline reached; unfinished messages are left to the next owner"
         ),
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        debug!(error = %e, "final commit: nothing committed");
-    }
+    worker.end_leases();
+    drop(worker);
+    consumer.commit();
     if let Err(e) = publisher.flush(deadline) {
         warn!(error = %e, "producer flush incomplete");
     }
-    // Dropping the consumer leaves the group; it blocks while librdkafka closes.
-    tokio::task::spawn_blocking(move || drop(consumer))
-        .await
-        .context("consumer close panicked")?;
+    consumer.close(events).await?;
     info!("worker stopped");
     result
+}
+
+/// A consumed message waiting in its lane.
+struct Admitted {
+    message: InboundMessage,
+    received: Received,
+    /// Sends enqueued so far (the `received` event).
+    deliveries: Vec<Delivery>,
+    at: Instant,
+}
+
+/// A message whose translation task has ended, back on the worker.
+struct Finished {
+    lane: Lane,
+    lease: Lease,
+    admitted: Admitted,
+    /// The dedup entry written when it started.
+    started: Entry,
+    /// Time spent translating and applying.
+    took: Duration,
+    result: Result<Completion, Fenced>,
+}
+
+/// A message whose sends are all acknowledged (or one failed).
+struct Done {
+    source: SourceRef,
+    epoch: u64,
+    at: Instant,
+    /// Time spent translating and applying, left out of the worker's own overhead.
+    took: Duration,
+    result: Result<(), PublishError>,
+}
+
+/// A message waiting for its sends to be acknowledged.
+type Pending = std::pin::Pin<Box<dyn Future<Output = Done> + Send + Sync>>;
+
+/// Revoked partitions the group is waiting for.
+struct Revocation {
+    partitions: Vec<PartitionId>,
+    deadline: tokio::time::Instant,
+    started: Instant,
+    handed_over: std::sync::mpsc::SyncSender<()>,
 }
 
 /// What the loop works with.
 struct Worker<'a, T> {
     consumer: &'a GroupConsumer,
-    pipeline: &'a Pipeline<T>,
+    pipeline: Arc<Pipeline<T>>,
     publisher: &'a Publisher,
     dedup: Dedup,
-    /// Partitions assigned or revoked since the last message, whose state is stale.
-    reassigned: Arc<Mutex<Vec<(String, i32)>>>,
     properties: &'a std::collections::BTreeMap<String, String>,
     group: &'a str,
     /// Messages consumed and not yet done, per partition.
     offsets: OffsetTracker,
+    scheduler: Scheduler<Admitted>,
+    /// The partitions this worker holds, with the lease their work carries.
+    leases: HashMap<PartitionId, Lease>,
+    /// Leases handed out so far; the next lease's epoch.
+    epochs: u64,
+    /// Messages started and not yet done, per partition: what a revocation waits for.
+    busy: HashMap<PartitionId, usize>,
+    paused: HashSet<PartitionId>,
+    partition_buffer: usize,
+    revocations: Vec<Revocation>,
+    revoke_drain_timeout: Duration,
+    finished_tx: mpsc::UnboundedSender<Finished>,
+    /// Reports of translation tasks; at most `max_in_flight` are outstanding.
+    finished: mpsc::UnboundedReceiver<Finished>,
+    pending: FuturesUnordered<Pending>,
 }
 
-impl<T: Translator> Worker<'_, T> {
+impl<T: Translator + 'static> Worker<'_, T> {
     /// The loop proper: returns when `shutdown` completes, or on an error that makes
     /// going on unsafe (an outcome or changelog entry that cannot be published).
     async fn consume(
         &mut self,
-        pending: &mut FuturesUnordered<Pending>,
+        events: &mut mpsc::Receiver<GroupEvent>,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
         loop {
+            self.start_ready().await?;
+            let next_deadline = self.revocations.iter().map(|r| r.deadline).min();
             tokio::select! {
                 biased;
                 () = &mut shutdown => {
-                    info!(in_flight = pending.len(), "shutdown requested: no new messages");
+                    info!(
+                        in_flight = self.scheduler.in_flight(),
+                        waiting = self.scheduler.waiting(),
+                        "shutdown requested: no new messages"
+                    );
                     return Ok(());
                 }
-                Some(done) = pending.next(), if !pending.is_empty() => {
-                    self.forget_reassigned();
-                    self.done(done?);
-                }
-                received = self.consumer.recv(), if pending.len() < MAX_PENDING_MESSAGES => {
-                    let message = match received {
-                        Ok(record) => consumer::to_inbound(&record),
-                        Err(e) => {
-                            warn!(error = %e, "consumer error");
-                            continue;
-                        }
-                    };
-                    self.forget_reassigned();
-                    self.offsets.arrived(&message.source);
-                    pending.push(self.process(message).await?);
+                Some(finished) = self.finished.recv() => self.finish(finished).await?,
+                Some(done) = self.pending.next(), if !self.pending.is_empty() => self.done(done)?,
+                () = sleep_until(next_deadline), if next_deadline.is_some() => {}
+                event = events.recv() => match event {
+                    Some(GroupEvent::Message(message)) => self.admit(message).await?,
+                    Some(GroupEvent::Assigned(partitions)) => self.assigned(partitions),
+                    Some(GroupEvent::Revoked { partitions, handed_over }) => {
+                        self.revoked(partitions, handed_over);
+                    }
+                    None => anyhow::bail!("the consumer's poll thread stopped"),
+                },
+            }
+            self.hand_over_drained();
+        }
+    }
+
+    /// After shutdown: waits for every started message to be done, starting nothing new.
+    /// Events keep being read so the poll thread is never stuck; their messages are
+    /// left uncommitted for the next owner.
+    async fn finish_in_flight(
+        &mut self,
+        events: &mut mpsc::Receiver<GroupEvent>,
+    ) -> anyhow::Result<()> {
+        while self.busy.values().any(|&n| n > 0) {
+            tokio::select! {
+                Some(finished) = self.finished.recv() => self.finish(finished).await?,
+                Some(done) = self.pending.next(), if !self.pending.is_empty() => self.done(done)?,
+                Some(event) = events.recv() => {
+                    if let GroupEvent::Revoked { partitions, handed_over } = event {
+                        // Nothing more starts; what is in flight of these is fenced.
+                        self.revoked(partitions, handed_over);
+                        self.hand_over_all();
+                    }
                 }
             }
+            self.hand_over_drained();
         }
+        Ok(())
     }
 
-    /// Drops the dedup state of partitions that changed hands since the last message.
-    fn forget_reassigned(&mut self) {
-        let changed = match self.reassigned.lock() {
-            Ok(mut list) => std::mem::take(&mut *list),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        for (topic, partition) in changed {
-            self.dedup.drop_partition(&topic, partition);
-            self.offsets.forget(&topic, partition);
+    /// A message was consumed: its `received` event goes out, and it waits in its lane.
+    async fn admit(&mut self, message: InboundMessage) -> Result<(), PublishError> {
+        let at = Instant::now();
+        let partition = (message.source.topic.clone(), message.source.partition);
+        if !self.leases.contains_key(&partition) {
+            debug!(source = ?message.source, "message of a partition not held; left to its owner");
+            return Ok(());
         }
-    }
-
-    /// A message's sends are all acknowledged: store its partition's new committable
-    /// position, if it moved.
-    fn done(&mut self, message: SourceRef) {
-        if let Some(position) = self.offsets.completed(&message) {
-            consumer::store_position(self.consumer, &message.topic, message.partition, position);
-        }
-    }
-
-    /// Processes one message and enqueues everything it publishes. The returned future
-    /// resolves once all of it is acknowledged.
-    async fn process(&mut self, message: InboundMessage) -> anyhow::Result<Pending> {
+        self.offsets.arrived(&message.source);
         let (received, event) = self.pipeline.receive(&message);
-        let key = received.key.value.clone();
-        let source = message.source.clone();
-        let mut deliveries: Vec<Delivery> = vec![self.publisher.outcome(&event).await?];
+        let deliveries = vec![self.publisher.outcome(&event).await?];
+        let lane = Lane {
+            key: ordering_key(message.key.as_deref(), &received.key.value),
+            partition,
+        };
+        let outstanding = self
+            .offsets
+            .outstanding(&message.source.topic, message.source.partition);
+        if outstanding >= self.partition_buffer && !self.paused.contains(&lane.partition) {
+            info!(
+                topic = %lane.partition.0, partition = lane.partition.1, outstanding,
+                "partition paused: its buffer is full"
+            );
+            metrics::counter!("partition_pauses_total", "topic" => lane.partition.0.clone())
+                .increment(1);
+            self.consumer.pause(&lane.partition.0, lane.partition.1);
+            self.paused.insert(lane.partition.clone());
+            metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
+        }
+        self.scheduler.push(
+            lane,
+            Admitted {
+                message,
+                received,
+                deliveries,
+                at,
+            },
+        );
+        metrics::gauge!("messages_waiting").set(self.scheduler.waiting() as f64);
+        Ok(())
+    }
+
+    /// Starts every message that may start.
+    async fn start_ready(&mut self) -> anyhow::Result<()> {
+        while let Some((lane, admitted)) = self.scheduler.start_next() {
+            self.start(lane, admitted).await?;
+        }
+        metrics::gauge!("messages_in_flight").set(self.scheduler.in_flight() as f64);
+        Ok(())
+    }
+
+    /// Looks a message's key up and either answers at once (a duplicate, a redelivery)
+    /// or hands it to a translation task.
+    async fn start(&mut self, lane: Lane, mut admitted: Admitted) -> anyhow::Result<()> {
+        let Some(lease) = self.leases.get(&lane.partition).cloned() else {
+            self.scheduler.finished(&lane);
+            return Ok(());
+        };
+        *self.busy.entry(lane.partition.clone()).or_default() += 1;
+        let source = admitted.message.source.clone();
+        let key = admitted.received.key.value.clone();
         let changelog = dedup::changelog_topic(self.group, &source.topic);
         let now = dedup::now_secs();
         let store = self.store(&source.topic, source.partition).await?;
         let labels = [("topic", source.topic.clone())];
 
-        match store.check(&key, source.offset, now) {
+        let started = match store.check(&key, source.offset, now) {
             Check::Duplicate(original) => {
                 metrics::counter!("dedup_hits_total", &labels).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
+                let received = &admitted.received;
                 let mut event = OutcomeEvent::new(&received.key, Stage::Duplicate, &source);
                 event.message_type = received.request.as_ref().ok().map(|r| r.message_type());
                 if let State::Done(outcome) = original.state {
@@ -245,21 +363,32 @@ impl<T: Translator> Worker<'_, T> {
                 let mut seen = original;
                 seen.last_seen = now;
                 let value = seen.encode(namespace.as_deref());
-                deliveries.push(
+                admitted.deliveries.push(
                     self.publisher
                         .changelog(&changelog, source.partition, &key, Some(&value))
                         .await?,
                 );
-                deliveries.push(self.publisher.outcome(&event).await?);
+                admitted
+                    .deliveries
+                    .push(self.publisher.outcome(&event).await?);
+                None
             }
             Check::Redelivery(original) => {
                 // Completed before a crash or rebalance, offset not committed: its events
                 // may never have gone out. Publish them again (same event ids).
                 metrics::counter!("dedup_redeliveries_total", &labels).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
-                for event in republished(&received.key, &source, &original, namespace.as_deref()) {
-                    deliveries.push(self.publisher.outcome(&event).await?);
+                for event in republished(
+                    &admitted.received.key,
+                    &source,
+                    &original,
+                    namespace.as_deref(),
+                ) {
+                    admitted
+                        .deliveries
+                        .push(self.publisher.outcome(&event).await?);
                 }
+                None
             }
             check @ (Check::New | Check::TakeOver(_)) => {
                 if let Check::TakeOver(attempt) = check {
@@ -275,71 +404,272 @@ impl<T: Translator> Worker<'_, T> {
                 };
                 let evicted = store.insert(&key, started, None);
                 let value = started.encode(None);
-                self.tombstone(&source, evicted, "bound", &mut deliveries)
+                self.tombstone(&source, evicted, "bound", &mut admitted.deliveries)
                     .await?;
-                deliveries.push(
+                admitted.deliveries.push(
                     self.publisher
                         .changelog(&changelog, source.partition, &key, Some(&value))
                         .await?,
                 );
+                Some(started)
+            }
+        };
+        self.record_entries(&source);
 
-                let completion = self.pipeline.complete(received).await;
+        let Some(started) = started else {
+            // Answered: the lane's next message may start.
+            self.scheduler.finished(&lane);
+            self.pending
+                .push(awaiting(admitted, lease.epoch(), Duration::ZERO));
+            return Ok(());
+        };
+        let pipeline = self.pipeline.clone();
+        let report = self.finished_tx.clone();
+        tokio::spawn(async move {
+            let received = admitted.received.clone();
+            let began = Instant::now();
+            let result = pipeline.complete(received, &lease).await;
+            // The worker outlives its tasks unless it stopped on an error.
+            let _ = report.send(Finished {
+                lane,
+                lease,
+                admitted,
+                started,
+                took: began.elapsed(),
+                result,
+            });
+        });
+        Ok(())
+    }
 
-                if let Some(failure) = &completion.dead_letter {
-                    deliveries.push(self.publisher.dead_letter(&message, &key, failure).await?);
-                }
-                if let Some(terminal) = completion.outcomes.iter().find(|e| e.stage.is_terminal()) {
-                    log_terminal(&key, &source, terminal);
-                    let done = Entry {
-                        state: State::Done(dedup::Outcome {
-                            stage: terminal.stage,
-                            message_type: terminal.message_type,
-                            translator: terminal.translator,
-                            error: terminal.error.as_ref().map(|f| f.code),
-                        }),
-                        since: dedup::now_secs(),
-                        ..started
-                    };
-                    let namespace = terminal.intent.as_ref().map(|i| i.namespace.as_str());
-                    let value = done.encode(namespace);
-                    // Cannot evict: the key is already in the store.
-                    self.store(&source.topic, source.partition)
-                        .await?
-                        .insert(&key, done, namespace);
-                    deliveries.push(
-                        self.publisher
-                            .changelog(&changelog, source.partition, &key, Some(&value))
-                            .await?,
-                    );
-                }
-                for event in &completion.outcomes {
-                    deliveries.push(self.publisher.outcome(event).await?);
-                }
+    /// A translation task reported back: publish what it produced, unless its partition
+    /// was handed over meanwhile.
+    async fn finish(&mut self, finished: Finished) -> anyhow::Result<()> {
+        let Finished {
+            lane,
+            lease,
+            mut admitted,
+            started,
+            took,
+            result,
+        } = finished;
+        let source = admitted.message.source.clone();
+        let held = self
+            .leases
+            .get(&lane.partition)
+            .is_some_and(|l| l.epoch() == lease.epoch());
+        let completion = match result {
+            Ok(completion) if held => completion,
+            _ => {
+                metrics::counter!("fenced_completions_total", "topic" => source.topic.clone())
+                    .increment(1);
+                info!(
+                    topic = %source.topic, partition = source.partition, offset = source.offset,
+                    key = %admitted.received.key.value,
+                    "in-flight message fenced: its partition was handed over; the new owner processes it"
+                );
+                return Ok(());
+            }
+        };
+        let key = admitted.received.key.value.clone();
+        if let Some(failure) = &completion.dead_letter {
+            admitted.deliveries.push(
+                self.publisher
+                    .dead_letter(&admitted.message, &key, failure)
+                    .await?,
+            );
+        }
+        if let Some(terminal) = completion.outcomes.iter().find(|e| e.stage.is_terminal()) {
+            log_terminal(&key, &source, terminal);
+            let done = Entry {
+                state: State::Done(dedup::Outcome {
+                    stage: terminal.stage,
+                    message_type: terminal.message_type,
+                    translator: terminal.translator,
+                    error: terminal.error.as_ref().map(|f| f.code),
+                }),
+                since: dedup::now_secs(),
+                ..started
+            };
+            let namespace = terminal.intent.as_ref().map(|i| i.namespace.as_str());
+            let value = done.encode(namespace);
+            // Evicts only when the key itself was evicted while in flight.
+            let evicted = self
+                .store(&source.topic, source.partition)
+                .await?
+                .insert(&key, done, namespace);
+            self.tombstone(&source, evicted, "bound", &mut admitted.deliveries)
+                .await?;
+            let changelog = dedup::changelog_topic(self.group, &source.topic);
+            admitted.deliveries.push(
+                self.publisher
+                    .changelog(&changelog, source.partition, &key, Some(&value))
+                    .await?,
+            );
+        }
+        for event in &completion.outcomes {
+            admitted
+                .deliveries
+                .push(self.publisher.outcome(event).await?);
+        }
+        // The terminal entry is in the store: the lane's next message may look it up.
+        self.scheduler.finished(&lane);
+        self.pending.push(awaiting(admitted, lease.epoch(), took));
+        Ok(())
+    }
+
+    /// A message's sends are all acknowledged: store its partition's new committable
+    /// position, if it moved, and resume the partition if its buffer has drained.
+    fn done(&mut self, done: Done) -> Result<(), PublishError> {
+        done.result?;
+        let source = done.source;
+        let partition = (source.topic.clone(), source.partition);
+        let held = self.leases.get(&partition).map(Lease::epoch);
+        if held != Some(done.epoch) {
+            return Ok(()); // handed over meanwhile
+        }
+        if let Some(busy) = self.busy.get_mut(&partition) {
+            *busy = busy.saturating_sub(1);
+        }
+        metrics::histogram!("message_overhead_seconds")
+            .record(done.at.elapsed().saturating_sub(done.took).as_secs_f64());
+        if let Some(position) = self.offsets.completed(&source) {
+            self.consumer
+                .store_position(&source.topic, source.partition, position);
+        }
+        let outstanding = self.offsets.outstanding(&source.topic, source.partition);
+        if outstanding <= self.partition_buffer / 2 && self.paused.remove(&partition) {
+            info!(topic = %source.topic, partition = source.partition, outstanding, "partition resumed");
+            self.consumer.resume(&source.topic, source.partition);
+            metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
+        }
+        Ok(())
+    }
+
+    /// Partitions were assigned: each gets a new lease, and its state is read afresh.
+    fn assigned(&mut self, partitions: Vec<PartitionId>) {
+        for partition in partitions {
+            self.epochs += 1;
+            if let Some(old) = self
+                .leases
+                .insert(partition.clone(), Lease::new(self.epochs))
+            {
+                old.end();
+            }
+            self.forget(&partition);
+        }
+    }
+
+    /// Partitions are being revoked: nothing more of them starts, and the group waits
+    /// for their in-flight messages (see [`Self::hand_over_drained`]).
+    fn revoked(
+        &mut self,
+        partitions: Vec<PartitionId>,
+        handed_over: std::sync::mpsc::SyncSender<()>,
+    ) {
+        let mut dropped = 0;
+        for partition in &partitions {
+            dropped += self.scheduler.drop_waiting(partition);
+        }
+        let in_flight: usize = partitions.iter().filter_map(|p| self.busy.get(p)).sum();
+        info!(
+            partitions = ?partitions, in_flight, not_started = dropped,
+            deadline = ?self.revoke_drain_timeout,
+            "draining revoked partitions"
+        );
+        self.revocations.push(Revocation {
+            partitions,
+            deadline: tokio::time::Instant::now() + self.revoke_drain_timeout,
+            started: Instant::now(),
+            handed_over,
+        });
+    }
+
+    /// Hands over every revoked partition whose in-flight messages are done, or whose
+    /// drain deadline has passed (fencing what is left).
+    fn hand_over_drained(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut i = 0;
+        while i < self.revocations.len() {
+            let revocation = &self.revocations[i];
+            let drained = revocation
+                .partitions
+                .iter()
+                .all(|p| self.busy.get(p).is_none_or(|&n| n == 0));
+            if drained || now >= revocation.deadline {
+                let revocation = self.revocations.swap_remove(i);
+                self.hand_over(revocation);
+            } else {
+                i += 1;
             }
         }
+    }
+
+    fn hand_over_all(&mut self) {
+        for revocation in std::mem::take(&mut self.revocations) {
+            self.hand_over(revocation);
+        }
+    }
+
+    fn hand_over(&mut self, revocation: Revocation) {
+        let mut fenced = 0;
+        for partition in &revocation.partitions {
+            fenced += self.busy.get(partition).copied().unwrap_or(0);
+            metrics::counter!("partitions_revoked_total", "topic" => partition.0.clone())
+                .increment(1);
+            if let Some(lease) = self.leases.remove(partition) {
+                lease.end();
+            }
+            if self.paused.contains(partition) {
+                self.consumer.resume(&partition.0, partition.1);
+            }
+            self.forget(partition);
+        }
+        metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
+        metrics::histogram!("revocation_drain_seconds")
+            .record(revocation.started.elapsed().as_secs_f64());
+        info!(
+            partitions = ?revocation.partitions, fenced,
+            elapsed_ms = revocation.started.elapsed().as_millis() as u64,
+            "revoked partitions handed over"
+        );
+        // The poll thread may have given up waiting; then nobody listens.
+        let _ = revocation.handed_over.try_send(());
+    }
+
+    /// Ends every lease: on shutdown, work still in flight must not apply anything.
+    fn end_leases(&mut self) {
+        for lease in self.leases.values() {
+            lease.end();
+        }
+    }
+
+    /// Drops everything known about a partition that changed hands.
+    fn forget(&mut self, partition: &PartitionId) {
+        self.scheduler.forget_partition(partition);
+        self.dedup.drop_partition(&partition.0, partition.1);
+        self.offsets.forget(&partition.0, partition.1);
+        self.busy.remove(partition);
+        self.paused.remove(partition);
+    }
+
+    fn record_entries(&mut self, source: &SourceRef) {
         if let Some(store) = self.dedup.partition(&source.topic, source.partition) {
             metrics::gauge!("dedup_entries", "topic" => source.topic.clone(), "partition" => source.partition.to_string())
                 .set(store.len() as f64);
         }
-        Ok(Box::pin(async move {
-            futures::future::try_join_all(deliveries).await?;
-            Ok(source)
-        }))
     }
 
     /// The dedup state of a partition, restored from its changelog if this worker has
-    /// not read it since the partition was assigned. Restoring one restores every
-    /// assigned partition still without state, side by side: after a rebalance the
-    /// first messages of all of them are about to arrive.
+    /// not read it since the partition was assigned. Restoring one restores every held
+    /// partition still without state, side by side: after a rebalance the first
+    /// messages of all of them are about to arrive.
     async fn store(&mut self, topic: &str, partition: i32) -> anyhow::Result<&mut PartitionStore> {
         if self.dedup.partition(topic, partition).is_none() {
             let mut missing = vec![(topic.to_string(), partition)];
-            if let Ok(assignment) = self.consumer.assignment() {
-                for e in assignment.elements() {
-                    let tp = (e.topic().to_string(), e.partition());
-                    if !missing.contains(&tp) && self.dedup.partition(&tp.0, tp.1).is_none() {
-                        missing.push(tp);
-                    }
+            for held in self.leases.keys() {
+                if !missing.contains(held) && self.dedup.partition(&held.0, held.1).is_none() {
+                    missing.push(held.clone());
                 }
             }
             let limits = self.dedup.limits();
@@ -426,6 +756,34 @@ impl<T: Translator> Worker<'_, T> {
             );
         }
         Ok(())
+    }
+}
+
+/// Resolves once all of a message's sends are acknowledged.
+fn awaiting(admitted: Admitted, epoch: u64, took: Duration) -> Pending {
+    let Admitted {
+        message,
+        deliveries,
+        at,
+        ..
+    } = admitted;
+    Box::pin(async move {
+        let result = futures::future::try_join_all(deliveries).await.map(drop);
+        Done {
+            source: message.source,
+            epoch,
+            at,
+            took,
+            result,
+        }
+    })
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -6,16 +6,13 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::recorder::{metric, recorder};
 use common::{
     brokers, committed_and_end, intent_files, produce, producer, CountingTranslator, Outcomes,
     TestTopics, Worker,
 };
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::registry::{AtomicStorage, Registry};
 use nephoran_kafka_consumer::dedup::{
     changelog_topic, now_secs, Check, Entry, Limits, Outcome, State,
 };
@@ -25,68 +22,6 @@ use nephoran_kafka_consumer::outcome::Stage;
 use nephoran_kafka_consumer::request::MessageType;
 use nephoran_kafka_consumer::translate::TranslatorKind;
 use rdkafka::producer::FutureRecord;
-
-/// Records metrics for the tests of this binary without resetting them on read (one
-/// recorder per process; tests tell their metrics apart by their topic label).
-struct TestRecorder(Registry<Key, AtomicStorage>);
-
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        self.0
-            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        self.0
-            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        self.0
-            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
-    }
-}
-
-fn recorder() -> &'static TestRecorder {
-    static RECORDER: OnceLock<&'static TestRecorder> = OnceLock::new();
-    RECORDER.get_or_init(|| {
-        let recorder: &'static TestRecorder = Box::leak(Box::new(TestRecorder(Registry::atomic())));
-        metrics::set_global_recorder(recorder).expect("install the metrics recorder");
-        recorder
-    })
-}
-
-/// The value of the counters, gauges (or histogram sample counts) called `name` whose
-/// labels include all of `labels`, summed.
-fn metric(name: &str, labels: &[(&str, &str)]) -> f64 {
-    let registry = &recorder().0;
-    let matches = |key: &Key| {
-        key.name() == name
-            && labels
-                .iter()
-                .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
-    };
-    let counters: f64 = registry
-        .get_counter_handles()
-        .into_iter()
-        .filter(|(k, _)| matches(k))
-        .map(|(_, c)| c.load(Ordering::Relaxed) as f64)
-        .sum();
-    let gauges: f64 = registry
-        .get_gauge_handles()
-        .into_iter()
-        .filter(|(k, _)| matches(k))
-        .map(|(_, g)| f64::from_bits(g.load(Ordering::Relaxed)))
-        .sum();
-    let histograms: f64 = registry
-        .get_histogram_handles()
-        .into_iter()
-        .filter(|(k, _)| matches(k))
-        .map(|(_, h)| h.data().len() as f64)
-        .sum();
-    counters + gauges + histograms
-}
 
 fn request(key: &str, text: &str) -> Vec<u8> {
     serde_json::json!({"idempotency_key": key, "intent": text})
@@ -482,6 +417,8 @@ async fn at_the_entry_bound_the_oldest_keys_go_first() {
     }
     let mut config = topics.config(dir.path());
     config.dedup_max_entries = 10;
+    // One message at a time, so which keys are least recently seen is deterministic.
+    config.max_in_flight = 1;
     let worker = Worker::start(config);
     let mut outcomes = Outcomes::new(&topics);
     outcomes.until_terminal_messages(order.len()).await;

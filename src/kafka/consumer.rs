@@ -1,64 +1,90 @@
-//! The group consumer: subscription, offset storage, and conversion of records.
+//! The group consumer: a thread that polls, and the events it hands the worker.
 //!
-//! Offsets are committed by librdkafka's auto-commit, but only offsets this code stored
-//! (`enable.auto.offset.store=false`): the worker stores a message's offset once it and
-//! every earlier message of its partition have their outcomes published.
+//! librdkafka runs rebalance callbacks inside `poll`. Polling on a thread of its own lets
+//! a revocation wait for the worker: the callback sends [`GroupEvent::Revoked`] and blocks
+//! until the worker has drained the partitions (or its drain deadline passed) and stored
+//! their final offsets, while the worker keeps running. The thread never stops polling
+//! for the worker's sake (the worker pauses partitions instead), so
+//! `max.poll.interval.ms` is not exceeded however slow translation is.
+//!
+//! Offsets are committed by librdkafka's auto-commit (and, for revoked partitions, when
+//! they are unassigned), but only offsets the worker stored
+//! (`enable.auto.offset.store=false`): a partition's watermark, below which every message
+//! has its outcome published.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::health::Health;
 use crate::message::{InboundMessage, SourceRef};
+use crate::schedule::PartitionId;
 
-pub type GroupConsumer = StreamConsumer<GroupContext>;
-
-const REVOKE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Logs rebalances and commits, tells `/readyz` when the group has been joined, and
-/// lists the partitions that changed hands, whose dedup state the worker must drop.
-pub struct GroupContext {
-    pub health: Arc<Health>,
-    /// Partitions assigned or revoked since the worker last looked.
-    pub reassigned: Arc<Mutex<Vec<(String, i32)>>>,
-    /// The producer of outcomes and changelog entries, flushed before partitions are
-    /// handed over so their next owner restores every entry written so far.
-    pub producer: FutureProducer,
+/// Consumed messages and rebalances, in the order they happened.
+#[derive(Debug)]
+pub enum GroupEvent {
+    Message(InboundMessage),
+    Assigned(Vec<PartitionId>),
+    /// The partitions are being taken away. The worker answers on `handed_over` once it
+    /// has finished (or fenced) their in-flight messages and stored their offsets; the
+    /// group waits for the answer, up to the drain deadline.
+    Revoked {
+        partitions: Vec<PartitionId>,
+        handed_over: std::sync::mpsc::SyncSender<()>,
+    },
 }
 
-impl GroupContext {
-    fn note_reassigned(&self, tpl: &TopicPartitionList) {
-        let mut list = match self.reassigned.lock() {
-            Ok(list) => list,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        list.extend(
-            tpl.elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition())),
-        );
-    }
+/// Events waiting for the worker; when full, the poll thread waits for it.
+pub const EVENT_QUEUE: usize = 256;
+/// How long one poll waits for a message, which is also how quickly the thread notices
+/// that it should stop.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Time for a flush of the producer before partitions are handed over.
+const REVOKE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends rebalances to the worker and waits for revocations to be drained; tells
+/// `/readyz` when the group has been joined.
+pub struct GroupContext {
+    health: Arc<Health>,
+    events: mpsc::Sender<GroupEvent>,
+    /// Flushed before partitions are handed over, so that their next owner restores
+    /// every dedup entry and sees every outcome written so far.
+    producer: FutureProducer,
+    /// The worker's drain deadline, plus time to store offsets.
+    revoke_wait: Duration,
 }
 
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            info!(partitions = %describe(tpl), "partitions revoked");
-            self.note_reassigned(tpl);
-            // Blocks the poll briefly; the worker is between messages here (callbacks run
-            // inside its `recv`), so everything it processed is in the producer's queue.
-            if let Err(e) = self.producer.flush(Timeout::After(REVOKE_FLUSH_TIMEOUT)) {
-                warn!(error = %e, "sends not all acknowledged before handing partitions over");
-            }
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        info!(partitions = %describe(tpl), "partitions revoked");
+        let (handed_over, drained) = std::sync::mpsc::sync_channel(1);
+        let revoked = GroupEvent::Revoked {
+            partitions: partition_ids(tpl),
+            handed_over,
+        };
+        // A worker that is gone (shutting down) has nothing more to drain.
+        if self.events.blocking_send(revoked).is_ok()
+            && drained.recv_timeout(self.revoke_wait).is_err()
+        {
+            warn!(partitions = %describe(tpl), "the worker did not drain the revoked partitions in time");
+        }
+        if let Err(e) = self.producer.flush(Timeout::After(REVOKE_FLUSH_TIMEOUT)) {
+            warn!(error = %e, "sends not all acknowledged before handing partitions over");
         }
     }
 
@@ -66,7 +92,10 @@ impl ConsumerContext for GroupContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 info!(partitions = %describe(tpl), "partitions assigned");
-                self.note_reassigned(tpl);
+                // A worker that is gone ignores it.
+                let _ = self
+                    .events
+                    .blocking_send(GroupEvent::Assigned(partition_ids(tpl)));
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
@@ -78,7 +107,7 @@ impl ConsumerContext for GroupContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => tracing::debug!(offsets = %describe(offsets), "offsets committed"),
+            Ok(()) => debug!(offsets = %describe(offsets), "offsets committed"),
             // Nothing to commit is not worth a warning.
             Err(rdkafka::error::KafkaError::ConsumerCommit(
                 rdkafka::types::RDKafkaErrorCode::NoOffset,
@@ -86,6 +115,13 @@ impl ConsumerContext for GroupContext {
             Err(e) => warn!(error = %e, offsets = %describe(offsets), "offset commit failed"),
         }
     }
+}
+
+fn partition_ids(tpl: &TopicPartitionList) -> Vec<PartitionId> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 /// `topic[partition]@offset, ...` for logs.
@@ -100,27 +136,160 @@ fn describe(tpl: &TopicPartitionList) -> String {
         .join(", ")
 }
 
-/// Creates the group consumer. Settings the no-loss guarantee depends on are fixed.
-pub fn create(
-    properties: &BTreeMap<String, String>,
-    group: &str,
-    context: GroupContext,
-) -> KafkaResult<GroupConsumer> {
-    let mut config = super::client_config(
-        properties,
-        &[
-            ("group.id", group),
-            ("enable.auto.commit", "true"),
-            ("enable.auto.offset.store", "false"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-        ],
-    );
-    // A new group starts at the beginning: requests produced before the first worker
-    // started are work, not history. Overridable, unlike the settings above.
-    if !properties.contains_key("auto.offset.reset") {
-        config.set("auto.offset.reset", "earliest");
+/// The subscribed consumer, polled by its own thread. [`GroupConsumer::close`] leaves the
+/// group.
+pub struct GroupConsumer {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    stop: Arc<AtomicBool>,
+    poller: std::thread::JoinHandle<()>,
+}
+
+/// What the worker needs to create the consumer.
+pub struct Settings<'a> {
+    pub properties: &'a BTreeMap<String, String>,
+    pub group: &'a str,
+    pub topics: &'a [String],
+    pub health: Arc<Health>,
+    pub producer: FutureProducer,
+    /// How long a revocation waits for the worker to drain.
+    pub revoke_wait: Duration,
+}
+
+impl GroupConsumer {
+    /// Creates the consumer, subscribes, and starts polling. Settings the no-loss
+    /// guarantee depends on are fixed.
+    pub fn start(settings: Settings<'_>) -> KafkaResult<(Self, mpsc::Receiver<GroupEvent>)> {
+        let mut config = super::client_config(
+            settings.properties,
+            &[
+                ("group.id", settings.group),
+                ("enable.auto.commit", "true"),
+                ("enable.auto.offset.store", "false"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
+            ],
+        );
+        // A new group starts at the beginning: requests produced before the first worker
+        // started are work, not history. Overridable, unlike the settings above.
+        if !settings.properties.contains_key("auto.offset.reset") {
+            config.set("auto.offset.reset", "earliest");
+        }
+        let (events, received) = mpsc::channel(EVENT_QUEUE);
+        let context = GroupContext {
+            health: settings.health,
+            events: events.clone(),
+            producer: settings.producer,
+            // Beyond the worker's own deadline: time to store offsets and answer.
+            revoke_wait: settings.revoke_wait + Duration::from_secs(5),
+        };
+        let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let consumer = consumer.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("kafka-poll".into())
+                .spawn(move || poll(&consumer, &events, &stop))
+                .map_err(|e| {
+                    rdkafka::error::KafkaError::ClientCreation(format!(
+                        "cannot start the poll thread: {e}"
+                    ))
+                })?
+        };
+        Ok((
+            Self {
+                consumer,
+                stop,
+                poller,
+            },
+            received,
+        ))
     }
-    config.create_with_context(context)
+
+    /// Stores `position` (where a new owner of the partition starts) for the next commit.
+    /// A partition revoked meanwhile cannot be stored to; its new owner re-reads from the
+    /// last commit.
+    pub fn store_position(&self, topic: &str, partition: i32, position: i64) {
+        let mut tpl = TopicPartitionList::new();
+        if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(position)) {
+            warn!(error = %e, "could not build an offset list");
+            return;
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            debug!(error = %e, topic, partition, "offset not stored (partition revoked?)");
+        }
+    }
+
+    /// Stops fetching a partition; what was fetched and not yet polled is discarded by
+    /// librdkafka and fetched again on resume.
+    pub fn pause(&self, topic: &str, partition: i32) {
+        self.pause_or_resume(topic, partition, true);
+    }
+
+    pub fn resume(&self, topic: &str, partition: i32) {
+        self.pause_or_resume(topic, partition, false);
+    }
+
+    fn pause_or_resume(&self, topic: &str, partition: i32, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let result = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            warn!(error = %e, topic, partition, pause, "could not pause or resume a partition");
+        }
+    }
+
+    /// Commits the stored offsets now, waiting for the answer.
+    pub fn commit(&self) {
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            debug!(error = %e, "commit: nothing committed");
+        }
+    }
+
+    /// Stops polling and leaves the group. `events` is dropped first, so a revocation
+    /// during the close does not wait for a worker that is no longer listening.
+    pub async fn close(self, events: mpsc::Receiver<GroupEvent>) -> anyhow::Result<()> {
+        drop(events);
+        self.stop.store(true, Ordering::Release);
+        let Self {
+            consumer, poller, ..
+        } = self;
+        // The poll thread holds the other reference; the consumer closes when both are
+        // gone, which blocks while librdkafka leaves the group.
+        tokio::task::spawn_blocking(move || {
+            drop(consumer);
+            poller.join()
+        })
+        .await?
+        .map_err(|_| anyhow::anyhow!("the poll thread panicked"))
+    }
+}
+
+/// The poll thread: hands every message and rebalance to the worker, in order.
+fn poll(
+    consumer: &BaseConsumer<GroupContext>,
+    events: &mpsc::Sender<GroupEvent>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Acquire) {
+        let event = match consumer.poll(POLL_WAIT) {
+            None => continue,
+            Some(Ok(record)) => GroupEvent::Message(to_inbound(&record)),
+            Some(Err(e)) => {
+                warn!(error = %e, "consumer error");
+                continue;
+            }
+        };
+        if events.blocking_send(event).is_err() {
+            break; // the worker is gone
+        }
+    }
 }
 
 /// Copies a record out of the client's buffers.
@@ -143,19 +312,5 @@ pub fn to_inbound(message: &BorrowedMessage<'_>) -> InboundMessage {
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
-    }
-}
-
-/// Stores `position` (where a new owner of the partition starts) for the next commit. A
-/// partition revoked meanwhile cannot be stored to; its new owner re-reads from the last
-/// commit.
-pub fn store_position(consumer: &GroupConsumer, topic: &str, partition: i32, position: i64) {
-    let mut tpl = TopicPartitionList::new();
-    if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(position)) {
-        warn!(error = %e, "could not build an offset list");
-        return;
-    }
-    if let Err(e) = consumer.store_offsets(&tpl) {
-        debug!(error = %e, topic, partition, "offset not stored (partition revoked?)");
     }
 }

@@ -3,6 +3,8 @@
 //! worker running in-process, and the group's committed offsets.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod recorder;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -247,6 +249,8 @@ impl TopicReader {
 pub struct Outcomes {
     reader: TopicReader,
     pub by_key: HashMap<String, Vec<OutcomeEvent>>,
+    /// Every event in the order read (publication order, for a one-partition topic).
+    pub in_order: Vec<OutcomeEvent>,
 }
 
 impl Outcomes {
@@ -254,6 +258,7 @@ impl Outcomes {
         Self {
             reader: TopicReader::new(&topics.outcomes, topics.partitions),
             by_key: HashMap::new(),
+            in_order: Vec::new(),
         }
     }
 
@@ -280,6 +285,16 @@ impl Outcomes {
                     .take(10)
                     .collect();
                 panic!("no terminal outcome for {missing:?} within {PATIENCE:?}");
+            };
+            self.push(&message);
+        }
+    }
+
+    /// Reads events until `done` says so.
+    pub async fn until(&mut self, done: impl Fn(&Self) -> bool) {
+        while !done(self) {
+            let Some(message) = self.reader.next(PATIENCE).await else {
+                panic!("the outcomes awaited did not arrive within {PATIENCE:?}");
             };
             self.push(&message);
         }
@@ -332,6 +347,7 @@ impl Outcomes {
             Some(event.idempotency_key.as_bytes()),
             "outcomes are keyed by idempotency key"
         );
+        self.in_order.push(event.clone());
         self.by_key
             .entry(event.idempotency_key.clone())
             .or_default()
@@ -435,4 +451,124 @@ pub fn intent_files(dir: &Path) -> usize {
         }
     }
     n
+}
+
+/// A translator for scheduling tests: the rule translator, slowed down. Requests whose
+/// idempotency key starts with a held prefix wait until [`SlowTranslator::release`];
+/// others sleep a pseudo-random time up to `max_delay`. Records every call.
+#[derive(Clone)]
+pub struct SlowTranslator {
+    inner: RuleTranslator,
+    held_prefix: Option<String>,
+    released: tokio::sync::watch::Receiver<bool>,
+    release: Arc<tokio::sync::watch::Sender<bool>>,
+    max_delay: Duration,
+    pub log: Arc<Mutex<TranslationLog>>,
+}
+
+/// What a [`SlowTranslator`] saw.
+#[derive(Debug, Default)]
+pub struct TranslationLog {
+    /// (idempotency key, started) in call order; `started` is false for the end.
+    pub calls: Vec<(String, bool)>,
+    pub running: usize,
+    pub most_running: usize,
+}
+
+impl SlowTranslator {
+    pub fn new(max_delay: Duration, held_prefix: Option<&str>) -> Self {
+        let (release, released) = tokio::sync::watch::channel(false);
+        Self {
+            inner: RuleTranslator::new(100),
+            held_prefix: held_prefix.map(str::to_string),
+            released,
+            release: Arc::new(release),
+            max_delay,
+            log: Arc::default(),
+        }
+    }
+
+    /// Lets every held request (and every later one) through.
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
+
+    /// Keys whose translation started, in order.
+    pub fn started(&self) -> Vec<String> {
+        let log = self.log.lock().expect("log");
+        log.calls
+            .iter()
+            .filter(|(_, started)| *started)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    pub fn most_running(&self) -> usize {
+        self.log.lock().expect("log").most_running
+    }
+
+    fn note(&self, key: &str, started: bool) {
+        let mut log = self.log.lock().expect("log");
+        log.calls.push((key.to_string(), started));
+        if started {
+            log.running += 1;
+            log.most_running = log.most_running.max(log.running);
+        } else {
+            log.running -= 1;
+        }
+    }
+}
+
+impl Translator for SlowTranslator {
+    fn kind(&self) -> TranslatorKind {
+        TranslatorKind::Rules
+    }
+
+    async fn translate(&self, request: &Request) -> Result<NetworkIntentSpec, Untranslatable> {
+        let key = request.payload_key().unwrap_or("(none)").to_string();
+        self.note(&key, true);
+        if self
+            .held_prefix
+            .as_deref()
+            .is_some_and(|prefix| key.starts_with(prefix))
+        {
+            let mut released = self.released.clone();
+            let _ = released.wait_for(|released| *released).await;
+        } else if !self.max_delay.is_zero() {
+            use std::hash::{BuildHasher, RandomState};
+            let random = RandomState::new().hash_one(&key);
+            let delay = random % self.max_delay.as_millis().max(1) as u64;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.note(&key, false);
+        self.inner.translate_sync(request)
+    }
+}
+
+/// Waits until the group's committed offset of `topic[partition]` satisfies `wanted`,
+/// polling (a commit cannot be awaited from outside the group); returns it.
+pub async fn committed_offset(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    wanted: impl Fn(i64) -> bool,
+) -> i64 {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let group = group.to_string();
+        let topic_name = topic.to_string();
+        let committed = tokio::task::spawn_blocking(move || {
+            committed_and_end(&group, &topic_name, partition + 1)[partition as usize].0
+        })
+        .await
+        .expect("committed offsets");
+        if wanted(committed) {
+            return committed;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed offset of {topic}[{partition}] is still {committed} after {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -111,6 +111,8 @@ pub async fn run<T: Translator + 'static>(
         partition_buffer: config.partition_buffer,
         revocations: Vec::new(),
         revoke_drain_timeout: config.revoke_drain_timeout,
+        translating: HashMap::new(),
+        unparked: Vec::new(),
         finished_tx,
         finished,
         pending: FuturesUnordered::new(),
@@ -207,6 +209,11 @@ struct Worker<'a, T> {
     partition_buffer: usize,
     revocations: Vec<Revocation>,
     revoke_drain_timeout: Duration,
+    /// Idempotency keys being translated, per partition, with the messages of the same
+    /// key (from other lanes: a different record key) parked until it is done.
+    translating: HashMap<(PartitionId, String), Vec<(Lane, Admitted)>>,
+    /// Parked messages whose key is done: they start before anything new.
+    unparked: Vec<(Lane, Admitted)>,
     finished_tx: mpsc::UnboundedSender<Finished>,
     /// Reports of translation tasks; at most `max_in_flight` are outstanding.
     finished: mpsc::UnboundedReceiver<Finished>,
@@ -319,6 +326,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
 
     /// Starts every message that may start.
     async fn start_ready(&mut self) -> anyhow::Result<()> {
+        while let Some((lane, admitted)) = self.unparked.pop() {
+            self.start(lane, admitted).await?;
+        }
         while let Some((lane, admitted)) = self.scheduler.start_next() {
             self.start(lane, admitted).await?;
         }
@@ -333,9 +343,17 @@ impl<T: Translator + 'static> Worker<'_, T> {
             self.scheduler.finished(&lane);
             return Ok(());
         };
+        let key = admitted.received.key.value.clone();
+        let translating = (lane.partition.clone(), key);
+        if let Some(parked) = self.translating.get_mut(&translating) {
+            // The same request under another record key: it waits for the first, then
+            // finds it done (a duplicate). Its lane waits with it.
+            parked.push((lane, admitted));
+            return Ok(());
+        }
+        let (_, key) = translating;
         *self.busy.entry(lane.partition.clone()).or_default() += 1;
         let source = admitted.message.source.clone();
-        let key = admitted.received.key.value.clone();
         let changelog = dedup::changelog_topic(self.group, &source.topic);
         let now = dedup::now_secs();
         let store = self.store(&source.topic, source.partition).await?;
@@ -423,6 +441,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .push(awaiting(admitted, lease.epoch(), Duration::ZERO));
             return Ok(());
         };
+        self.translating
+            .insert((lane.partition.clone(), key), Vec::new());
         let pipeline = self.pipeline.clone();
         let report = self.finished_tx.clone();
         tokio::spawn(async move {
@@ -512,7 +532,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .deliveries
                 .push(self.publisher.outcome(event).await?);
         }
-        // The terminal entry is in the store: the lane's next message may look it up.
+        // The terminal entry is in the store: the lane's next message, and any parked
+        // message of the same key, may look it up.
+        if let Some(parked) = self.translating.remove(&(lane.partition.clone(), key)) {
+            self.unparked.extend(parked);
+        }
         self.scheduler.finished(&lane);
         self.pending.push(awaiting(admitted, lease.epoch(), took));
         Ok(())
@@ -651,6 +675,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
         self.offsets.forget(&partition.0, partition.1);
         self.busy.remove(partition);
         self.paused.remove(partition);
+        self.translating.retain(|(p, _), _| p != partition);
+        self.unparked
+            .retain(|(lane, _)| &lane.partition != partition);
     }
 
     fn record_entries(&mut self, source: &SourceRef) {

@@ -317,3 +317,43 @@ async fn work_in_flight_on_a_revoked_partition_is_fenced_and_redone_by_the_new_o
         "A applied only the two it kept, not the fenced ones"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_request_under_two_record_keys_is_translated_once() {
+    let topics = TestTopics::create("twins", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    // Same idempotency key, different record keys: two lanes, one request.
+    for record_key in ["cell-1", "cell-2"] {
+        produce(
+            &producer,
+            &topics.service_requests,
+            Some(record_key),
+            &request("twin-1", "Deploy AMF in namespace core5g"),
+            &[],
+        )
+        .await;
+    }
+    let held = SlowTranslator::new(Duration::ZERO, Some("twin-"));
+    let worker = Worker::start_with(topics.config(dir.path()), held.clone());
+    let mut outcomes = Outcomes::new(&topics);
+    let received = |o: &Outcomes| {
+        o.stages("twin-1")
+            .iter()
+            .filter(|s| **s == "received")
+            .count()
+    };
+    outcomes.until(|o| received(o) == 2).await;
+    held.release();
+    outcomes.until(|o| o.terminal("twin-1").len() == 2).await;
+    worker.stop().await;
+
+    let stages: Vec<Stage> = outcomes
+        .terminal("twin-1")
+        .iter()
+        .map(|e| e.stage)
+        .collect();
+    assert_eq!(stages, [Stage::Applied, Stage::Duplicate]);
+    assert_eq!(held.started(), ["twin-1"], "translated once");
+    assert_eq!(intent_files(dir.path()), 1);
+}

@@ -5,10 +5,11 @@
 //! and it waits in its key's lane ([`Scheduler`]). When it may start, its idempotency key
 //! is looked up in its partition's dedup state (restored from the changelog the first
 //! time the partition is seen after an assignment): a key already completed gets a
-//! `duplicate` event at once; a new key (or one whose attempt never finished) goes to a
-//! task of its own that translates, validates and applies it, so slow translations run
-//! side by side. When the task reports back, its changelog entry, dead letter and events
-//! are enqueued and its lane's next message may start. The sends of every message are
+//! `duplicate` event at once; a new key (or one whose attempt never finished) is
+//! translated, validated and applied by a future of its own, polled side by side with
+//! the others by this task (no hand-off between threads: an LLM call waits on I/O, and a
+//! translator must not block). When it finishes, its changelog entry, dead letter and
+//! events are enqueued and its lane's next message may start. The sends of every message are
 //! awaited together; when they are all acknowledged the message is done, and the
 //! [`OffsetTracker`] moves its partition's committable position past every message below
 //! which all are done. librdkafka auto-commits stored positions.
@@ -94,7 +95,6 @@ pub async fn run<T: Translator + 'static>(
         "worker started"
     );
 
-    let (finished_tx, finished) = mpsc::unbounded_channel();
     let mut worker = Worker {
         consumer: &consumer,
         pipeline: Arc::new(pipeline),
@@ -113,8 +113,7 @@ pub async fn run<T: Translator + 'static>(
         revoke_drain_timeout: config.revoke_drain_timeout,
         translating: HashMap::new(),
         unparked: Vec::new(),
-        finished_tx,
-        finished,
+        translations: FuturesUnordered::new(),
         pending: FuturesUnordered::new(),
     };
     let result = worker.consume(&mut events, shutdown).await;
@@ -177,6 +176,9 @@ struct Done {
     result: Result<(), PublishError>,
 }
 
+/// A message being translated and applied.
+type Translation = std::pin::Pin<Box<dyn Future<Output = Finished> + Send>>;
+
 /// A message waiting for its sends to be acknowledged.
 type Pending = std::pin::Pin<Box<dyn Future<Output = Done> + Send + Sync>>;
 
@@ -214,9 +216,8 @@ struct Worker<'a, T> {
     translating: HashMap<(PartitionId, String), Vec<(Lane, Admitted)>>,
     /// Parked messages whose key is done: they start before anything new.
     unparked: Vec<(Lane, Admitted)>,
-    finished_tx: mpsc::UnboundedSender<Finished>,
-    /// Reports of translation tasks; at most `max_in_flight` are outstanding.
-    finished: mpsc::UnboundedReceiver<Finished>,
+    /// Messages being translated and applied; at most `max_in_flight`.
+    translations: FuturesUnordered<Translation>,
     pending: FuturesUnordered<Pending>,
 }
 
@@ -242,7 +243,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     );
                     return Ok(());
                 }
-                Some(finished) = self.finished.recv() => self.finish(finished).await?,
+                Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
+                    self.finish(finished).await?;
+                }
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => self.done(done)?,
                 () = sleep_until(next_deadline), if next_deadline.is_some() => {}
                 event = events.recv() => match event {
@@ -267,7 +270,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
     ) -> anyhow::Result<()> {
         while self.busy.values().any(|&n| n > 0) {
             tokio::select! {
-                Some(finished) = self.finished.recv() => self.finish(finished).await?,
+                Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
+                    self.finish(finished).await?;
+                }
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => self.done(done)?,
                 Some(event) = events.recv() => {
                     if let GroupEvent::Revoked { partitions, handed_over } = event {
@@ -436,6 +441,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
 
         let Some(started) = started else {
             // Answered: the lane's next message may start.
+            metrics::histogram!("message_overhead_seconds", "until" => "enqueued")
+                .record(admitted.at.elapsed().as_secs_f64());
             self.scheduler.finished(&lane);
             self.pending
                 .push(awaiting(admitted, lease.epoch(), Duration::ZERO));
@@ -444,25 +451,23 @@ impl<T: Translator + 'static> Worker<'_, T> {
         self.translating
             .insert((lane.partition.clone(), key), Vec::new());
         let pipeline = self.pipeline.clone();
-        let report = self.finished_tx.clone();
-        tokio::spawn(async move {
+        self.translations.push(Box::pin(async move {
             let received = admitted.received.clone();
             let began = Instant::now();
             let result = pipeline.complete(received, &lease).await;
-            // The worker outlives its tasks unless it stopped on an error.
-            let _ = report.send(Finished {
+            Finished {
                 lane,
                 lease,
                 admitted,
                 started,
                 took: began.elapsed(),
                 result,
-            });
-        });
+            }
+        }));
         Ok(())
     }
 
-    /// A translation task reported back: publish what it produced, unless its partition
+    /// A translation finished: publish what it produced, unless its partition
     /// was handed over meanwhile.
     async fn finish(&mut self, finished: Finished) -> anyhow::Result<()> {
         let Finished {
@@ -532,6 +537,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .deliveries
                 .push(self.publisher.outcome(event).await?);
         }
+        metrics::histogram!("message_overhead_seconds", "until" => "enqueued")
+            .record(admitted.at.elapsed().saturating_sub(took).as_secs_f64());
         // The terminal entry is in the store: the lane's next message, and any parked
         // message of the same key, may look it up.
         if let Some(parked) = self.translating.remove(&(lane.partition.clone(), key)) {
@@ -555,7 +562,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         if let Some(busy) = self.busy.get_mut(&partition) {
             *busy = busy.saturating_sub(1);
         }
-        metrics::histogram!("message_overhead_seconds")
+        metrics::histogram!("message_overhead_seconds", "until" => "acknowledged")
             .record(done.at.elapsed().saturating_sub(done.took).as_secs_f64());
         if let Some(position) = self.offsets.completed(&source) {
             self.consumer
@@ -762,7 +769,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
     /// Enqueues changelog tombstones for keys the state of `input`'s partition dropped,
     /// counting them as evicted for `reason` (`window` or `bound`).
     async fn tombstone(
-        &self,
+        &mut self,
         input: &SourceRef,
         keys: Vec<Box<str>>,
         reason: &'static str,

@@ -131,12 +131,7 @@ fn derived_key(message: &InboundMessage) -> IdempotencyKey {
     hasher.update(message.source.topic.as_bytes());
     hasher.update([0]);
     hasher.update(message.payload.as_deref().unwrap_or_default());
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = crate::hex::lower_hex(&hasher.finalize()[..16]);
     IdempotencyKey {
         value: format!("sha256:{hex}"),
         source: KeySource::Derived,

@@ -267,7 +267,7 @@ pub fn intent_name(idempotency_key: &str) -> String {
     let prefix = prefix.trim_end_matches('-');
     let prefix = if prefix.is_empty() { "intent" } else { prefix };
     let digest = Sha256::digest(idempotency_key.as_bytes());
-    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let hash = crate::hex::lower_hex(&digest[..5]);
     format!("{prefix}-{hash}")
 }
 

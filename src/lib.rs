@@ -16,6 +16,7 @@ pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod health;
+pub mod hex;
 pub mod intent;
 pub mod kafka;
 pub mod lease;

@@ -198,7 +198,7 @@ pub fn event_id(idempotency_key: &str, stage: Stage) -> String {
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x80; // version 8
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = crate::hex::lower_hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],

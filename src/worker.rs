@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -426,14 +426,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     namespace: 0,
                 };
                 let evicted = store.insert(&key, started, None);
-                let value = started.encode(None);
                 self.tombstone(&source, evicted, "bound", &mut admitted.deliveries)
                     .await?;
-                admitted.deliveries.push(
-                    self.publisher
-                        .changelog(&changelog, source.partition, &key, Some(&value))
-                        .await?,
-                );
                 Some(started)
             }
         };
@@ -449,18 +443,44 @@ impl<T: Translator + 'static> Worker<'_, T> {
             return Ok(());
         };
         self.translating
-            .insert((lane.partition.clone(), key), Vec::new());
+            .insert((lane.partition.clone(), key.clone()), Vec::new());
         let pipeline = self.pipeline.clone();
-        self.translations.push(Box::pin(async move {
-            let received = admitted.received.clone();
+        let (received, carried) = (admitted.received.clone(), lease.clone());
+        let mut translation = Box::pin(async move {
             let began = Instant::now();
-            let result = pipeline.complete(received, &lease).await;
+            let result = pipeline.complete(received, &carried).await;
+            (began.elapsed(), result)
+        });
+        // A translation that finishes at once (the rules) needs no `in_progress` mark:
+        // its terminal entry follows in the same breath.
+        if let Some((took, result)) = (&mut translation).now_or_never() {
+            return self
+                .finish(Finished {
+                    lane,
+                    lease,
+                    admitted,
+                    started,
+                    took,
+                    result,
+                })
+                .await;
+        }
+        // One that waits (an LLM call) is marked, so that a crash or a hand-over
+        // meanwhile is visible to the next owner as an attempt to take over.
+        let value = started.encode(None);
+        admitted.deliveries.push(
+            self.publisher
+                .changelog(&changelog, source.partition, &key, Some(&value))
+                .await?,
+        );
+        self.translations.push(Box::pin(async move {
+            let (took, result) = translation.await;
             Finished {
                 lane,
                 lease,
                 admitted,
                 started,
-                took: began.elapsed(),
+                took,
                 result,
             }
         }));

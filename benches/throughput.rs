@@ -422,6 +422,27 @@ async fn produce_at(
     Ok((ends, latencies))
 }
 
+/// A group consumer subscribed to `input`, reading from the start, and an idempotent
+/// producer: what a bare Kafka service has.
+fn consumer_and_producer(
+    brokers: &str,
+    input: &str,
+    group: &str,
+) -> anyhow::Result<(StreamConsumer, FutureProducer)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()?;
+    consumer.subscribe(&[input])?;
+    Ok((consumer, producer))
+}
+
 /// Reads every message with a group consumer and produces it to `out`, `copies` times;
 /// the time until the last one is acknowledged.
 async fn passthrough(
@@ -431,17 +452,8 @@ async fn passthrough(
     messages: usize,
     copies: usize,
 ) -> anyhow::Result<Duration> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{input}-bare-{copies}"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()?;
-    consumer.subscribe(&[input])?;
+    let (consumer, producer) =
+        consumer_and_producer(brokers, input, &format!("{input}-bare-{copies}"))?;
     // Timed from the first message, so the group join is not counted (as for the worker).
     let first = consumer.recv().await?.detach();
     let started = Instant::now();
@@ -603,17 +615,8 @@ async fn worker<T: Translator + 'static>(
 /// publish the outcome and wait for it), partitions side by side. Runs for
 /// [`P2_SEQUENTIAL_SAMPLE`] and returns messages per second.
 async fn partition_sequential(brokers: &str, input: &str, out: &str) -> anyhow::Result<f64> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{input}-sequential"))
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()?;
-    consumer.subscribe(&[input])?;
+    let (consumer, producer) =
+        consumer_and_producer(brokers, input, &format!("{input}-sequential"))?;
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut lanes = Vec::new();
     let mut workers = Vec::new();

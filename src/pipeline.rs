@@ -71,7 +71,8 @@ impl<T: Translator> Pipeline<T> {
     }
 
     /// Translates, validates and applies a received message. Nothing is applied once
-    /// `lease` has ended (the partition was handed over during the translation).
+    /// `lease` has ended (the partition was handed over during the translation), and a
+    /// translation still running then is dropped.
     pub async fn complete(&self, received: Received, lease: &Lease) -> Result<Completion, Fenced> {
         let Received {
             key,
@@ -86,7 +87,12 @@ impl<T: Translator> Pipeline<T> {
         let message_type = Some(request.message_type());
         let translator = Some(self.translator.kind());
 
-        let spec = match self.translator.translate(&request).await {
+        // A translation still waiting when the partition is handed over is dropped.
+        let translated = tokio::select! {
+            translated = self.translator.translate(&request) => translated,
+            () = lease.ended() => return Err(Fenced),
+        };
+        let spec = match translated {
             Ok(spec) => spec,
             Err(e) => {
                 let mut rejection = event(Stage::Rejected);

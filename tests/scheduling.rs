@@ -282,6 +282,19 @@ async fn work_in_flight_on_a_revoked_partition_is_fenced_and_redone_by_the_new_o
         .cloned()
         .collect();
     assert_eq!(moved.len(), 2, "{:?}", outcomes.by_key);
+    // A dropped its two translations there at the hand-over, while they were still held.
+    let fenced = || -> f64 {
+        topics
+            .inputs()
+            .iter()
+            .map(|t| metric("fenced_completions_total", &[("topic", t)]))
+            .sum()
+    };
+    assert_eq!(
+        fenced(),
+        2.0,
+        "A's two in-flight messages are counted as fenced"
+    );
 
     held.release();
     outcomes
@@ -297,15 +310,7 @@ async fn work_in_flight_on_a_revoked_partition_is_fenced_and_redone_by_the_new_o
         assert_eq!(count("applied"), 1, "{key}: {stages:?}");
         assert_eq!(count("translated"), 1, "{key}: {stages:?}");
     }
-    let fenced: f64 = topics
-        .inputs()
-        .iter()
-        .map(|t| metric("fenced_completions_total", &[("topic", t)]))
-        .sum();
-    assert_eq!(
-        fenced, 2.0,
-        "A's two late completions are counted as fenced"
-    );
+    assert_eq!(fenced(), 2.0, "the two A kept were not fenced");
     assert_eq!(
         intent_files(dir_b.path()),
         2,

@@ -169,6 +169,17 @@ impl Worker {
         }
     }
 
+    /// Waits until the worker has partitions (its group has finished a rebalance).
+    pub async fn until_assigned(&self) {
+        tokio::time::timeout(PATIENCE, async {
+            while self.health.assigned() == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the worker gets partitions within the patience");
+    }
+
     /// Asks the worker to shut down gracefully and waits until it has left the group.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -32,19 +32,23 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::dedup::{self, Check, Dedup, Entry, PartitionStore, State};
+use crate::dedup::{self, Check, Dedup, Entry, State};
 use crate::health::Health;
-use crate::intent::intent_name;
 use crate::kafka::changelog;
 use crate::kafka::consumer::{self, GroupConsumer, GroupEvent};
 use crate::kafka::publisher::{Delivery, PublishError, Publisher};
 use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::offsets::OffsetTracker;
-use crate::outcome::{Failure, IntentRef, Original, OutcomeEvent, Stage};
+use crate::outcome::{Original, OutcomeEvent, Stage};
 use crate::pipeline::{Completion, Pipeline, Received};
 use crate::schedule::{ordering_key, Lane, PartitionId, Scheduler};
 use crate::translate::Translator;
+
+mod rebalance;
+mod state;
+
+use state::{intent_ref, republished};
 
 /// Runs the worker until `shutdown` completes, then drains and leaves the group.
 pub async fn run<T: Translator + 'static>(
@@ -596,221 +600,6 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
         Ok(())
     }
-
-    /// Partitions were assigned: each gets a new lease, and its state is read afresh.
-    fn assigned(&mut self, partitions: Vec<PartitionId>) {
-        for partition in partitions {
-            self.epochs += 1;
-            if let Some(old) = self
-                .leases
-                .insert(partition.clone(), Lease::new(self.epochs))
-            {
-                old.end();
-            }
-            self.forget(&partition);
-        }
-    }
-
-    /// Partitions are being revoked: nothing more of them starts, and the group waits
-    /// for their in-flight messages (see [`Self::hand_over_drained`]).
-    fn revoked(
-        &mut self,
-        partitions: Vec<PartitionId>,
-        handed_over: std::sync::mpsc::SyncSender<()>,
-    ) {
-        let mut dropped = 0;
-        for partition in &partitions {
-            dropped += self.scheduler.drop_waiting(partition);
-        }
-        let in_flight: usize = partitions.iter().filter_map(|p| self.busy.get(p)).sum();
-        info!(
-            partitions = ?partitions, in_flight, not_started = dropped,
-            deadline = ?self.revoke_drain_timeout,
-            "draining revoked partitions"
-        );
-        self.revocations.push(Revocation {
-            partitions,
-            deadline: tokio::time::Instant::now() + self.revoke_drain_timeout,
-            started: Instant::now(),
-            handed_over,
-        });
-    }
-
-    /// Hands over every revoked partition whose in-flight messages are done, or whose
-    /// drain deadline has passed (fencing what is left).
-    fn hand_over_drained(&mut self) {
-        let now = tokio::time::Instant::now();
-        let mut i = 0;
-        while i < self.revocations.len() {
-            let revocation = &self.revocations[i];
-            let drained = revocation
-                .partitions
-                .iter()
-                .all(|p| self.busy.get(p).is_none_or(|&n| n == 0));
-            if drained || now >= revocation.deadline {
-                let revocation = self.revocations.swap_remove(i);
-                self.hand_over(revocation);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
-    fn hand_over_all(&mut self) {
-        for revocation in std::mem::take(&mut self.revocations) {
-            self.hand_over(revocation);
-        }
-    }
-
-    fn hand_over(&mut self, revocation: Revocation) {
-        let mut fenced = 0;
-        for partition in &revocation.partitions {
-            fenced += self.busy.get(partition).copied().unwrap_or(0);
-            metrics::counter!("partitions_revoked_total", "topic" => partition.0.clone())
-                .increment(1);
-            if let Some(lease) = self.leases.remove(partition) {
-                lease.end();
-            }
-            if self.paused.contains(partition) {
-                self.consumer.resume(&partition.0, partition.1);
-            }
-            self.forget(partition);
-        }
-        metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
-        metrics::histogram!("revocation_drain_seconds")
-            .record(revocation.started.elapsed().as_secs_f64());
-        info!(
-            partitions = ?revocation.partitions, fenced,
-            elapsed_ms = revocation.started.elapsed().as_millis() as u64,
-            "revoked partitions handed over"
-        );
-        // The poll thread may have given up waiting; then nobody listens.
-        let _ = revocation.handed_over.try_send(());
-    }
-
-    /// Ends every lease: on shutdown, work still in flight must not apply anything.
-    fn end_leases(&mut self) {
-        for lease in self.leases.values() {
-            lease.end();
-        }
-    }
-
-    /// Drops everything known about a partition that changed hands.
-    fn forget(&mut self, partition: &PartitionId) {
-        self.scheduler.forget_partition(partition);
-        self.dedup.drop_partition(&partition.0, partition.1);
-        self.offsets.forget(&partition.0, partition.1);
-        self.busy.remove(partition);
-        self.paused.remove(partition);
-        self.translating.retain(|(p, _), _| p != partition);
-        self.unparked
-            .retain(|(lane, _)| &lane.partition != partition);
-    }
-
-    fn record_entries(&mut self, source: &SourceRef) {
-        if let Some(store) = self.dedup.partition(&source.topic, source.partition) {
-            metrics::gauge!("dedup_entries", "topic" => source.topic.clone(), "partition" => source.partition.to_string())
-                .set(store.len() as f64);
-        }
-    }
-
-    /// The dedup state of a partition, restored from its changelog if this worker has
-    /// not read it since the partition was assigned. Restoring one restores every held
-    /// partition still without state, side by side: after a rebalance the first
-    /// messages of all of them are about to arrive.
-    async fn store(&mut self, topic: &str, partition: i32) -> anyhow::Result<&mut PartitionStore> {
-        if self.dedup.partition(topic, partition).is_none() {
-            let mut missing = vec![(topic.to_string(), partition)];
-            for held in self.leases.keys() {
-                if !missing.contains(held) && self.dedup.partition(&held.0, held.1).is_none() {
-                    missing.push(held.clone());
-                }
-            }
-            let limits = self.dedup.limits();
-            let restores = missing.into_iter().map(|(topic, partition)| {
-                let properties = self.properties.clone();
-                let changelog = dedup::changelog_topic(self.group, &topic);
-                tokio::task::spawn_blocking(move || {
-                    changelog::restore(&properties, &changelog, partition, limits)
-                        .map(|(store, restored)| (topic, partition, store, restored))
-                })
-            });
-            for restore in futures::future::join_all(restores).await {
-                let (topic, partition, store, restored) =
-                    restore.context("the changelog reader panicked")??;
-                self.install(&topic, partition, store, restored).await?;
-            }
-        }
-        self.dedup
-            .partition(topic, partition)
-            .context("dedup state vanished after its restore")
-    }
-
-    /// Installs a restored partition state, trimmed to the window and the bound.
-    async fn install(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        mut store: PartitionStore,
-        restored: changelog::Restored,
-    ) -> anyhow::Result<()> {
-        let (dropped, expired) = store.trim(dedup::now_secs());
-        let labels = [("topic", topic.to_string())];
-        metrics::counter!("dedup_restored_entries_total", &labels).increment(store.len() as u64);
-        metrics::histogram!("dedup_restore_duration_seconds", &labels)
-            .record(restored.elapsed.as_secs_f64());
-        info!(
-            topic,
-            partition,
-            entries = store.len(),
-            records = restored.records,
-            skipped = restored.skipped,
-            expired,
-            evicted = dropped.len() - expired,
-            elapsed_ms = restored.elapsed.as_millis() as u64,
-            "dedup state restored"
-        );
-        // Tombstones for what the window and the bound dropped; not tied to a message.
-        let mut deliveries = Vec::new();
-        let at = SourceRef {
-            topic: topic.to_string(),
-            partition,
-            offset: -1,
-        };
-        let (windowed, bounded) = dropped.split_at(expired);
-        self.tombstone(&at, windowed.to_vec(), "window", &mut deliveries)
-            .await?;
-        self.tombstone(&at, bounded.to_vec(), "bound", &mut deliveries)
-            .await?;
-        self.dedup.restored(topic, partition, store);
-        Ok(())
-    }
-
-    /// Enqueues changelog tombstones for keys the state of `input`'s partition dropped,
-    /// counting them as evicted for `reason` (`window` or `bound`).
-    async fn tombstone(
-        &mut self,
-        input: &SourceRef,
-        keys: Vec<Box<str>>,
-        reason: &'static str,
-        deliveries: &mut Vec<Delivery>,
-    ) -> Result<(), PublishError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        metrics::counter!("dedup_evictions_total", "topic" => input.topic.clone(), "reason" => reason)
-            .increment(keys.len() as u64);
-        info!(topic = %input.topic, partition = input.partition, evicted = keys.len(), reason, "dedup entries evicted");
-        let changelog = dedup::changelog_topic(self.group, &input.topic);
-        for key in keys {
-            deliveries.push(
-                self.publisher
-                    .changelog(&changelog, input.partition, &key, None)
-                    .await?,
-            );
-        }
-        Ok(())
-    }
 }
 
 /// Resolves once all of a message's sends are acknowledged.
@@ -839,42 +628,6 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
-}
-
-/// The intent a completed key names, when it has one.
-fn intent_ref(key: &str, namespace: Option<&str>) -> Option<IntentRef> {
-    namespace.map(|namespace| IntentRef {
-        name: intent_name(key),
-        namespace: namespace.to_string(),
-    })
-}
-
-/// The terminal event (and `dead_lettered`, for a failure) of a completed message, as far
-/// as its dedup entry can rebuild it. The event ids are those of the first publication.
-fn republished(
-    key: &crate::decode::IdempotencyKey,
-    source: &SourceRef,
-    entry: &Entry,
-    namespace: Option<&str>,
-) -> Vec<OutcomeEvent> {
-    let State::Done(outcome) = entry.state else {
-        return Vec::new();
-    };
-    let mut terminal = OutcomeEvent::new(key, outcome.stage, source);
-    terminal.message_type = outcome.message_type;
-    terminal.translator = outcome.translator;
-    terminal.intent = intent_ref(&key.value, namespace);
-    let Some(code) = outcome.error else {
-        return vec![terminal];
-    };
-    terminal.error = Some(Failure::new(
-        code,
-        "published again after a restart; the first publication of this event has the details",
-    ));
-    let mut dead_lettered = terminal.clone();
-    dead_lettered.stage = Stage::DeadLettered;
-    dead_lettered.event_id = crate::outcome::event_id(&key.value, Stage::DeadLettered);
-    vec![terminal, dead_lettered]
 }
 
 fn log_terminal(key: &str, source: &SourceRef, terminal: &OutcomeEvent) {

@@ -1,0 +1,123 @@
+//! Partitions coming and going: leases on assignment, and on revocation the drain, the
+//! hand-over and the fencing of what is still in flight.
+
+use std::time::Instant;
+
+use tracing::info;
+
+use super::{Revocation, Worker};
+use crate::lease::Lease;
+use crate::schedule::PartitionId;
+use crate::translate::Translator;
+
+impl<T: Translator + 'static> Worker<'_, T> {
+    /// Partitions were assigned: each gets a new lease, and its state is read afresh.
+    pub(super) fn assigned(&mut self, partitions: Vec<PartitionId>) {
+        for partition in partitions {
+            self.epochs += 1;
+            if let Some(old) = self
+                .leases
+                .insert(partition.clone(), Lease::new(self.epochs))
+            {
+                old.end();
+            }
+            self.forget(&partition);
+        }
+    }
+
+    /// Partitions are being revoked: nothing more of them starts, and the group waits
+    /// for their in-flight messages (see [`Self::hand_over_drained`]).
+    pub(super) fn revoked(
+        &mut self,
+        partitions: Vec<PartitionId>,
+        handed_over: std::sync::mpsc::SyncSender<()>,
+    ) {
+        let mut dropped = 0;
+        for partition in &partitions {
+            dropped += self.scheduler.drop_waiting(partition);
+        }
+        let in_flight: usize = partitions.iter().filter_map(|p| self.busy.get(p)).sum();
+        info!(
+            partitions = ?partitions, in_flight, not_started = dropped,
+            deadline = ?self.revoke_drain_timeout,
+            "draining revoked partitions"
+        );
+        self.revocations.push(Revocation {
+            partitions,
+            deadline: tokio::time::Instant::now() + self.revoke_drain_timeout,
+            started: Instant::now(),
+            handed_over,
+        });
+    }
+
+    /// Hands over every revoked partition whose in-flight messages are done, or whose
+    /// drain deadline has passed (fencing what is left).
+    pub(super) fn hand_over_drained(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut i = 0;
+        while i < self.revocations.len() {
+            let revocation = &self.revocations[i];
+            let drained = revocation
+                .partitions
+                .iter()
+                .all(|p| self.busy.get(p).is_none_or(|&n| n == 0));
+            if drained || now >= revocation.deadline {
+                let revocation = self.revocations.swap_remove(i);
+                self.hand_over(revocation);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    pub(super) fn hand_over_all(&mut self) {
+        for revocation in std::mem::take(&mut self.revocations) {
+            self.hand_over(revocation);
+        }
+    }
+
+    pub(super) fn hand_over(&mut self, revocation: Revocation) {
+        let mut fenced = 0;
+        for partition in &revocation.partitions {
+            fenced += self.busy.get(partition).copied().unwrap_or(0);
+            metrics::counter!("partitions_revoked_total", "topic" => partition.0.clone())
+                .increment(1);
+            if let Some(lease) = self.leases.remove(partition) {
+                lease.end();
+            }
+            if self.paused.contains(partition) {
+                self.consumer.resume(&partition.0, partition.1);
+            }
+            self.forget(partition);
+        }
+        metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
+        metrics::histogram!("revocation_drain_seconds")
+            .record(revocation.started.elapsed().as_secs_f64());
+        info!(
+            partitions = ?revocation.partitions, fenced,
+            elapsed_ms = revocation.started.elapsed().as_millis() as u64,
+            "revoked partitions handed over"
+        );
+        // The poll thread may have given up waiting; then nobody listens.
+        let _ = revocation.handed_over.try_send(());
+    }
+
+    /// Ends every lease: on shutdown, work still in flight must not apply anything.
+    pub(super) fn end_leases(&mut self) {
+        for lease in self.leases.values() {
+            lease.end();
+        }
+    }
+
+    /// Drops everything known about a partition that changed hands.
+    pub(super) fn forget(&mut self, partition: &PartitionId) {
+        self.scheduler.forget_partition(partition);
+        self.dedup.drop_partition(&partition.0, partition.1);
+        self.offsets.forget(&partition.0, partition.1);
+        self.busy.remove(partition);
+        self.paused.remove(partition);
+        self.translating.retain(|(p, _), _| p != partition);
+        self.unparked
+            .retain(|(lane, _)| &lane.partition != partition);
+    }
+}

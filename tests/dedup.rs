@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::recorder::{metric, recorder};
 use common::{
-    brokers, committed_and_end, intent_files, produce, producer, CountingTranslator, Outcomes,
-    TestTopics, Worker,
+    brokers, committed_and_end, intent_files, produce, produce_all, producer, CountingTranslator,
+    Outcomes, TestTopics, Worker,
 };
 use nephoran_kafka_consumer::dedup::{
     changelog_topic, now_secs, Check, Entry, Limits, Outcome, State,
@@ -114,23 +114,26 @@ fn completed_keys(topics: &TestTopics, keys: &HashSet<String>) -> HashSet<String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_kill_9_no_completed_key_is_translated_again_and_none_is_lost() {
+    // Long enough that the kill falls mid-stream however fast the worker is: each key
+    // twice, the repeats in the second half.
+    const MESSAGES: usize = 12_000;
     let topics = TestTopics::create("crash", 3).await;
     let dir = tempfile::tempdir().unwrap();
     let producer = producer();
-    let key = |i: usize| format!("crash-{}", (i * 7) % 300);
-    for i in 0..600 {
-        let k = key(i);
-        let text = format!("Deploy SMF with 2 replicas in namespace core-{}", i % 3);
-        produce(
-            &producer,
-            &topics.service_requests,
-            Some(&k),
-            &request(&k, &text),
-            &[],
-        )
-        .await;
-    }
-    let keys: HashSet<String> = (0..600).map(key).collect();
+    let key = |i: usize| format!("crash-{}", (i * 7) % (MESSAGES / 2));
+    let ends = produce_all(
+        &producer,
+        &topics.service_requests,
+        3,
+        (0..MESSAGES).map(|i| {
+            let k = key(i);
+            let text = format!("Deploy SMF with 2 replicas in namespace core-{}", i % 3);
+            let payload = request(&k, &text);
+            (k, payload)
+        }),
+    )
+    .await;
+    let keys: HashSet<String> = (0..MESSAGES).map(key).collect();
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nephoran-kafka-consumer"))
         .arg("run")
@@ -158,7 +161,7 @@ async fn after_kill_9_no_completed_key_is_translated_again_and_none_is_lost() {
 
     let translator = CountingTranslator::new();
     let worker = Worker::start_with(topics.config(dir.path()), translator.clone());
-    outcomes.until_terminal_messages(600).await;
+    outcomes.until_terminal_messages(MESSAGES).await;
     worker.stop().await;
     outcomes.drain(Duration::from_millis(500)).await;
 
@@ -184,8 +187,9 @@ async fn after_kill_9_no_completed_key_is_translated_again_and_none_is_lost() {
         );
     }
     assert_eq!(intent_files(dir.path()), keys.len());
-    for (p, (committed, end)) in committed_and_end(&topics.group, &topics.service_requests, 3)
+    for (p, ((committed, _), end)) in committed_and_end(&topics.group, &topics.service_requests, 3)
         .into_iter()
+        .zip(ends)
         .enumerate()
     {
         assert_eq!(committed, end, "partition {p}");

@@ -226,6 +226,38 @@ pub async fn produce(
         .expect("produce");
 }
 
+/// Produces many keyed messages at once (not one round trip each) and returns each
+/// partition's end offset from the delivery reports: the development broker's high
+/// watermark undercounts batched writes.
+pub async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    partitions: i32,
+    messages: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Vec<i64> {
+    let mut deliveries = Vec::new();
+    for (key, payload) in messages {
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        deliveries.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    let mut ends = vec![0; partitions as usize];
+    for delivery in deliveries {
+        let delivery = delivery
+            .await
+            .expect("delivery")
+            .map_err(|(e, _)| e)
+            .expect("produce");
+        let end = &mut ends[delivery.partition as usize];
+        *end = (*end).max(delivery.offset + 1);
+    }
+    ends
+}
+
 /// Reads a whole topic from the beginning, without a group.
 pub struct TopicReader {
     consumer: StreamConsumer,
@@ -262,6 +294,8 @@ pub struct Outcomes {
     pub by_key: HashMap<String, Vec<OutcomeEvent>>,
     /// Every event in the order read (publication order, for a one-partition topic).
     pub in_order: Vec<OutcomeEvent>,
+    /// The (topic, partition, offset) of every message with a terminal event.
+    terminal: HashSet<(String, i32, i64)>,
 }
 
 impl Outcomes {
@@ -270,6 +304,7 @@ impl Outcomes {
             reader: TopicReader::new(&topics.outcomes, topics.partitions),
             by_key: HashMap::new(),
             in_order: Vec::new(),
+            terminal: HashSet::new(),
         }
     }
 
@@ -325,13 +360,8 @@ impl Outcomes {
     }
 
     /// The (topic, partition, offset) of every message with a terminal event.
-    pub fn terminal_messages(&self) -> HashSet<(String, i32, i64)> {
-        self.by_key
-            .values()
-            .flatten()
-            .filter(|e| e.stage.is_terminal())
-            .map(|e| (e.source.topic.clone(), e.source.partition, e.source.offset))
-            .collect()
+    pub fn terminal_messages(&self) -> &HashSet<(String, i32, i64)> {
+        &self.terminal
     }
 
     /// Events of `stage`, over all keys.
@@ -358,6 +388,11 @@ impl Outcomes {
             Some(event.idempotency_key.as_bytes()),
             "outcomes are keyed by idempotency key"
         );
+        if event.stage.is_terminal() {
+            let source = &event.source;
+            self.terminal
+                .insert((source.topic.clone(), source.partition, source.offset));
+        }
         self.in_order.push(event.clone());
         self.by_key
             .entry(event.idempotency_key.clone())

@@ -285,6 +285,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                         self.hand_over_all();
                     }
                 }
+                else => break, // nothing left that could finish
             }
             self.hand_over_drained();
         }
@@ -346,7 +347,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
     }
 
     /// Looks a message's key up and either answers at once (a duplicate, a redelivery)
-    /// or hands it to a translation task.
+    /// or starts its translation (finished at once for the rules, polled with the others
+    /// for a translator that waits).
     async fn start(&mut self, lane: Lane, mut admitted: Admitted) -> anyhow::Result<()> {
         let Some(lease) = self.leases.get(&lane.partition).cloned() else {
             self.scheduler.finished(&lane);

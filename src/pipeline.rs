@@ -89,6 +89,8 @@ impl<T: Translator> Pipeline<T> {
 
         // A translation still waiting when the partition is handed over is dropped.
         let translated = tokio::select! {
+            // The translation first: one that is ready at once never looks at the lease.
+            biased;
             translated = self.translator.translate(&request) => translated,
             () = lease.ended() => return Err(Fenced),
         };

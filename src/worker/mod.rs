@@ -112,6 +112,13 @@ pub async fn run<T: Translator + 'static>(
         epochs: 0,
         busy: HashMap::new(),
         paused: HashSet::new(),
+        entries_gauges: HashMap::new(),
+        changelogs: config
+            .topics
+            .topics
+            .iter()
+            .map(|t| (t.clone(), dedup::changelog_topic(&config.group, t)))
+            .collect(),
         partition_buffer: config.partition_buffer,
         revocations: Vec::new(),
         revoke_drain_timeout: config.revoke_drain_timeout,
@@ -212,6 +219,10 @@ struct Worker<'a, T> {
     /// Messages started and not yet done, per partition: what a revocation waits for.
     busy: HashMap<PartitionId, usize>,
     paused: HashSet<PartitionId>,
+    /// `dedup_entries` per topic and partition, kept rather than looked up per message.
+    entries_gauges: HashMap<String, HashMap<i32, metrics::Gauge>>,
+    /// The dedup changelog topic of each input topic.
+    changelogs: HashMap<String, String>,
     partition_buffer: usize,
     revocations: Vec<Revocation>,
     revoke_drain_timeout: Duration,
@@ -365,14 +376,14 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let (_, key) = translating;
         *self.busy.entry(lane.partition.clone()).or_default() += 1;
         let source = admitted.message.source.clone();
-        let changelog = dedup::changelog_topic(self.group, &source.topic);
+        let changelog = self.changelog_of(&source.topic);
         let now = dedup::now_secs();
         let store = self.store(&source.topic, source.partition).await?;
-        let labels = [("topic", source.topic.clone())];
+        let labels = || [("topic", source.topic.clone())];
 
         let started = match store.check(&key, source.offset, now) {
             Check::Duplicate(original) => {
-                metrics::counter!("dedup_hits_total", &labels).increment(1);
+                metrics::counter!("dedup_hits_total", &labels()).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
                 let received = &admitted.received;
                 let mut event = OutcomeEvent::new(&received.key, Stage::Duplicate, &source);
@@ -405,7 +416,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             Check::Redelivery(original) => {
                 // Completed before a crash or rebalance, offset not committed: its events
                 // may never have gone out. Publish them again (same event ids).
-                metrics::counter!("dedup_redeliveries_total", &labels).increment(1);
+                metrics::counter!("dedup_redeliveries_total", &labels()).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
                 for event in republished(
                     &admitted.received.key,
@@ -421,7 +432,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             }
             check @ (Check::New | Check::TakeOver(_)) => {
                 if let Check::TakeOver(attempt) = check {
-                    metrics::counter!("dedup_takeovers_total", &labels).increment(1);
+                    metrics::counter!("dedup_takeovers_total", &labels()).increment(1);
                     info!(key = %key, started = attempt.since, offset = attempt.offset, "taking over an attempt that never finished");
                 }
                 let started = Entry {
@@ -551,7 +562,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .insert(&key, done, namespace);
             self.tombstone(&source, evicted, "bound", &mut admitted.deliveries)
                 .await?;
-            let changelog = dedup::changelog_topic(self.group, &source.topic);
+            let changelog = self.changelog_of(&source.topic);
             admitted.deliveries.push(
                 self.publisher
                     .changelog(&changelog, source.partition, &key, Some(&value))

@@ -14,11 +14,35 @@ use crate::outcome::{Failure, IntentRef, OutcomeEvent, Stage};
 use crate::translate::Translator;
 
 impl<T: Translator + 'static> Worker<'_, T> {
-    pub(super) fn record_entries(&mut self, source: &SourceRef) {
-        if let Some(store) = self.dedup.partition(&source.topic, source.partition) {
-            metrics::gauge!("dedup_entries", "topic" => source.topic.clone(), "partition" => source.partition.to_string())
-                .set(store.len() as f64);
+    /// The dedup changelog topic of an input topic.
+    pub(super) fn changelog_of(&self, topic: &str) -> String {
+        match self.changelogs.get(topic) {
+            Some(changelog) => changelog.clone(),
+            None => dedup::changelog_topic(self.group, topic),
         }
+    }
+
+    /// Sets a partition's `dedup_entries` gauge; the handle is kept, as this runs for
+    /// every message.
+    pub(super) fn record_entries(&mut self, source: &SourceRef) {
+        let Some(store) = self.dedup.partition(&source.topic, source.partition) else {
+            return;
+        };
+        let entries = store.len() as f64;
+        if let Some(gauge) = self
+            .entries_gauges
+            .get(source.topic.as_str())
+            .and_then(|partitions| partitions.get(&source.partition))
+        {
+            gauge.set(entries);
+            return;
+        }
+        let gauge = metrics::gauge!("dedup_entries", "topic" => source.topic.clone(), "partition" => source.partition.to_string());
+        gauge.set(entries);
+        self.entries_gauges
+            .entry(source.topic.clone())
+            .or_default()
+            .insert(source.partition, gauge);
     }
 
     /// The dedup state of a partition, restored from its changelog if this worker has
@@ -112,7 +136,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         metrics::counter!("dedup_evictions_total", "topic" => input.topic.clone(), "reason" => reason)
             .increment(keys.len() as u64);
         info!(topic = %input.topic, partition = input.partition, evicted = keys.len(), reason, "dedup entries evicted");
-        let changelog = dedup::changelog_topic(self.group, &input.topic);
+        let changelog = self.changelog_of(&input.topic);
         for key in keys {
             deliveries.push(
                 self.publisher

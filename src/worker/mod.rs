@@ -366,14 +366,15 @@ impl<T: Translator + 'static> Worker<'_, T> {
             return Ok(());
         };
         let key = admitted.received.key.value.clone();
-        let translating = (lane.partition.clone(), key);
-        if let Some(parked) = self.translating.get_mut(&translating) {
-            // The same request under another record key: it waits for the first, then
-            // finds it done (a duplicate). Its lane waits with it.
-            parked.push((lane, admitted));
-            return Ok(());
+        if !self.translating.is_empty() {
+            let translating = (lane.partition.clone(), key.clone());
+            if let Some(parked) = self.translating.get_mut(&translating) {
+                // The same request under another record key: it waits for the first,
+                // then finds it done (a duplicate). Its lane waits with it.
+                parked.push((lane, admitted));
+                return Ok(());
+            }
         }
-        let (_, key) = translating;
         *self.busy.entry(lane.partition.clone()).or_default() += 1;
         let source = admitted.message.source.clone();
         let changelog = self.changelog_of(&source.topic);
@@ -459,8 +460,6 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .push(awaiting(admitted, lease.epoch(), Duration::ZERO));
             return Ok(());
         };
-        self.translating
-            .insert((lane.partition.clone(), key.clone()), Vec::new());
         let pipeline = self.pipeline.clone();
         let (received, carried) = (admitted.received.clone(), lease.clone());
         let mut translation = Box::pin(async move {
@@ -483,7 +482,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .await;
         }
         // One that waits (an LLM call) is marked, so that a crash or a hand-over
-        // meanwhile is visible to the next owner as an attempt to take over.
+        // meanwhile is visible to the next owner as an attempt to take over; messages of
+        // the same key that start meanwhile park behind it.
+        self.translating
+            .insert((lane.partition.clone(), key.clone()), Vec::new());
         let value = started.encode(None);
         admitted.deliveries.push(
             self.publisher
@@ -578,8 +580,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
             .record(admitted.at.elapsed().saturating_sub(took).as_secs_f64());
         // The terminal entry is in the store: the lane's next message, and any parked
         // message of the same key, may look it up.
-        if let Some(parked) = self.translating.remove(&(lane.partition.clone(), key)) {
-            self.unparked.extend(parked);
+        if !self.translating.is_empty() {
+            if let Some(parked) = self.translating.remove(&(lane.partition.clone(), key)) {
+                self.unparked.extend(parked);
+            }
         }
         self.scheduler.finished(&lane);
         self.pending.push(awaiting(admitted, lease.epoch(), took));

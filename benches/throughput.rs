@@ -4,6 +4,9 @@
 //! - P1 bookkeeping: the worker with the rule translator and a discarding sink over
 //!   200 000 small messages in 8 partitions, next to a bare rdkafka consume-then-produce
 //!   passthrough of the same input; messages per second and their ratio (target >= 0.5).
+//!   For reference, two more passthroughs: one producing the worker's four records per
+//!   message, and one also running the pipeline inline (the worker's work without its
+//!   bookkeeping); each line with the CPU time this process spent per message.
 //! - P2 slow translator: a translator that sleeps L = 200 ms, MAX_IN_FLIGHT C = 256,
 //!   20 000 messages with 5 000 distinct record keys in 8 partitions; messages per
 //!   second, the ratio to C/L (target >= 0.9) and to a partition-sequential consumer of
@@ -20,14 +23,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures::FutureExt;
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
-use nephoran_kafka_consumer::apply::IntentSink;
+use nephoran_kafka_consumer::apply::{IntentSink, SinkSpec};
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::health::Health;
 use nephoran_kafka_consumer::intent::NetworkIntentSpec;
 use nephoran_kafka_consumer::kafka::admin;
+use nephoran_kafka_consumer::kafka::consumer::to_inbound;
+use nephoran_kafka_consumer::lease::Lease;
 use nephoran_kafka_consumer::pipeline::Pipeline;
 use nephoran_kafka_consumer::request::Request;
 use nephoran_kafka_consumer::translate::{
@@ -222,32 +228,30 @@ async fn p1(brokers: &str) -> anyhow::Result<f64> {
     );
 
     let bare = passthrough(brokers, &t.input, &t.spare, messages, 1).await?;
-    let bare_rate = messages as f64 / bare.as_secs_f64();
-    println!(
-        "  bare consume-then-produce:          {:>8.0} msg/s ({:.1} s)",
-        bare_rate,
-        bare.as_secs_f64()
-    );
+    bare.print("bare consume-then-produce", messages);
     let bare4 = passthrough(brokers, &t.input, &t.spare, messages, RECORDS_PER_MESSAGE).await?;
-    let bare4_rate = messages as f64 / bare4.as_secs_f64();
-    println!(
-        "  bare, {RECORDS_PER_MESSAGE} records produced per message:  {:>8.0} msg/s ({:.1} s)",
-        bare4_rate,
-        bare4.as_secs_f64()
+    bare4.print(
+        &format!("bare, {RECORDS_PER_MESSAGE} records produced per message"),
+        messages,
     );
-
+    let inline = pipeline_passthrough(brokers, &t.input, &t.spare, messages).await?;
+    inline.print(
+        &format!("bare, {RECORDS_PER_MESSAGE} records, pipeline inline"),
+        messages,
+    );
     let worker = worker(brokers, &t, &ends, RuleTranslator::new(100), &[]).await?;
-    let worker_rate = messages as f64 / worker.as_secs_f64();
+    worker.print("worker (rules, discard)", messages);
     println!(
-        "  worker (rules, discard):            {:>8.0} msg/s ({:.1} s); {RECORDS_PER_MESSAGE} records per \
-         message (received, translated, applied, changelog entry)",
-        worker_rate,
-        worker.as_secs_f64(),
+        "  {RECORDS_PER_MESSAGE} records per message: received, translated, applied, changelog entry; \
+         CPU is this process's (clients, not the broker)"
     );
+    let worker_rate = worker.rate(messages);
     println!(
-        "  ratio worker / bare: {:.2} (target >= 0.5); worker / bare with {RECORDS_PER_MESSAGE} records: {:.2}",
-        worker_rate / bare_rate,
-        worker_rate / bare4_rate,
+        "  ratio worker / bare: {:.2} (target >= 0.5); worker / bare with {RECORDS_PER_MESSAGE} records: {:.2}; \
+         worker / pipeline inline: {:.2}",
+        worker_rate / bare.rate(messages),
+        worker_rate / bare4.rate(messages),
+        worker_rate / inline.rate(messages),
     );
     Ok(worker_rate)
 }
@@ -272,7 +276,8 @@ async fn p2(brokers: &str) -> anyhow::Result<()> {
         translator,
         &["--max-in-flight", &in_flight],
     )
-    .await?;
+    .await?
+    .elapsed;
     let rate = P2_MESSAGES as f64 / took.as_secs_f64();
     let ideal = P2_IN_FLIGHT as f64 / P2_LATENCY.as_secs_f64();
     println!(
@@ -451,12 +456,12 @@ async fn passthrough(
     out: &str,
     messages: usize,
     copies: usize,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Ran> {
     let (consumer, producer) =
         consumer_and_producer(brokers, input, &format!("{input}-bare-{copies}"))?;
     // Timed from the first message, so the group join is not counted (as for the worker).
     let first = consumer.recv().await?.detach();
-    let started = Instant::now();
+    let run = Run::start();
     let mut deliveries = Vec::with_capacity(messages);
     let mut next = Some(first);
     for _ in 0..messages {
@@ -486,7 +491,123 @@ async fn passthrough(
     for d in deliveries {
         d.await?.map_err(|(e, _)| e)?;
     }
-    Ok(started.elapsed())
+    Ok(run.stop())
+}
+
+/// The bare passthrough doing, inline, the work the worker does for each message and
+/// nothing more: decode, rules, validation, the three outcome events serialised, and a
+/// changelog-sized fourth record; no scheduling, dedup state, offset tracking or waiting
+/// per message. What a worker doing this work could reach on this machine and broker.
+async fn pipeline_passthrough(
+    brokers: &str,
+    input: &str,
+    out: &str,
+    messages: usize,
+) -> anyhow::Result<Ran> {
+    let (consumer, producer) = consumer_and_producer(brokers, input, &format!("{input}-pipeline"))?;
+    let pipeline = Pipeline::new(
+        RuleTranslator::new(100),
+        IntentSink::new(SinkSpec::Discard),
+        Limits::default(),
+    );
+    let lease = Lease::new(1);
+    let mut deliveries = Vec::with_capacity(messages * RECORDS_PER_MESSAGE);
+    let mut run = None;
+    for _ in 0..messages {
+        let message = to_inbound(&consumer.recv().await?);
+        run.get_or_insert_with(Run::start);
+        let (received, event) = pipeline.receive(&message);
+        let key = received.key.value.clone();
+        let completion = pipeline
+            .complete(received, &lease)
+            .now_or_never()
+            .ok_or_else(|| anyhow::anyhow!("the rules finish at once"))??;
+        let mut records = vec![serde_json::to_vec(&event)?];
+        for event in &completion.outcomes {
+            records.push(serde_json::to_vec(event)?);
+        }
+        records.push(br#"{"state":"done","offset":1,"since":1,"last_seen":1}"#.to_vec());
+        for payload in &records {
+            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(out)
+                .key(key.as_str())
+                .payload(payload.as_slice());
+            loop {
+                match producer.send_result(record) {
+                    Ok(d) => break deliveries.push(d),
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+    }
+    for d in deliveries {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    run.map(Run::stop)
+        .ok_or_else(|| anyhow::anyhow!("no messages"))
+}
+
+/// One timed phase: its wall-clock time and the CPU time this process spent in it.
+struct Run {
+    started: Instant,
+    cpu: f64,
+}
+
+/// The outcome of a [`Run`].
+struct Ran {
+    elapsed: Duration,
+    cpu: Duration,
+}
+
+impl Run {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    fn stop(self) -> Ran {
+        Ran {
+            elapsed: self.started.elapsed(),
+            cpu: Duration::from_secs_f64((cpu_seconds() - self.cpu).max(0.0)),
+        }
+    }
+}
+
+impl Ran {
+    fn rate(&self, messages: usize) -> f64 {
+        messages as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self, what: &str, messages: usize) {
+        println!(
+            "  {what:<44} {:>7.0} msg/s ({:.1} s; {:>4.1} us CPU per message)",
+            self.rate(messages),
+            self.elapsed.as_secs_f64(),
+            self.cpu.as_secs_f64() * 1e6 / messages as f64,
+        );
+    }
+}
+
+/// CPU seconds (user and system, all threads) this process has used, from
+/// `/proc/self/stat`; 0 where there is no such file.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 100.0
 }
 
 /// A worker running in this process.
@@ -601,14 +722,14 @@ async fn worker<T: Translator + 'static>(
     ends: &[i64],
     translator: T,
     extra: &[&str],
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Ran> {
     let running = start_worker(brokers, t, translator, extra)?;
     running.joined().await;
-    let started = Instant::now();
+    let run = Run::start();
     running.until_committed(brokers, &t.input, ends).await?;
-    let elapsed = started.elapsed();
+    let ran = run.stop();
     running.stop().await?;
-    Ok(elapsed)
+    Ok(ran)
 }
 
 /// The baseline of P2: each partition processed one message at a time (translate, then

@@ -20,8 +20,6 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -44,6 +42,9 @@ pub enum GroupEvent {
     },
 }
 
+/// Waits up to the given time for every send of the producer to be reported.
+pub type FlushProducer = Box<dyn Fn(Duration) -> KafkaResult<()> + Send + Sync>;
+
 /// Events waiting for the worker; when full, the poll thread waits for it.
 pub const EVENT_QUEUE: usize = 256;
 /// How long one poll waits for a message, which is also how quickly the thread notices
@@ -59,7 +60,7 @@ pub struct GroupContext {
     events: mpsc::Sender<GroupEvent>,
     /// Flushed before partitions are handed over, so that their next owner restores
     /// every dedup entry and sees every outcome written so far.
-    producer: FutureProducer,
+    flush_producer: FlushProducer,
     /// The worker's drain deadline, plus time to store offsets.
     revoke_wait: Duration,
 }
@@ -83,7 +84,7 @@ impl ConsumerContext for GroupContext {
         {
             warn!(partitions = %describe(tpl), "the worker did not drain the revoked partitions in time");
         }
-        if let Err(e) = self.producer.flush(Timeout::After(REVOKE_FLUSH_TIMEOUT)) {
+        if let Err(e) = (self.flush_producer)(REVOKE_FLUSH_TIMEOUT) {
             warn!(error = %e, "sends not all acknowledged before handing partitions over");
         }
     }
@@ -150,7 +151,8 @@ pub struct Settings<'a> {
     pub group: &'a str,
     pub topics: &'a [String],
     pub health: Arc<Health>,
-    pub producer: FutureProducer,
+    /// Flushes the worker's producer, before partitions are handed over.
+    pub flush_producer: FlushProducer,
     /// How long a revocation waits for the worker to drain.
     pub revoke_wait: Duration,
 }
@@ -177,7 +179,7 @@ impl GroupConsumer {
         let context = GroupContext {
             health: settings.health,
             events: events.clone(),
-            producer: settings.producer,
+            flush_producer: settings.flush_producer,
             // Beyond the worker's own deadline: time to store offsets and answer.
             revoke_wait: settings.revoke_wait + Duration::from_secs(5),
         };

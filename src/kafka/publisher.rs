@@ -1,18 +1,25 @@
-//! Publishing outcome events and dead letters.
+//! Publishing outcome events, dead letters and dedup changelog records.
 //!
 //! The producer is idempotent with `acks=all`, so a retried send cannot duplicate or
-//! reorder events of one key. Sends are enqueued in order and return a [`Delivery`] to
-//! await; the worker awaits them before storing the offset of the message they belong to.
+//! reorder events of one key. The sends of one message are enqueued in order under one
+//! [`Sends`]; once it is sealed and librdkafka has reported every one of them, it comes
+//! back, once, on the [`Acknowledged`] channel, with the first failure if there was one.
+//! The worker stores the message's offset only then. Counting deliveries in the delivery
+//! callback, rather than awaiting a future per send, keeps the cost per message to one
+//! hand-off from librdkafka's polling thread.
 
 use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
-use std::future::Future;
-use std::pin::Pin;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::util::{IntoOpaque, Timeout};
+use rdkafka::{ClientContext, Message};
+use tokio::sync::mpsc;
 
 use crate::message::InboundMessage;
 use crate::outcome::{Failure, OutcomeEvent};
@@ -32,9 +39,101 @@ pub mod dlq_headers {
 /// Room left in a dead letter for the record overhead and the error headers.
 const DEAD_LETTER_SLACK_BYTES: usize = 16 * 1024;
 
-/// A send that has been enqueued; resolves when the broker acknowledged it.
-/// `Sync` so that a set of them can be held across awaits by a `Send` task.
-pub type Delivery = Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send + Sync>>;
+/// The sends of one message, acknowledged as one, and what the sender wants back with
+/// them (`of`).
+pub struct Sends<M> {
+    /// Sends not yet reported by librdkafka, plus one until the sender seals it.
+    unreported: AtomicUsize,
+    failure: Mutex<Option<PublishError>>,
+    pub of: M,
+}
+
+impl<M> Sends<M> {
+    pub fn new(of: M) -> Arc<Self> {
+        Arc::new(Self {
+            unreported: AtomicUsize::new(1),
+            failure: Mutex::new(None),
+            of,
+        })
+    }
+
+    /// `Ok` when every send was acknowledged by the broker; else the first failure.
+    pub fn result(&self) -> Result<(), PublishError> {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            None => Ok(()),
+            Some(failure) => Err(failure),
+        }
+    }
+
+    fn fail(&self, failure: PublishError) {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(failure);
+    }
+
+    /// Counts one report (or the seal); the last one hands the sends back.
+    fn reported(self: Arc<Self>, acknowledged: &mpsc::UnboundedSender<Arc<Self>>) {
+        if self.unreported.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A worker that is gone no longer waits for it.
+            let _ = acknowledged.send(self);
+        }
+    }
+}
+
+/// Sealed [`Sends`] whose every send has been reported. Unbounded, but each message's
+/// sends come back at most once, so it never holds more than the messages consumed and
+/// not yet done, which the partition buffers bound.
+pub type Acknowledged<M> = mpsc::UnboundedReceiver<Arc<Sends<M>>>;
+
+/// What a record carries through librdkafka: the sends it counts in, if any.
+pub struct Ticket<M>(Option<Arc<Sends<M>>>);
+
+impl<M: Send + Sync> IntoOpaque for Ticket<M> {
+    fn into_ptr(self) -> *mut c_void {
+        self.0
+            .map_or(std::ptr::null_mut(), |s| Arc::into_raw(s) as *mut c_void)
+    }
+
+    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
+        if ptr.is_null() {
+            Self(None)
+        } else {
+            // SAFETY: made by `into_ptr` from an `Arc<Sends<M>>`, and librdkafka hands
+            // each record's opaque back exactly once.
+            Self(Some(unsafe { Arc::from_raw(ptr as *const Sends<M>) }))
+        }
+    }
+}
+
+/// Counts delivery reports into their [`Sends`].
+pub struct Reports<M> {
+    acknowledged: mpsc::UnboundedSender<Arc<Sends<M>>>,
+}
+
+impl<M: Send + Sync + 'static> ClientContext for Reports<M> {}
+
+impl<M: Send + Sync + 'static> ProducerContext for Reports<M> {
+    type DeliveryOpaque = Ticket<M>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Ticket<M>) {
+        let Some(sends) = ticket.0 else {
+            return;
+        };
+        if let Err((source, message)) = result {
+            sends.fail(PublishError {
+                topic: message.topic().to_string(),
+                source: source.clone(),
+            });
+        }
+        sends.reported(&self.acknowledged);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("could not publish to {topic}: {source}")]
@@ -43,8 +142,9 @@ pub struct PublishError {
     pub source: KafkaError,
 }
 
-pub struct Publisher {
-    producer: FutureProducer,
+pub struct Publisher<M: Send + Sync + 'static> {
+    producer: ThreadedProducer<Reports<M>>,
+    acknowledged: mpsc::UnboundedSender<Arc<Sends<M>>>,
     outcomes_topic: String,
     dlq_topic: String,
     /// The producer's `message.max.bytes`: a dead letter must fit, or it could never be
@@ -52,12 +152,12 @@ pub struct Publisher {
     max_message_bytes: usize,
 }
 
-impl Publisher {
+impl<M: Send + Sync + 'static> Publisher<M> {
     pub fn new(
         properties: &BTreeMap<String, String>,
         outcomes_topic: &str,
         dlq_topic: &str,
-    ) -> KafkaResult<Self> {
+    ) -> KafkaResult<(Self, Acknowledged<M>)> {
         let mut config = super::client_config(
             properties,
             &[("enable.idempotence", "true"), ("acks", "all")],
@@ -67,17 +167,30 @@ impl Publisher {
         if !properties.contains_key("allow.auto.create.topics") {
             config.set("allow.auto.create.topics", "false");
         }
-        let producer = config.create()?;
+        let (acknowledged, reports) = mpsc::unbounded_channel();
+        let producer = config.create_with_context(Reports {
+            acknowledged: acknowledged.clone(),
+        })?;
         let max_message_bytes = properties
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
-        Ok(Self {
-            producer,
-            outcomes_topic: outcomes_topic.to_string(),
-            dlq_topic: dlq_topic.to_string(),
-            max_message_bytes,
-        })
+        Ok((
+            Self {
+                producer,
+                acknowledged,
+                outcomes_topic: outcomes_topic.to_string(),
+                dlq_topic: dlq_topic.to_string(),
+                max_message_bytes,
+            },
+            reports,
+        ))
+    }
+
+    /// No more sends will be added: `sends` comes back on the [`Acknowledged`] channel
+    /// once all of them are reported (at once, if they already are).
+    pub fn seal(&self, sends: Arc<Sends<M>>) {
+        sends.reported(&self.acknowledged);
     }
 
     /// Fails unless every topic exists, so a typo in the configuration stops the worker
@@ -109,14 +222,18 @@ impl Publisher {
     }
 
     /// Enqueues an outcome event, keyed by its idempotency key.
-    pub async fn outcome(&self, event: &OutcomeEvent) -> Result<Delivery, PublishError> {
+    pub async fn outcome(
+        &self,
+        sends: &Arc<Sends<M>>,
+        event: &OutcomeEvent,
+    ) -> Result<(), PublishError> {
         // Plain structs with string keys: serialisation cannot fail.
         let payload = serde_json::to_vec(event).expect("outcome events serialise to JSON");
         let headers = OwnedHeaders::new().insert(Header {
             key: "content-type",
             value: Some("application/json"),
         });
-        let record = FutureRecord::to(&self.outcomes_topic)
+        let record = BaseRecord::with_opaque_to(&self.outcomes_topic, ticket(sends))
             .key(event.idempotency_key.as_bytes())
             .payload(&payload)
             .headers(headers);
@@ -127,10 +244,11 @@ impl Publisher {
     /// topic, with headers naming the error and where the message came from.
     pub async fn dead_letter(
         &self,
+        sends: &Arc<Sends<M>>,
         message: &InboundMessage,
         idempotency_key: &str,
         failure: &Failure,
-    ) -> Result<Delivery, PublishError> {
+    ) -> Result<(), PublishError> {
         let mut headers = OwnedHeaders::new_with_capacity(message.headers.len() + 6);
         for (key, value) in &message.headers {
             headers = headers.insert(Header {
@@ -179,8 +297,8 @@ impl Publisher {
                 value: Some(note.as_str()),
             });
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.dlq_topic).headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8], Ticket<M>> =
+            BaseRecord::with_opaque_to(&self.dlq_topic, ticket(sends)).headers(headers);
         if let Some(key) = &message.key {
             record = record.key(key);
         }
@@ -192,15 +310,20 @@ impl Publisher {
 
     /// Enqueues a dedup changelog record: `value` sets the key's entry, `None` is a
     /// tombstone that removes it. Written to the input message's partition number.
+    /// Counted in `sends` when it belongs to a message.
     pub async fn changelog(
         &self,
+        sends: Option<&Arc<Sends<M>>>,
         topic: &str,
         partition: i32,
         key: &str,
         value: Option<&[u8]>,
-    ) -> Result<Delivery, PublishError> {
-        let mut record: FutureRecord<'_, str, [u8]> =
-            FutureRecord::to(topic).partition(partition).key(key);
+    ) -> Result<(), PublishError> {
+        let ticket = sends.map_or(Ticket(None), ticket);
+        let mut record: BaseRecord<'_, str, [u8], Ticket<M>> =
+            BaseRecord::with_opaque_to(topic, ticket)
+                .partition(partition)
+                .key(key);
         if let Some(value) = value {
             record = record.payload(value);
         }
@@ -210,43 +333,96 @@ impl Publisher {
     /// Enqueues a record, waiting while librdkafka's queue is full rather than failing.
     async fn enqueue<K, P>(
         &self,
-        mut record: FutureRecord<'_, K, P>,
-    ) -> Result<Delivery, PublishError>
+        mut record: BaseRecord<'_, K, P, Ticket<M>>,
+    ) -> Result<(), PublishError>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
-        let topic = record.topic.to_string();
         loop {
-            match self.producer.send_result(record) {
-                Ok(future) => {
-                    return Ok(Box::pin(async move {
-                        match future.await {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err((source, _))) => Err(PublishError { topic, source }),
-                            Err(_) => Err(PublishError {
-                                topic,
-                                source: KafkaError::Canceled,
-                            }),
-                        }
-                    }));
-                }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err((source, _)) => return Err(PublishError { topic, source }),
+                Err((source, back)) => {
+                    // Never enqueued: it will not be reported.
+                    if let Some(sends) = &back.delivery_opaque.0 {
+                        sends.unreported.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    return Err(PublishError {
+                        topic: back.topic.to_string(),
+                        source,
+                    });
+                }
             }
         }
     }
 
-    /// A handle on the producer, for flushing it from the consumer's rebalance callback.
-    pub fn producer(&self) -> FutureProducer {
-        self.producer.clone()
+    /// Waits for every enqueued send, up to `timeout`; for a rebalance callback.
+    pub fn flusher(&self) -> impl Fn(Duration) -> KafkaResult<()> + Send + Sync + 'static {
+        let producer = self.producer.clone();
+        move |timeout| producer.flush(Timeout::After(timeout))
     }
 
     /// Waits for every enqueued send, up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         self.producer.flush(Timeout::After(timeout))
+    }
+}
+
+/// A ticket counted in `sends`.
+fn ticket<M>(sends: &Arc<Sends<M>>) -> Ticket<M> {
+    sends.unreported.fetch_add(1, Ordering::AcqRel);
+    Ticket(Some(sends.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(topic: &str) -> PublishError {
+        PublishError {
+            topic: topic.into(),
+            source: KafkaError::Canceled,
+        }
+    }
+
+    #[test]
+    fn sends_come_back_once_when_sealed_and_all_reported() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sends = Sends::new("message");
+        let tickets = [ticket(&sends), ticket(&sends)];
+        // Sealed before the reports: nothing yet.
+        sends.clone().reported(&tx);
+        assert!(rx.try_recv().is_err());
+        for Ticket(counted) in tickets {
+            counted.expect("counted").reported(&tx);
+        }
+        let back = rx.try_recv().expect("handed back after the last report");
+        assert_eq!(back.of, "message");
+        assert!(back.result().is_ok());
+        assert!(rx.try_recv().is_err(), "handed back once");
+    }
+
+    #[test]
+    fn the_first_failure_is_kept() {
+        let sends = Sends::new(());
+        sends.fail(failure("outcomes"));
+        sends.fail(failure("changelog"));
+        assert_eq!(sends.result().unwrap_err().topic, "outcomes");
+    }
+
+    #[test]
+    fn tickets_survive_the_trip_through_librdkafka() {
+        let sends = Sends::new(7);
+        let ptr = ticket(&sends).into_ptr();
+        // SAFETY: made by `into_ptr` just above, converted back once.
+        let Ticket(back) = unsafe { Ticket::<i32>::from_ptr(ptr) };
+        assert!(Arc::ptr_eq(&back.expect("a ticket"), &sends));
+        let none = Ticket::<i32>(None).into_ptr();
+        // SAFETY: as above.
+        assert!(unsafe { Ticket::<i32>::from_ptr(none) }.0.is_none());
     }
 }

@@ -9,8 +9,8 @@
 //! translated, validated and applied by a future of its own, polled side by side with
 //! the others by this task (no hand-off between threads: an LLM call waits on I/O, and a
 //! translator must not block). When it finishes, its changelog entry, dead letter and
-//! events are enqueued and its lane's next message may start. The sends of every message are
-//! awaited together; when they are all acknowledged the message is done, and the
+//! events are enqueued and its lane's next message may start. The sends of a message are
+//! counted together ([`Sends`]); when they are all acknowledged the message is done, and the
 //! [`OffsetTracker`] moves its partition's committable position past every message below
 //! which all are done. librdkafka auto-commits stored positions.
 //!
@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,7 @@ use crate::dedup::{self, Check, Dedup, Entry, State};
 use crate::health::Health;
 use crate::kafka::changelog;
 use crate::kafka::consumer::{self, GroupConsumer, GroupEvent};
-use crate::kafka::publisher::{Delivery, PublishError, Publisher};
+use crate::kafka::publisher::{Acknowledged, PublishError, Publisher, Sends};
 use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::offsets::OffsetTracker;
@@ -50,6 +51,11 @@ mod state;
 
 use state::{intent_ref, republished};
 
+/// Events taken from the poll thread at once. Taking them in batches frees room in the
+/// hand-off queue in batches, so the poll thread, when it waits for room, is woken once
+/// per batch rather than once per message.
+pub const EVENT_BATCH: usize = 64;
+
 /// Runs the worker until `shutdown` completes, then drains and leaves the group.
 pub async fn run<T: Translator + 'static>(
     config: &Config,
@@ -58,7 +64,7 @@ pub async fn run<T: Translator + 'static>(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let properties = config.kafka.properties()?;
-    let publisher = Publisher::new(
+    let (publisher, acknowledged) = Publisher::new(
         &properties,
         &config.topics.outcomes_topic,
         &config.topics.dlq_topic,
@@ -89,7 +95,7 @@ pub async fn run<T: Translator + 'static>(
         group: &config.group,
         topics: &config.topics.topics,
         health: health.clone(),
-        producer: publisher.producer(),
+        flush_producer: Box::new(publisher.flusher()),
         revoke_wait: config.revoke_drain_timeout,
     })
     .context("could not create the Kafka consumer")?;
@@ -125,7 +131,9 @@ pub async fn run<T: Translator + 'static>(
         translating: HashMap::new(),
         unparked: Vec::new(),
         translations: FuturesUnordered::new(),
-        pending: FuturesUnordered::new(),
+        acknowledged,
+        sealed: 0,
+        meters: Meters::new(),
     };
     let result = worker.consume(&mut events, shutdown).await;
     health.stopping();
@@ -160,9 +168,19 @@ pub async fn run<T: Translator + 'static>(
 struct Admitted {
     message: InboundMessage,
     received: Received,
-    /// Sends enqueued so far (the `received` event).
-    deliveries: Vec<Delivery>,
+    /// Its sends so far (the `received` event).
+    sends: Arc<Sends<Sent>>,
+}
+
+/// What a message's [`Sends`] bring back when they are all acknowledged.
+struct Sent {
+    source: SourceRef,
+    /// The lease it was consumed under: an acknowledgement after a hand-over is ignored.
+    epoch: u64,
+    /// When it was consumed.
     at: Instant,
+    /// Nanoseconds spent translating and applying, left out of the worker's own overhead.
+    took: AtomicU64,
 }
 
 /// A message whose translation task has ended, back on the worker.
@@ -177,21 +195,8 @@ struct Finished {
     result: Result<Completion, Fenced>,
 }
 
-/// A message whose sends are all acknowledged (or one failed).
-struct Done {
-    source: SourceRef,
-    epoch: u64,
-    at: Instant,
-    /// Time spent translating and applying, left out of the worker's own overhead.
-    took: Duration,
-    result: Result<(), PublishError>,
-}
-
 /// A message being translated and applied.
 type Translation = std::pin::Pin<Box<dyn Future<Output = Finished> + Send>>;
-
-/// A message waiting for its sends to be acknowledged.
-type Pending = std::pin::Pin<Box<dyn Future<Output = Done> + Send + Sync>>;
 
 /// Revoked partitions the group is waiting for.
 struct Revocation {
@@ -205,7 +210,7 @@ struct Revocation {
 struct Worker<'a, T> {
     consumer: &'a GroupConsumer,
     pipeline: Arc<Pipeline<T>>,
-    publisher: &'a Publisher,
+    publisher: &'a Publisher<Sent>,
     dedup: Dedup,
     properties: &'a std::collections::BTreeMap<String, String>,
     group: &'a str,
@@ -233,7 +238,33 @@ struct Worker<'a, T> {
     unparked: Vec<(Lane, Admitted)>,
     /// Messages being translated and applied; at most `max_in_flight`.
     translations: FuturesUnordered<Translation>,
-    pending: FuturesUnordered<Pending>,
+    /// Messages whose sends are all acknowledged.
+    acknowledged: Acknowledged<Sent>,
+    /// Messages whose sends are all enqueued and not yet all acknowledged.
+    sealed: usize,
+    meters: Meters,
+}
+
+/// The metrics updated for every message, registered once (when the worker starts,
+/// after the recorder is installed) rather than looked up each time.
+struct Meters {
+    waiting: metrics::Gauge,
+    in_flight: metrics::Gauge,
+    until_enqueued: metrics::Histogram,
+    until_acknowledged: metrics::Histogram,
+}
+
+impl Meters {
+    fn new() -> Self {
+        let overhead =
+            |until: &'static str| metrics::histogram!("message_overhead_seconds", "until" => until);
+        Self {
+            waiting: metrics::gauge!("messages_waiting"),
+            in_flight: metrics::gauge!("messages_in_flight"),
+            until_enqueued: overhead("enqueued"),
+            until_acknowledged: overhead("acknowledged"),
+        }
+    }
 }
 
 impl<T: Translator + 'static> Worker<'_, T> {
@@ -245,6 +276,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
+        let mut batch = Vec::with_capacity(EVENT_BATCH);
+        let mut acknowledged = Vec::with_capacity(EVENT_BATCH);
         loop {
             self.start_ready().await?;
             let next_deadline = self.revocations.iter().map(|r| r.deadline).min();
@@ -261,16 +294,30 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
                     self.finish(finished).await?;
                 }
-                Some(done) = self.pending.next(), if !self.pending.is_empty() => self.done(done)?,
+                _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
+                    self.done(&mut acknowledged)?;
+                }
                 () = sleep_until(next_deadline), if next_deadline.is_some() => {}
-                event = events.recv() => match event {
-                    Some(GroupEvent::Message(message)) => self.admit(message).await?,
-                    Some(GroupEvent::Assigned(partitions)) => self.assigned(partitions),
-                    Some(GroupEvent::Revoked { partitions, handed_over }) => {
-                        self.revoked(partitions, handed_over);
+                received = events.recv_many(&mut batch, EVENT_BATCH) => {
+                    if received == 0 {
+                        anyhow::bail!("the consumer's poll thread stopped");
                     }
-                    None => anyhow::bail!("the consumer's poll thread stopped"),
-                },
+                    for event in batch.drain(..) {
+                        match event {
+                            // Started at once, so a batch adds no latency.
+                            GroupEvent::Message(message) => {
+                                self.admit(message).await?;
+                                self.start_ready().await?;
+                            }
+                            GroupEvent::Assigned(partitions) => self.assigned(partitions),
+                            GroupEvent::Revoked { partitions, handed_over } => {
+                                self.revoked(partitions, handed_over);
+                                // Before any later event, as if it came alone.
+                                self.hand_over_drained();
+                            }
+                        }
+                    }
+                }
             }
             self.hand_over_drained();
         }
@@ -283,12 +330,15 @@ impl<T: Translator + 'static> Worker<'_, T> {
         &mut self,
         events: &mut mpsc::Receiver<GroupEvent>,
     ) -> anyhow::Result<()> {
+        let mut acknowledged = Vec::with_capacity(EVENT_BATCH);
         while self.busy.values().any(|&n| n > 0) {
             tokio::select! {
                 Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
                     self.finish(finished).await?;
                 }
-                Some(done) = self.pending.next(), if !self.pending.is_empty() => self.done(done)?,
+                _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
+                    self.done(&mut acknowledged)?;
+                }
                 Some(event) = events.recv() => {
                     if let GroupEvent::Revoked { partitions, handed_over } = event {
                         // Nothing more starts; what is in flight of these is fenced.
@@ -307,13 +357,19 @@ impl<T: Translator + 'static> Worker<'_, T> {
     async fn admit(&mut self, message: InboundMessage) -> Result<(), PublishError> {
         let at = Instant::now();
         let partition = (message.source.topic.clone(), message.source.partition);
-        if !self.leases.contains_key(&partition) {
+        let Some(epoch) = self.leases.get(&partition).map(Lease::epoch) else {
             debug!(source = ?message.source, "message of a partition not held; left to its owner");
             return Ok(());
-        }
+        };
         self.offsets.arrived(&message.source);
         let (received, event) = self.pipeline.receive(&message);
-        let deliveries = vec![self.publisher.outcome(&event).await?];
+        let sends = Sends::new(Sent {
+            source: message.source.clone(),
+            epoch,
+            at,
+            took: AtomicU64::new(0),
+        });
+        self.publisher.outcome(&sends, &event).await?;
         let lane = Lane {
             key: ordering_key(message.key.as_deref(), &received.key.value),
             partition,
@@ -337,11 +393,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
             Admitted {
                 message,
                 received,
-                deliveries,
-                at,
+                sends,
             },
         );
-        metrics::gauge!("messages_waiting").set(self.scheduler.waiting() as f64);
+        self.meters.waiting.set(self.scheduler.waiting() as f64);
         Ok(())
     }
 
@@ -353,14 +408,14 @@ impl<T: Translator + 'static> Worker<'_, T> {
         while let Some((lane, admitted)) = self.scheduler.start_next() {
             self.start(lane, admitted).await?;
         }
-        metrics::gauge!("messages_in_flight").set(self.scheduler.in_flight() as f64);
+        self.meters.in_flight.set(self.scheduler.in_flight() as f64);
         Ok(())
     }
 
     /// Looks a message's key up and either answers at once (a duplicate, a redelivery)
     /// or starts its translation (finished at once for the rules, polled with the others
     /// for a translator that waits).
-    async fn start(&mut self, lane: Lane, mut admitted: Admitted) -> anyhow::Result<()> {
+    async fn start(&mut self, lane: Lane, admitted: Admitted) -> anyhow::Result<()> {
         let Some(lease) = self.leases.get(&lane.partition).cloned() else {
             self.scheduler.finished(&lane);
             return Ok(());
@@ -404,14 +459,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 let mut seen = original;
                 seen.last_seen = now;
                 let value = seen.encode(namespace.as_deref());
-                admitted.deliveries.push(
-                    self.publisher
-                        .changelog(&changelog, source.partition, &key, Some(&value))
-                        .await?,
-                );
-                admitted
-                    .deliveries
-                    .push(self.publisher.outcome(&event).await?);
+                let sends = Some(&admitted.sends);
+                self.publisher
+                    .changelog(sends, &changelog, source.partition, &key, Some(&value))
+                    .await?;
+                self.publisher.outcome(&admitted.sends, &event).await?;
                 None
             }
             Check::Redelivery(original) => {
@@ -425,9 +477,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     &original,
                     namespace.as_deref(),
                 ) {
-                    admitted
-                        .deliveries
-                        .push(self.publisher.outcome(&event).await?);
+                    self.publisher.outcome(&admitted.sends, &event).await?;
                 }
                 None
             }
@@ -444,7 +494,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     namespace: 0,
                 };
                 let evicted = store.insert(&key, started, None);
-                self.tombstone(&source, evicted, "bound", &mut admitted.deliveries)
+                self.tombstone(&source, evicted, "bound", Some(&admitted.sends))
                     .await?;
                 Some(started)
             }
@@ -453,11 +503,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
 
         let Some(started) = started else {
             // Answered: the lane's next message may start.
-            metrics::histogram!("message_overhead_seconds", "until" => "enqueued")
-                .record(admitted.at.elapsed().as_secs_f64());
+            self.meters
+                .until_enqueued
+                .record(admitted.sends.of.at.elapsed().as_secs_f64());
             self.scheduler.finished(&lane);
-            self.pending
-                .push(awaiting(admitted, lease.epoch(), Duration::ZERO));
+            self.seal(admitted);
             return Ok(());
         };
         let pipeline = self.pipeline.clone();
@@ -487,11 +537,15 @@ impl<T: Translator + 'static> Worker<'_, T> {
         self.translating
             .insert((lane.partition.clone(), key.clone()), Vec::new());
         let value = started.encode(None);
-        admitted.deliveries.push(
-            self.publisher
-                .changelog(&changelog, source.partition, &key, Some(&value))
-                .await?,
-        );
+        self.publisher
+            .changelog(
+                Some(&admitted.sends),
+                &changelog,
+                source.partition,
+                &key,
+                Some(&value),
+            )
+            .await?;
         self.translations.push(Box::pin(async move {
             let (took, result) = translation.await;
             Finished {
@@ -512,7 +566,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let Finished {
             lane,
             lease,
-            mut admitted,
+            admitted,
             started,
             took,
             result,
@@ -537,11 +591,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
         };
         let key = admitted.received.key.value.clone();
         if let Some(failure) = &completion.dead_letter {
-            admitted.deliveries.push(
-                self.publisher
-                    .dead_letter(&admitted.message, &key, failure)
-                    .await?,
-            );
+            self.publisher
+                .dead_letter(&admitted.sends, &admitted.message, &key, failure)
+                .await?;
         }
         if let Some(terminal) = completion.outcomes.iter().find(|e| e.stage.is_terminal()) {
             log_terminal(&key, &source, terminal);
@@ -562,22 +614,25 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .store(&source.topic, source.partition)
                 .await?
                 .insert(&key, done, namespace);
-            self.tombstone(&source, evicted, "bound", &mut admitted.deliveries)
+            self.tombstone(&source, evicted, "bound", Some(&admitted.sends))
                 .await?;
             let changelog = self.changelog_of(&source.topic);
-            admitted.deliveries.push(
-                self.publisher
-                    .changelog(&changelog, source.partition, &key, Some(&value))
-                    .await?,
-            );
+            let sends = Some(&admitted.sends);
+            self.publisher
+                .changelog(sends, &changelog, source.partition, &key, Some(&value))
+                .await?;
         }
         for event in &completion.outcomes {
-            admitted
-                .deliveries
-                .push(self.publisher.outcome(event).await?);
+            self.publisher.outcome(&admitted.sends, event).await?;
         }
-        metrics::histogram!("message_overhead_seconds", "until" => "enqueued")
-            .record(admitted.at.elapsed().saturating_sub(took).as_secs_f64());
+        let sent = &admitted.sends.of;
+        self.meters
+            .until_enqueued
+            .record(sent.at.elapsed().saturating_sub(took).as_secs_f64());
+        sent.took.store(
+            took.as_nanos().try_into().unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         // The terminal entry is in the store: the lane's next message, and any parked
         // message of the same key, may look it up.
         if !self.translating.is_empty() {
@@ -586,57 +641,59 @@ impl<T: Translator + 'static> Worker<'_, T> {
             }
         }
         self.scheduler.finished(&lane);
-        self.pending.push(awaiting(admitted, lease.epoch(), took));
+        self.seal(admitted);
         Ok(())
     }
 
-    /// A message's sends are all acknowledged: store its partition's new committable
-    /// position, if it moved, and resume the partition if its buffer has drained.
-    fn done(&mut self, done: Done) -> Result<(), PublishError> {
-        done.result?;
-        let source = done.source;
-        let partition = (source.topic.clone(), source.partition);
-        let held = self.leases.get(&partition).map(Lease::epoch);
-        if held != Some(done.epoch) {
-            return Ok(()); // handed over meanwhile
+    /// Every send of the message is enqueued: it is done once they are acknowledged.
+    fn seal(&mut self, admitted: Admitted) {
+        self.sealed += 1;
+        self.publisher.seal(admitted.sends);
+    }
+
+    /// Messages' sends are all acknowledged: store their partitions' new committable
+    /// positions, where they moved, and resume partitions whose buffer has drained.
+    fn done(&mut self, acknowledged: &mut Vec<Arc<Sends<Sent>>>) -> Result<(), PublishError> {
+        // Each partition's latest position, stored once for the whole batch.
+        let mut positions: Vec<(String, i32, i64)> = Vec::new();
+        for sends in acknowledged.drain(..) {
+            self.sealed = self.sealed.saturating_sub(1);
+            sends.result()?;
+            let sent = &sends.of;
+            let source = &sent.source;
+            let partition = (source.topic.clone(), source.partition);
+            let held = self.leases.get(&partition).map(Lease::epoch);
+            if held != Some(sent.epoch) {
+                continue; // handed over meanwhile
+            }
+            if let Some(busy) = self.busy.get_mut(&partition) {
+                *busy = busy.saturating_sub(1);
+            }
+            let took = Duration::from_nanos(sent.took.load(Ordering::Relaxed));
+            self.meters
+                .until_acknowledged
+                .record(sent.at.elapsed().saturating_sub(took).as_secs_f64());
+            if let Some(position) = self.offsets.completed(source) {
+                match positions
+                    .iter_mut()
+                    .find(|(t, p, _)| *t == source.topic && *p == source.partition)
+                {
+                    Some(stored) => stored.2 = position,
+                    None => positions.push((source.topic.clone(), source.partition, position)),
+                }
+            }
+            let outstanding = self.offsets.outstanding(&source.topic, source.partition);
+            if outstanding <= self.partition_buffer / 2 && self.paused.remove(&partition) {
+                info!(topic = %source.topic, partition = source.partition, outstanding, "partition resumed");
+                self.consumer.resume(&source.topic, source.partition);
+                metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
+            }
         }
-        if let Some(busy) = self.busy.get_mut(&partition) {
-            *busy = busy.saturating_sub(1);
-        }
-        metrics::histogram!("message_overhead_seconds", "until" => "acknowledged")
-            .record(done.at.elapsed().saturating_sub(done.took).as_secs_f64());
-        if let Some(position) = self.offsets.completed(&source) {
-            self.consumer
-                .store_position(&source.topic, source.partition, position);
-        }
-        let outstanding = self.offsets.outstanding(&source.topic, source.partition);
-        if outstanding <= self.partition_buffer / 2 && self.paused.remove(&partition) {
-            info!(topic = %source.topic, partition = source.partition, outstanding, "partition resumed");
-            self.consumer.resume(&source.topic, source.partition);
-            metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
+        for (topic, partition, position) in positions {
+            self.consumer.store_position(&topic, partition, position);
         }
         Ok(())
     }
-}
-
-/// Resolves once all of a message's sends are acknowledged.
-fn awaiting(admitted: Admitted, epoch: u64, took: Duration) -> Pending {
-    let Admitted {
-        message,
-        deliveries,
-        at,
-        ..
-    } = admitted;
-    Box::pin(async move {
-        let result = futures::future::try_join_all(deliveries).await.map(drop);
-        Done {
-            source: message.source,
-            epoch,
-            at,
-            took,
-            result,
-        }
-    })
 }
 
 /// Sleeps until `deadline`; forever without one.

@@ -1,14 +1,16 @@
 //! The worker's dedup state: restoring a partition's store from its changelog, trimming
 //! it, tombstoning what it drops, and rebuilding the events of a completed key.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use tracing::info;
 
-use super::Worker;
+use super::{Sent, Worker};
 use crate::dedup::{self, Entry, PartitionStore, State};
 use crate::intent::intent_name;
 use crate::kafka::changelog;
-use crate::kafka::publisher::{Delivery, PublishError};
+use crate::kafka::publisher::{PublishError, Sends};
 use crate::message::SourceRef;
 use crate::outcome::{Failure, IntentRef, OutcomeEvent, Stage};
 use crate::translate::Translator;
@@ -106,17 +108,15 @@ impl<T: Translator + 'static> Worker<'_, T> {
             "dedup state restored"
         );
         // Tombstones for what the window and the bound dropped; not tied to a message.
-        let mut deliveries = Vec::new();
         let at = SourceRef {
             topic: topic.to_string(),
             partition,
             offset: -1,
         };
         let (windowed, bounded) = dropped.split_at(expired);
-        self.tombstone(&at, windowed.to_vec(), "window", &mut deliveries)
+        self.tombstone(&at, windowed.to_vec(), "window", None)
             .await?;
-        self.tombstone(&at, bounded.to_vec(), "bound", &mut deliveries)
-            .await?;
+        self.tombstone(&at, bounded.to_vec(), "bound", None).await?;
         self.dedup.restored(topic, partition, store);
         Ok(())
     }
@@ -128,7 +128,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         input: &SourceRef,
         keys: Vec<Box<str>>,
         reason: &'static str,
-        deliveries: &mut Vec<Delivery>,
+        sends: Option<&Arc<Sends<Sent>>>,
     ) -> Result<(), PublishError> {
         if keys.is_empty() {
             return Ok(());
@@ -138,11 +138,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
         info!(topic = %input.topic, partition = input.partition, evicted = keys.len(), reason, "dedup entries evicted");
         let changelog = self.changelog_of(&input.topic);
         for key in keys {
-            deliveries.push(
-                self.publisher
-                    .changelog(&changelog, input.partition, &key, None)
-                    .await?,
-            );
+            self.publisher
+                .changelog(sends, &changelog, input.partition, &key, None)
+                .await?;
         }
         Ok(())
     }

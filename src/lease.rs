@@ -6,10 +6,18 @@
 //! partition over. Work that finds its lease ended applies nothing and publishes nothing,
 //! and a translation still waiting (an LLM call) is dropped at once rather than finished
 //! for nothing: the new owner processes the message again, and dedup makes that safe.
+//!
+//! The leases held are also registered in [`Held`], shared with the consumer's rebalance
+//! callback: if the worker does not answer a revocation in time (it is stuck), the callback
+//! ends the revoked partitions' leases itself before they are given up, so the fencing
+//! does not depend on the worker getting round to it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
+
+use crate::schedule::PartitionId;
 
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -50,6 +58,35 @@ impl Lease {
     }
 }
 
+/// The leases a worker holds, by partition; changed only on rebalances.
+#[derive(Debug, Clone, Default)]
+pub struct Held(Arc<Mutex<HashMap<PartitionId, Lease>>>);
+
+impl Held {
+    pub fn insert(&self, partition: PartitionId, lease: Lease) {
+        self.table().insert(partition, lease);
+    }
+
+    pub fn remove(&self, partition: &PartitionId) {
+        self.table().remove(partition);
+    }
+
+    /// Ends and forgets the leases of `partitions`; returns how many there were.
+    pub fn end(&self, partitions: &[PartitionId]) -> usize {
+        let mut table = self.table();
+        partitions
+            .iter()
+            .filter_map(|p| table.remove(p))
+            .inspect(Lease::end)
+            .count()
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionId, Lease>> {
+        // A panic elsewhere leaves the table consistent: each call is one map operation.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Work found its partition handed over: it applied and published nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the partition was handed over while the message was in flight")]
@@ -71,5 +108,18 @@ mod tests {
         lease.end();
         assert!(!waiting.await.unwrap(), "the waiter sees the end");
         assert_eq!(lease.epoch(), 7);
+    }
+
+    #[test]
+    fn held_leases_end_by_partition() {
+        let held = Held::default();
+        let (a, b) = (("t".to_string(), 0), ("t".to_string(), 1));
+        let (lease_a, lease_b) = (Lease::new(1), Lease::new(2));
+        held.insert(a.clone(), lease_a.clone());
+        held.insert(b.clone(), lease_b.clone());
+        assert_eq!(held.end(&[a.clone(), ("u".to_string(), 0)]), 1);
+        assert!(!lease_a.is_held());
+        assert!(lease_b.is_held(), "only the revoked partition's lease ends");
+        assert_eq!(held.end(&[a]), 0, "ended leases are forgotten");
     }
 }

@@ -363,3 +363,105 @@ async fn one_request_under_two_record_keys_is_translated_once() {
     assert_eq!(held.started(), ["twin-1"], "translated once");
     assert_eq!(intent_files(dir.path()), 1);
 }
+
+/// A worker stuck past its drain deadline does not answer a revocation. The rebalance
+/// callback then ends the revoked partitions' leases itself before librdkafka gives them
+/// up, so whatever of them is still in flight is fenced; the partition kept stays leased.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_not_answered_in_time_ends_its_leases_in_the_callback() {
+    use nephoran_kafka_consumer::health::Health;
+    use nephoran_kafka_consumer::kafka::consumer::{GroupConsumer, GroupEvent, Settings};
+    use nephoran_kafka_consumer::lease::{Held, Lease};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    let topics = TestTopics::create("unanswered", 2).await;
+    let properties = BTreeMap::from([
+        ("bootstrap.servers".to_string(), common::brokers()),
+        ("session.timeout.ms".to_string(), "6000".to_string()),
+    ]);
+    let inputs = [topics.service_requests.clone()];
+    let start = |held: Held| {
+        GroupConsumer::start(Settings {
+            properties: &properties,
+            group: &topics.group,
+            topics: &inputs,
+            health: Arc::new(Health::default()),
+            flush_producer: Box::new(|_| Ok(())),
+            revoke_wait: Duration::ZERO,
+            leases: held,
+        })
+        .expect("consumer")
+    };
+    let patience = Duration::from_secs(60);
+
+    // The stuck worker: takes its two partitions and leases them.
+    let held = Held::default();
+    let (stuck, mut stuck_events) = start(held.clone());
+    let mut leases: HashMap<i32, Lease> = HashMap::new();
+    while leases.len() < 2 {
+        let event = tokio::time::timeout(patience, stuck_events.recv())
+            .await
+            .expect("assigned within the patience")
+            .expect("poll thread running");
+        if let GroupEvent::Assigned(partitions) = event {
+            for partition in partitions {
+                let lease = Lease::new(partition.1 as u64 + 1);
+                held.insert(partition.clone(), lease.clone());
+                leases.insert(partition.1, lease);
+            }
+        }
+    }
+
+    // A second member joins; one partition is revoked from the first, which never
+    // answers (the answer channel is kept open, as by a worker that is busy).
+    let (joiner, mut joiner_events) = start(Held::default());
+    let (revoked, _unanswered) = loop {
+        let event = tokio::time::timeout(patience, stuck_events.recv())
+            .await
+            .expect("a revocation within the patience")
+            .expect("poll thread running");
+        if let GroupEvent::Revoked {
+            partitions,
+            handed_over,
+        } = event
+        {
+            break (partitions, handed_over);
+        }
+    };
+    assert_eq!(revoked.len(), 1, "cooperative: one of two partitions moves");
+    let moved = revoked[0].1;
+    assert!(
+        leases[&moved].is_held(),
+        "the callback first waits for the worker's answer"
+    );
+    tokio::time::timeout(patience, leases[&moved].ended())
+        .await
+        .expect("the callback ends the lease once the wait runs out");
+    assert!(
+        leases.iter().all(|(p, l)| *p == moved || l.is_held()),
+        "the partition kept stays leased"
+    );
+    // The joiner got the moved partition.
+    tokio::time::timeout(patience, async {
+        loop {
+            match joiner_events.recv().await {
+                Some(GroupEvent::Assigned(partitions))
+                    if partitions.iter().any(|p| p.1 == moved) =>
+                {
+                    break
+                }
+                Some(_) => {}
+                None => panic!("the joiner's poll thread stopped"),
+            }
+        }
+    })
+    .await
+    .expect("the joiner is assigned the moved partition");
+
+    joiner.close(joiner_events).await.expect("joiner closes");
+    stuck
+        .close(stuck_events)
+        .await
+        .expect("stuck member closes");
+}

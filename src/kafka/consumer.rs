@@ -3,7 +3,9 @@
 //! librdkafka runs rebalance callbacks inside `poll`. Polling on a thread of its own lets
 //! a revocation wait for the worker: the callback sends [`GroupEvent::Revoked`] and blocks
 //! until the worker has drained the partitions (or its drain deadline passed) and stored
-//! their final offsets, while the worker keeps running. The thread never stops polling
+//! their final offsets, while the worker keeps running. A worker that does not answer in
+//! time has the revoked partitions' leases ended by the callback itself, so their work in
+//! flight is fenced before the partitions are given up. The thread never stops polling
 //! for the worker's sake (the worker pauses partitions instead), so
 //! `max.poll.interval.ms` is not exceeded however slow translation is.
 //!
@@ -25,6 +27,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::health::Health;
+use crate::lease::Held;
 use crate::message::{InboundMessage, SourceRef};
 use crate::schedule::PartitionId;
 
@@ -50,6 +53,9 @@ pub const EVENT_QUEUE: usize = 256;
 /// How long one poll waits for a message, which is also how quickly the thread notices
 /// that it should stop.
 const POLL_WAIT: Duration = Duration::from_millis(100);
+/// How much longer than the worker's drain deadline a revocation waits for its answer:
+/// time to store offsets and answer.
+pub const REVOKE_ANSWER_SLACK: Duration = Duration::from_secs(5);
 /// Time for a flush of the producer before partitions are handed over.
 const REVOKE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,6 +69,8 @@ pub struct GroupContext {
     flush_producer: FlushProducer,
     /// The worker's drain deadline, plus time to store offsets.
     revoke_wait: Duration,
+    /// The worker's leases, ended here when the worker does not answer in time.
+    leases: Held,
 }
 
 impl ClientContext for GroupContext {}
@@ -82,7 +90,13 @@ impl ConsumerContext for GroupContext {
         if self.events.blocking_send(revoked).is_ok()
             && drained.recv_timeout(self.revoke_wait).is_err()
         {
-            warn!(partitions = %describe(tpl), "the worker did not drain the revoked partitions in time");
+            // Whatever of them is still in flight must publish and apply nothing once
+            // the partitions are someone else's.
+            let fenced = self.leases.end(&partition_ids(tpl));
+            warn!(
+                partitions = %describe(tpl), leases_ended = fenced,
+                "the worker did not drain the revoked partitions in time; their leases are ended here"
+            );
         }
         if let Err(e) = (self.flush_producer)(REVOKE_FLUSH_TIMEOUT) {
             warn!(error = %e, "sends not all acknowledged before handing partitions over");
@@ -155,6 +169,8 @@ pub struct Settings<'a> {
     pub flush_producer: FlushProducer,
     /// How long a revocation waits for the worker to drain.
     pub revoke_wait: Duration,
+    /// The worker's leases, for a revocation it does not answer in time.
+    pub leases: Held,
 }
 
 impl GroupConsumer {
@@ -180,8 +196,8 @@ impl GroupConsumer {
             health: settings.health,
             events: events.clone(),
             flush_producer: settings.flush_producer,
-            // Beyond the worker's own deadline: time to store offsets and answer.
-            revoke_wait: settings.revoke_wait + Duration::from_secs(5),
+            revoke_wait: settings.revoke_wait + REVOKE_ANSWER_SLACK,
+            leases: settings.leases,
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();

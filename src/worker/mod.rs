@@ -38,7 +38,7 @@ use crate::health::Health;
 use crate::kafka::changelog;
 use crate::kafka::consumer::{self, GroupConsumer, GroupEvent};
 use crate::kafka::publisher::{Acknowledged, PublishError, Publisher, Sends};
-use crate::lease::{Fenced, Lease};
+use crate::lease::{Fenced, Held, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::offsets::OffsetTracker;
 use crate::outcome::{Original, OutcomeEvent, Stage};
@@ -90,6 +90,7 @@ pub async fn run<T: Translator + 'static>(
     )
     .await?;
 
+    let held = Held::default();
     let (consumer, mut events) = GroupConsumer::start(consumer::Settings {
         properties: &properties,
         group: &config.group,
@@ -97,6 +98,7 @@ pub async fn run<T: Translator + 'static>(
         health: health.clone(),
         flush_producer: Box::new(publisher.flusher()),
         revoke_wait: config.revoke_drain_timeout,
+        leases: held.clone(),
     })
     .context("could not create the Kafka consumer")?;
     info!(
@@ -115,6 +117,7 @@ pub async fn run<T: Translator + 'static>(
         offsets: OffsetTracker::default(),
         scheduler: Scheduler::new(config.max_in_flight),
         leases: HashMap::new(),
+        held,
         epochs: 0,
         busy: HashMap::new(),
         paused: HashSet::new(),
@@ -219,6 +222,8 @@ struct Worker<'a, T> {
     scheduler: Scheduler<Admitted>,
     /// The partitions this worker holds, with the lease their work carries.
     leases: HashMap<PartitionId, Lease>,
+    /// The same leases, shared with the rebalance callback.
+    held: Held,
     /// Leases handed out so far; the next lease's epoch.
     epochs: u64,
     /// Messages started and not yet done, per partition: what a revocation waits for.
@@ -357,7 +362,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
     async fn admit(&mut self, message: InboundMessage) -> Result<(), PublishError> {
         let at = Instant::now();
         let partition = (message.source.topic.clone(), message.source.partition);
-        let Some(epoch) = self.leases.get(&partition).map(Lease::epoch) else {
+        let lease = self.leases.get(&partition).filter(|l| l.is_held());
+        let Some(epoch) = lease.map(Lease::epoch) else {
             debug!(source = ?message.source, "message of a partition not held; left to its owner");
             return Ok(());
         };
@@ -416,7 +422,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
     /// or starts its translation (finished at once for the rules, polled with the others
     /// for a translator that waits).
     async fn start(&mut self, lane: Lane, admitted: Admitted) -> anyhow::Result<()> {
-        let Some(lease) = self.leases.get(&lane.partition).cloned() else {
+        let lease = self.leases.get(&lane.partition).filter(|l| l.is_held());
+        let Some(lease) = lease.cloned() else {
             self.scheduler.finished(&lane);
             return Ok(());
         };
@@ -575,7 +582,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let held = self
             .leases
             .get(&lane.partition)
-            .is_some_and(|l| l.epoch() == lease.epoch());
+            .is_some_and(|l| l.epoch() == lease.epoch())
+            && lease.is_held();
         let completion = match result {
             Ok(completion) if held => completion,
             _ => {

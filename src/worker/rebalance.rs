@@ -15,11 +15,15 @@ impl<T: Translator + 'static> Worker<'_, T> {
     pub(super) fn assigned(&mut self, partitions: Vec<PartitionId>) {
         for partition in partitions {
             self.epochs += 1;
-            if let Some(old) = self
-                .leases
-                .insert(partition.clone(), Lease::new(self.epochs))
-            {
+            let lease = Lease::new(self.epochs);
+            self.held.insert(partition.clone(), lease.clone());
+            if let Some(old) = self.leases.insert(partition.clone(), lease) {
                 old.end();
+            }
+            // Back after a revocation this worker did not answer in time: that hand-over
+            // is over, and must not take the new assignment with it.
+            for revocation in &mut self.revocations {
+                revocation.partitions.retain(|p| p != &partition);
             }
             self.forget(&partition);
         }
@@ -85,6 +89,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             if let Some(lease) = self.leases.remove(partition) {
                 lease.end();
             }
+            self.held.remove(partition);
             if self.paused.contains(partition) {
                 self.consumer.resume(&partition.0, partition.1);
             }

@@ -86,7 +86,7 @@ fn main() {
             let (received, event) = pipeline.receive(m);
             black_box(event);
             let completion = pipeline
-                .complete(received, &lease)
+                .complete(&received, &lease)
                 .await
                 .expect("the lease is never ended here");
             applied += completion.dead_letter.is_none() as usize;

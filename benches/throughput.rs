@@ -519,7 +519,7 @@ async fn pipeline_passthrough(
         let (received, event) = pipeline.receive(&message);
         let key = received.key.value.clone();
         let completion = pipeline
-            .complete(received, &lease)
+            .complete(&received, &lease)
             .now_or_never()
             .ok_or_else(|| anyhow::anyhow!("the rules finish at once"))??;
         let mut records = vec![serde_json::to_vec(&event)?];

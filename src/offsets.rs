@@ -26,23 +26,28 @@ impl Partition {
     }
 }
 
-/// Outstanding offsets of every partition this worker consumes.
+/// Outstanding offsets of every partition this worker consumes, by topic and partition
+/// (nested, so that a lookup by `&str` allocates nothing: this runs for every message).
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: HashMap<(String, i32), Partition>,
+    partitions: HashMap<String, HashMap<i32, Partition>>,
 }
 
 impl OffsetTracker {
     /// Records a consumed message as outstanding.
     pub fn arrived(&mut self, source: &SourceRef) {
-        let p = self
-            .partitions
-            .entry((source.topic.clone(), source.partition))
-            .or_insert_with(|| Partition {
-                next: source.offset,
-                committed: source.offset,
-                ..Partition::default()
-            });
+        if !self.partitions.contains_key(&source.topic) {
+            self.partitions
+                .insert(source.topic.clone(), HashMap::default());
+        }
+        let Some(topic) = self.partitions.get_mut(&source.topic) else {
+            return;
+        };
+        let p = topic.entry(source.partition).or_insert_with(|| Partition {
+            next: source.offset,
+            committed: source.offset,
+            ..Partition::default()
+        });
         p.outstanding.insert(source.offset);
         p.next = p.next.max(source.offset + 1);
     }
@@ -52,7 +57,8 @@ impl OffsetTracker {
     pub fn completed(&mut self, source: &SourceRef) -> Option<i64> {
         let p = self
             .partitions
-            .get_mut(&(source.topic.clone(), source.partition))?;
+            .get_mut(&source.topic)?
+            .get_mut(&source.partition)?;
         if !p.outstanding.remove(&source.offset) {
             return None;
         }
@@ -66,13 +72,16 @@ impl OffsetTracker {
     /// Messages of a partition consumed and not yet done.
     pub fn outstanding(&self, topic: &str, partition: i32) -> usize {
         self.partitions
-            .get(&(topic.to_string(), partition))
+            .get(topic)
+            .and_then(|t| t.get(&partition))
             .map_or(0, |p| p.outstanding.len())
     }
 
     /// Forgets a partition (revoked): later completions of its messages move nothing.
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.partitions.remove(&(topic.to_string(), partition));
+        if let Some(t) = self.partitions.get_mut(topic) {
+            t.remove(&partition);
+        }
     }
 }
 

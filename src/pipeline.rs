@@ -73,16 +73,16 @@ impl<T: Translator> Pipeline<T> {
     /// Translates, validates and applies a received message. Nothing is applied once
     /// `lease` has ended (the partition was handed over during the translation), and a
     /// translation still running then is dropped.
-    pub async fn complete(&self, received: Received, lease: &Lease) -> Result<Completion, Fenced> {
+    pub async fn complete(&self, received: &Received, lease: &Lease) -> Result<Completion, Fenced> {
         let Received {
             key,
             source,
             request,
         } = received;
-        let event = |stage| OutcomeEvent::new(&key, stage, &source);
+        let event = |stage| OutcomeEvent::new(key, stage, source);
         let request = match request {
             Ok(request) => request,
-            Err(failure) => return Ok(rejected(event(Stage::Rejected), failure)),
+            Err(failure) => return Ok(rejected(event(Stage::Rejected), failure.clone())),
         };
         let message_type = Some(request.message_type());
         let translator = Some(self.translator.kind());
@@ -91,7 +91,7 @@ impl<T: Translator> Pipeline<T> {
         let translated = tokio::select! {
             // The translation first: one that is ready at once never looks at the lease.
             biased;
-            translated = self.translator.translate(&request) => translated,
+            translated = self.translator.translate(request) => translated,
             () = lease.ended() => return Err(Fenced),
         };
         let spec = match translated {

@@ -170,7 +170,8 @@ pub async fn run<T: Translator + 'static>(
 /// A consumed message waiting in its lane.
 struct Admitted {
     message: InboundMessage,
-    received: Received,
+    /// Shared with its translation, which runs beside the worker.
+    received: Arc<Received>,
     /// Its sends so far (the `received` event).
     sends: Arc<Sends<Sent>>,
 }
@@ -398,7 +399,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             lane,
             Admitted {
                 message,
-                received,
+                received: Arc::new(received),
                 sends,
             },
         );
@@ -521,7 +522,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let (received, carried) = (admitted.received.clone(), lease.clone());
         let mut translation = Box::pin(async move {
             let began = Instant::now();
-            let result = pipeline.complete(received, &carried).await;
+            let result = pipeline.complete(&received, &carried).await;
             (began.elapsed(), result)
         });
         // A translation that finishes at once (the rules) needs no `in_progress` mark:

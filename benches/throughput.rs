@@ -79,11 +79,13 @@ impl HistogramFn for Samples {
     }
 }
 
-/// Samples of `message_overhead_seconds`, by its `until` label.
+/// Samples of `message_overhead_seconds`, by its `until` label, and the count of
+/// `partition_pauses_total` (a paused partition is refetched: worth knowing in a figure).
 #[derive(Default)]
 struct Overhead {
     acknowledged: Arc<Samples>,
     enqueued: Arc<Samples>,
+    pauses: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct OverheadRecorder(&'static Overhead);
@@ -92,7 +94,10 @@ impl Recorder for OverheadRecorder {
     fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        if key.name() == "partition_pauses_total" {
+            return Counter::from_arc(self.0.pauses.clone());
+        }
         Counter::noop()
     }
     fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
@@ -239,8 +244,14 @@ async fn p1(brokers: &str) -> anyhow::Result<f64> {
         &format!("bare, {RECORDS_PER_MESSAGE} records, pipeline inline"),
         messages,
     );
+    let pauses = || overhead().pauses.load(std::sync::atomic::Ordering::Relaxed);
+    let paused_before = pauses();
     let worker = worker(brokers, &t, &ends, RuleTranslator::new(100), &[]).await?;
     worker.print("worker (rules, discard)", messages);
+    println!(
+        "  partitions paused during the worker's run (buffer full): {}",
+        pauses() - paused_before
+    );
     println!(
         "  {RECORDS_PER_MESSAGE} records per message: received, translated, applied, changelog entry; \
          CPU is this process's (clients, not the broker)"

@@ -7,10 +7,10 @@
 //! and a translation still waiting (an LLM call) is dropped at once rather than finished
 //! for nothing: the new owner processes the message again, and dedup makes that safe.
 //!
-//! The leases held are also registered in [`Held`], shared with the consumer's rebalance
-//! callback: if the worker does not answer a revocation in time (it is stuck), the callback
-//! ends the revoked partitions' leases itself before they are given up, so the fencing
-//! does not depend on the worker getting round to it.
+//! The leases held are kept in [`Held`], shared with the consumer's rebalance callback: if
+//! the worker does not answer a revocation in time (it is stuck), the callback ends the
+//! revoked partitions' leases itself before they are given up, so the fencing does not
+//! depend on the worker getting round to it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -58,20 +58,43 @@ impl Lease {
     }
 }
 
-/// The leases a worker holds, by partition; changed only on rebalances.
+/// The leases a worker holds, by partition; changed only on rebalances, read for every
+/// message (an uncontended lock).
 #[derive(Debug, Clone, Default)]
 pub struct Held(Arc<Mutex<HashMap<PartitionId, Lease>>>);
 
 impl Held {
+    /// The partition's lease, if it is held and has not ended.
+    pub fn get(&self, partition: &PartitionId) -> Option<Lease> {
+        self.table()
+            .get(partition)
+            .filter(|lease| lease.is_held())
+            .cloned()
+    }
+
+    /// The epoch of the partition's lease, if it is held.
+    pub fn epoch(&self, partition: &PartitionId) -> Option<u64> {
+        self.table().get(partition).map(Lease::epoch)
+    }
+
+    pub fn partitions(&self) -> Vec<PartitionId> {
+        self.table().keys().cloned().collect()
+    }
+
+    /// Holds `partition` under `lease`, ending the lease it had.
     pub fn insert(&self, partition: PartitionId, lease: Lease) {
-        self.table().insert(partition, lease);
+        if let Some(old) = self.table().insert(partition, lease) {
+            old.end();
+        }
     }
 
-    pub fn remove(&self, partition: &PartitionId) {
-        self.table().remove(partition);
+    /// Ends every lease (on shutdown); they stay listed.
+    pub fn end_all(&self) {
+        self.table().values().for_each(Lease::end);
     }
 
-    /// Ends and forgets the leases of `partitions`; returns how many there were.
+    /// Ends and forgets the leases of `partitions` (handed over); returns how many there
+    /// were.
     pub fn end(&self, partitions: &[PartitionId]) -> usize {
         let mut table = self.table();
         partitions
@@ -117,9 +140,17 @@ mod tests {
         let (lease_a, lease_b) = (Lease::new(1), Lease::new(2));
         held.insert(a.clone(), lease_a.clone());
         held.insert(b.clone(), lease_b.clone());
+        assert_eq!(held.get(&a).map(|l| l.epoch()), Some(1));
         assert_eq!(held.end(&[a.clone(), ("u".to_string(), 0)]), 1);
         assert!(!lease_a.is_held());
+        assert!(held.get(&a).is_none(), "ended leases are forgotten");
         assert!(lease_b.is_held(), "only the revoked partition's lease ends");
-        assert_eq!(held.end(&[a]), 0, "ended leases are forgotten");
+        assert_eq!(held.end(&[a]), 0);
+        let lease_b2 = Lease::new(3);
+        held.insert(b.clone(), lease_b2.clone());
+        assert!(!lease_b.is_held(), "a new lease ends the old one");
+        held.end_all();
+        assert!(!lease_b2.is_held() && held.get(&b).is_none());
+        assert_eq!(held.partitions(), vec![b]);
     }
 }

@@ -116,7 +116,6 @@ pub async fn run<T: Translator + 'static>(
         group: &config.group,
         offsets: OffsetTracker::default(),
         scheduler: Scheduler::new(config.max_in_flight),
-        leases: HashMap::new(),
         held,
         epochs: 0,
         busy: HashMap::new(),
@@ -221,9 +220,8 @@ struct Worker<'a, T> {
     /// Messages consumed and not yet done, per partition.
     offsets: OffsetTracker,
     scheduler: Scheduler<Admitted>,
-    /// The partitions this worker holds, with the lease their work carries.
-    leases: HashMap<PartitionId, Lease>,
-    /// The same leases, shared with the rebalance callback.
+    /// The partitions this worker holds, with the lease their work carries; shared with
+    /// the rebalance callback.
     held: Held,
     /// Leases handed out so far; the next lease's epoch.
     epochs: u64,
@@ -363,8 +361,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
     async fn admit(&mut self, message: InboundMessage) -> Result<(), PublishError> {
         let at = Instant::now();
         let partition = (message.source.topic.clone(), message.source.partition);
-        let lease = self.leases.get(&partition).filter(|l| l.is_held());
-        let Some(epoch) = lease.map(Lease::epoch) else {
+        let Some(epoch) = self.held.get(&partition).as_ref().map(Lease::epoch) else {
             debug!(source = ?message.source, "message of a partition not held; left to its owner");
             return Ok(());
         };
@@ -423,8 +420,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
     /// or starts its translation (finished at once for the rules, polled with the others
     /// for a translator that waits).
     async fn start(&mut self, lane: Lane, admitted: Admitted) -> anyhow::Result<()> {
-        let lease = self.leases.get(&lane.partition).filter(|l| l.is_held());
-        let Some(lease) = lease.cloned() else {
+        let Some(lease) = self.held.get(&lane.partition) else {
             self.scheduler.finished(&lane);
             return Ok(());
         };
@@ -580,11 +576,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             result,
         } = finished;
         let source = admitted.message.source.clone();
-        let held = self
-            .leases
-            .get(&lane.partition)
-            .is_some_and(|l| l.epoch() == lease.epoch())
-            && lease.is_held();
+        let held = self.held.epoch(&lane.partition) == Some(lease.epoch()) && lease.is_held();
         let completion = match result {
             Ok(completion) if held => completion,
             _ => {
@@ -671,8 +663,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             let sent = &sends.of;
             let source = &sent.source;
             let partition = (source.topic.clone(), source.partition);
-            let held = self.leases.get(&partition).map(Lease::epoch);
-            if held != Some(sent.epoch) {
+            if self.held.epoch(&partition) != Some(sent.epoch) {
                 continue; // handed over meanwhile
             }
             if let Some(busy) = self.busy.get_mut(&partition) {

@@ -15,11 +15,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
     pub(super) fn assigned(&mut self, partitions: Vec<PartitionId>) {
         for partition in partitions {
             self.epochs += 1;
-            let lease = Lease::new(self.epochs);
-            self.held.insert(partition.clone(), lease.clone());
-            if let Some(old) = self.leases.insert(partition.clone(), lease) {
-                old.end();
-            }
+            self.held.insert(partition.clone(), Lease::new(self.epochs));
             // Back after a revocation this worker did not answer in time: that hand-over
             // is over, and must not take the new assignment with it.
             for revocation in &mut self.revocations {
@@ -86,10 +82,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             fenced += self.busy.get(partition).copied().unwrap_or(0);
             metrics::counter!("partitions_revoked_total", "topic" => partition.0.clone())
                 .increment(1);
-            if let Some(lease) = self.leases.remove(partition) {
-                lease.end();
-            }
-            self.held.remove(partition);
+            self.held.end(std::slice::from_ref(partition));
             if self.paused.contains(partition) {
                 self.consumer.resume(&partition.0, partition.1);
             }
@@ -109,9 +102,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
 
     /// Ends every lease: on shutdown, work still in flight must not apply anything.
     pub(super) fn end_leases(&mut self) {
-        for lease in self.leases.values() {
-            lease.end();
-        }
+        self.held.end_all();
     }
 
     /// Drops everything known about a partition that changed hands.

@@ -58,7 +58,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
     ) -> anyhow::Result<&mut PartitionStore> {
         if self.dedup.partition(topic, partition).is_none() {
             let mut missing = vec![(topic.to_string(), partition)];
-            for held in self.leases.keys() {
+            for held in &self.held.partitions() {
                 if !missing.contains(held) && self.dedup.partition(&held.0, held.1).is_none() {
                     missing.push(held.clone());
                 }

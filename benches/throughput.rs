@@ -41,6 +41,8 @@ use nephoran_kafka_consumer::translate::{
 };
 use nephoran_kafka_consumer::validate::Limits;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -488,20 +490,10 @@ async fn passthrough(
             if let Some(p) = m.payload() {
                 record = record.payload(p);
             }
-            loop {
-                match producer.send_result(record) {
-                    Ok(d) => break deliveries.push(d),
-                    Err((_, back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(1));
-                    }
-                }
-            }
+            deliveries.push(enqueue(&producer, record));
         }
     }
-    for d in deliveries {
-        d.await?.map_err(|(e, _)| e)?;
-    }
+    all_acknowledged(deliveries).await?;
     Ok(run.stop())
 }
 
@@ -539,25 +531,40 @@ async fn pipeline_passthrough(
         }
         records.push(br#"{"state":"done","offset":1,"since":1,"last_seen":1}"#.to_vec());
         for payload in &records {
-            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(out)
+            let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(out)
                 .key(key.as_str())
                 .payload(payload.as_slice());
-            loop {
-                match producer.send_result(record) {
-                    Ok(d) => break deliveries.push(d),
-                    Err((_, back)) => {
-                        record = back;
-                        producer.poll(Duration::from_millis(1));
-                    }
-                }
+            deliveries.push(enqueue(&producer, record));
+        }
+    }
+    all_acknowledged(deliveries).await?;
+    run.map(Run::stop)
+        .ok_or_else(|| anyhow::anyhow!("no messages"))
+}
+
+/// Enqueues `record`, polling the producer while its queue is full.
+fn enqueue<K, P>(producer: &FutureProducer, mut record: FutureRecord<'_, K, P>) -> DeliveryFuture
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return delivery,
+            Err((_, back)) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
             }
         }
     }
-    for d in deliveries {
-        d.await?.map_err(|(e, _)| e)?;
+}
+
+/// Waits until every send is acknowledged; fails on the first that was not.
+async fn all_acknowledged(deliveries: Vec<DeliveryFuture>) -> anyhow::Result<()> {
+    for delivery in deliveries {
+        delivery.await?.map_err(|(e, _)| e)?;
     }
-    run.map(Run::stop)
-        .ok_or_else(|| anyhow::anyhow!("no messages"))
+    Ok(())
 }
 
 /// One timed phase: its wall-clock time and the CPU time this process spent in it.

@@ -30,15 +30,12 @@ use metrics::{
 use nephoran_kafka_consumer::apply::{IntentSink, SinkSpec};
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::health::Health;
-use nephoran_kafka_consumer::intent::NetworkIntentSpec;
 use nephoran_kafka_consumer::kafka::admin;
 use nephoran_kafka_consumer::kafka::consumer::to_inbound;
 use nephoran_kafka_consumer::lease::Lease;
 use nephoran_kafka_consumer::pipeline::Pipeline;
 use nephoran_kafka_consumer::request::Request;
-use nephoran_kafka_consumer::translate::{
-    RuleTranslator, Translator, TranslatorKind, Untranslatable,
-};
+use nephoran_kafka_consumer::translate::{RuleTranslator, Translation, Translator, TranslatorKind};
 use nephoran_kafka_consumer::validate::Limits;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::ToBytes;
@@ -155,13 +152,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 struct SleepingTranslator(RuleTranslator, Duration);
 
 impl Translator for SleepingTranslator {
-    fn kind(&self) -> TranslatorKind {
-        TranslatorKind::Llm
-    }
-
-    async fn translate(&self, request: &Request) -> Result<NetworkIntentSpec, Untranslatable> {
+    async fn translate(&self, request: &Request) -> Translation {
         tokio::time::sleep(self.1).await;
-        self.0.translate_sync(request)
+        Translation {
+            by: TranslatorKind::Llm,
+            result: self.0.translate_sync(request),
+        }
     }
 }
 
@@ -770,8 +766,8 @@ async fn partition_sequential(brokers: &str, input: &str, out: &str) -> anyhow::
                     Some(Ok(r)) => Request::Service(r),
                     _ => continue,
                 };
-                let spec = translator.translate(&request).await;
-                let outcome = format!("{{\"applied\":{}}}", spec.is_ok());
+                let translation = translator.translate(&request).await;
+                let outcome = format!("{{\"applied\":{}}}", translation.result.is_ok());
                 let record: FutureRecord<'_, [u8], str> = FutureRecord::to(&out).payload(&outcome);
                 if producer.send(record, Duration::from_secs(10)).await.is_ok() {
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

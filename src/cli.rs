@@ -17,7 +17,7 @@ use crate::kafka::admin;
 use crate::kafka::tools::{OutcomeReader, Read, Submitter};
 use crate::outcome::OutcomeEvent;
 use crate::pipeline::Pipeline;
-use crate::translate::RuleTranslator;
+use crate::translate;
 use crate::validate::Limits;
 
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a worker of the consumer group (the default).
-    Run(Config),
+    Run(Box<Config>),
     /// Create the input, outcome and dead-letter topics (existing ones are left alone).
     CreateTopics(CreateTopics),
     /// Produce service requests or network events, one JSON document per line.
@@ -105,7 +105,7 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => run(cli.run).await,
-        Some(Command::Run(config)) => run(config).await,
+        Some(Command::Run(config)) => run(*config).await,
         Some(Command::CreateTopics(args)) => create_topics(args).await,
         Some(Command::Submit(args)) => submit(args).await,
         Some(Command::Outcomes(args)) => outcomes(args).await,
@@ -117,13 +117,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     let addr = crate::health::serve(config.metrics_addr, health.clone()).await?;
     tracing::info!(%addr, "serving /healthz and /readyz");
+    let limits = Limits {
+        max_replicas: config.max_replicas,
+        ..Limits::default()
+    };
+    let translator = translate::configured(&config, limits.clone())?;
     let pipeline = Pipeline::new(
-        RuleTranslator::new(config.max_replicas),
+        translator,
         IntentSink::new(config.intent_sink.clone()),
-        Limits {
-            max_replicas: config.max_replicas,
-            ..Limits::default()
-        },
+        limits,
     );
     crate::worker::run(&config, pipeline, health, shutdown_signal()).await
 }

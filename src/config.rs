@@ -105,6 +105,165 @@ pub struct Config {
     /// partition is handed over without them (the new owner processes them again).
     #[arg(long, env = "REVOKE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub revoke_drain_timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub llm: LlmArgs,
+}
+
+/// The LLM translator. Without `LLM_ENDPOINT` the service translates by rules alone.
+#[derive(Debug, Clone, Args)]
+pub struct LlmArgs {
+    /// Base URL of an OpenAI-compatible API (e.g. http://127.0.0.1:11434/v1 for Ollama).
+    /// Unset: the rule translator alone.
+    #[arg(long, env = "LLM_ENDPOINT")]
+    pub llm_endpoint: Option<String>,
+
+    /// Model name sent with every request; required with LLM_ENDPOINT.
+    #[arg(long, env = "LLM_MODEL")]
+    pub llm_model: Option<String>,
+
+    /// API key, sent as a bearer token. Prefer LLM_API_KEY_FILE (a mounted Secret).
+    #[arg(
+        long,
+        env = "LLM_API_KEY",
+        hide_env_values = true,
+        conflicts_with = "llm_api_key_file"
+    )]
+    pub llm_api_key: Option<Secret>,
+
+    /// File holding the API key (read once at start; surrounding whitespace ignored).
+    #[arg(long, env = "LLM_API_KEY_FILE")]
+    pub llm_api_key_file: Option<std::path::PathBuf>,
+
+    /// Longest wait for one LLM answer; retries stop once twice this has passed.
+    #[arg(long, env = "LLM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub llm_timeout: std::time::Duration,
+
+    /// LLM requests open at once; further translations wait their turn.
+    #[arg(long, env = "LLM_MAX_CONCURRENCY", default_value_t = 16)]
+    pub llm_max_concurrency: usize,
+
+    /// Consecutive failed LLM calls that open the circuit breaker (requests go straight
+    /// to the rules until the cool-down has passed and a probe succeeds).
+    #[arg(long, env = "LLM_BREAKER_FAILURES", default_value_t = 5)]
+    pub llm_breaker_failures: u32,
+
+    /// How long an open circuit breaker sends requests to the rules before probing.
+    #[arg(long, env = "LLM_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    pub llm_breaker_cooldown: std::time::Duration,
+
+    /// Answers kept in the response cache; at the bound the least recently used goes.
+    #[arg(long, env = "LLM_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub llm_cache_entries: usize,
+}
+
+/// A value that must not appear in logs, errors or `Debug` output (an API key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.trim().to_string()))
+    }
+}
+
+impl LlmArgs {
+    /// Checks the settings that only matter with an endpoint.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let Some(endpoint) = &self.llm_endpoint else {
+            return Ok(());
+        };
+        let url = reqwest::Url::parse(endpoint).map_err(|e| {
+            config_error(
+                "LLM_ENDPOINT (--llm-endpoint)",
+                format!("{endpoint:?} is not a URL: {e}"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(config_error(
+                "LLM_ENDPOINT (--llm-endpoint)",
+                format!("{endpoint:?} is not an http or https URL"),
+            ));
+        }
+        if self
+            .llm_model
+            .as_deref()
+            .is_none_or(|m| m.trim().is_empty())
+        {
+            return Err(config_error(
+                "LLM_MODEL (--llm-model)",
+                "must name the model when LLM_ENDPOINT is set",
+            ));
+        }
+        if self.llm_timeout.is_zero() {
+            return Err(config_error(
+                "LLM_TIMEOUT (--llm-timeout)",
+                "must be longer than 0s",
+            ));
+        }
+        if self.llm_max_concurrency == 0 {
+            return Err(config_error(
+                "LLM_MAX_CONCURRENCY (--llm-max-concurrency)",
+                "must be at least 1",
+            ));
+        }
+        if self.llm_breaker_failures == 0 {
+            return Err(config_error(
+                "LLM_BREAKER_FAILURES (--llm-breaker-failures)",
+                "must be at least 1",
+            ));
+        }
+        if self.llm_cache_entries == 0 {
+            return Err(config_error(
+                "LLM_CACHE_ENTRIES (--llm-cache-entries)",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The API key, from the flag or variable, else from the file; `None` if neither.
+    pub fn api_key(&self) -> Result<Option<Secret>, ConfigError> {
+        if let Some(key) = &self.llm_api_key {
+            return Ok(Some(key.clone()));
+        }
+        let Some(path) = &self.llm_api_key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            config_error(
+                "LLM_API_KEY_FILE (--llm-api-key-file)",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let key = text.trim();
+        if key.is_empty() {
+            return Err(config_error(
+                "LLM_API_KEY_FILE (--llm-api-key-file)",
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(Some(Secret::new(key)))
+    }
 }
 
 /// A `key=value` librdkafka property.
@@ -241,7 +400,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        Ok(())
+        self.llm.validate()
     }
 }
 
@@ -311,6 +470,44 @@ mod tests {
         assert!(bad_sink.is_err());
         let bad_property = Wrapper::try_parse_from(["x", "--kafka-config", "novalue"]);
         assert!(bad_property.is_err());
+    }
+
+    #[test]
+    fn llm_settings_are_checked_only_with_an_endpoint() {
+        parse(&["--llm-model", "m"]).validate().unwrap();
+        let err = |args: &[&str]| parse(args).validate().unwrap_err().to_string();
+        assert!(err(&["--llm-endpoint", "http://h/v1"]).contains("LLM_MODEL"));
+        assert!(err(&["--llm-endpoint", "h:1", "--llm-model", "m"]).contains("LLM_ENDPOINT"));
+        assert!(err(&["--llm-endpoint", "ftp://h", "--llm-model", "m"]).contains("not an http"));
+        let c = parse(&["--llm-endpoint", "http://h/v1", "--llm-model", "m"]);
+        c.validate().unwrap();
+        assert_eq!(c.llm.llm_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(c.llm.api_key().unwrap(), None);
+    }
+
+    #[test]
+    fn the_api_key_never_shows_in_debug_output() {
+        let c = parse(&["--llm-api-key", "sk-very-secret"]);
+        assert_eq!(c.llm.api_key().unwrap().unwrap().expose(), "sk-very-secret");
+        assert!(!format!("{c:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn the_api_key_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "sk-from-file\n").unwrap();
+        let path = path.to_str().unwrap();
+        let c = parse(&["--llm-api-key-file", path]);
+        assert_eq!(c.llm.api_key().unwrap().unwrap().expose(), "sk-from-file");
+        let missing = parse(&["--llm-api-key-file", "/nonexistent/key"]);
+        let err = missing.llm.api_key().unwrap_err().to_string();
+        assert!(
+            err.contains("LLM_API_KEY_FILE") && err.contains("/nonexistent/key"),
+            "{err}"
+        );
+        let both = Wrapper::try_parse_from(["x", "--llm-api-key", "a", "--llm-api-key-file", path]);
+        assert!(both.is_err());
     }
 
     #[test]

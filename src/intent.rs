@@ -178,7 +178,7 @@ impl fmt::Display for Component {
 /// Replica counts. `scale_by` is a relative change (a network event's scale-out) that
 /// the operator applies to the current count, never past `max_replicas`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
@@ -192,6 +192,7 @@ pub struct Scaling {
 
 /// Kubernetes resource quantities per replica, e.g. `cpu: "500m"`, `memory: "1Gi"`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
@@ -200,7 +201,7 @@ pub struct Resources {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSlice {
     pub slice_type: SliceType,
 }

@@ -85,16 +85,16 @@ impl<T: Translator> Pipeline<T> {
             Err(failure) => return Ok(rejected(event(Stage::Rejected), failure.clone())),
         };
         let message_type = Some(request.message_type());
-        let translator = Some(self.translator.kind());
 
         // A translation still waiting when the partition is handed over is dropped.
-        let translated = tokio::select! {
+        let translation = tokio::select! {
             // The translation first: one that is ready at once never looks at the lease.
             biased;
-            translated = self.translator.translate(request) => translated,
+            translation = self.translator.translate(request) => translation,
             () = lease.ended() => return Err(Fenced),
         };
-        let spec = match translated {
+        let translator = Some(translation.by);
+        let spec = match translation.result {
             Ok(spec) => spec,
             Err(e) => {
                 let mut rejection = event(Stage::Rejected);

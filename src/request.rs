@@ -29,6 +29,21 @@ pub struct ServiceRequest {
     pub parameters: Option<BTreeMap<String, ParamValue>>,
 }
 
+impl ServiceRequest {
+    /// A request with only its text: what a producer must send at the least.
+    pub fn new(intent: impl Into<String>) -> Self {
+        Self {
+            idempotency_key: None,
+            intent: intent.into(),
+            target_namespace: None,
+            target_environment: None,
+            priority: None,
+            requester: None,
+            parameters: None,
+        }
+    }
+}
+
 /// An event from network monitoring: an alarm, a KPI crossing a threshold, ...
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkEvent {

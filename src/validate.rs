@@ -4,7 +4,7 @@
 //! the spec: component names are allowlisted by type ([`Component`](crate::intent::Component)); this module checks
 //! the rest (counts, names, text) and reports the first violation with the field it is in.
 
-use crate::intent::{NetworkIntent, ParamValue};
+use crate::intent::{NetworkIntent, NetworkIntentSpec, ParamValue};
 
 /// The limits an intent must respect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,8 @@ impl Default for Limits {
 
 const MAX_PARAMETERS: usize = 32;
 const MAX_PARAMETER_VALUE_CHARS: usize = 256;
-const MAX_COMPONENTS: usize = 16;
+/// Most components one intent may name.
+pub const MAX_COMPONENTS: usize = 16;
 
 /// Why an intent was refused: the offending field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +54,19 @@ pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> 
             format!("{:?} is not a DNS-1123 label", meta.name),
         ));
     }
+    validate_spec(spec, limits)?;
+    if meta.namespace != spec.target_namespace {
+        return Err(invalid(
+            "metadata.namespace",
+            "differs from spec.targetNamespace",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a spec alone (what a translator produced, before it has a name): the LLM
+/// translator uses it to judge an answer before accepting it.
+pub fn validate_spec(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), Invalid> {
     if !is_dns1123_label(&spec.target_namespace) {
         return Err(invalid(
             "spec.targetNamespace",
@@ -60,12 +74,6 @@ pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> 
                 "{:?} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63)",
                 spec.target_namespace
             ),
-        ));
-    }
-    if meta.namespace != spec.target_namespace {
-        return Err(invalid(
-            "metadata.namespace",
-            "differs from spec.targetNamespace",
         ));
     }
     check_text(&spec.intent, limits)?;
@@ -163,7 +171,8 @@ pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> 
     Ok(())
 }
 
-fn check_text(text: &str, limits: &Limits) -> Result<(), Invalid> {
+/// Checks the text of an intent: not empty, not too long, no markup.
+pub fn check_text(text: &str, limits: &Limits) -> Result<(), Invalid> {
     let chars = text.chars().count();
     if text.trim().is_empty() {
         return Err(invalid("spec.intent", "is empty"));

@@ -2,16 +2,24 @@
 //!
 //! Translators never guess: what they cannot map with confidence is [`Untranslatable`].
 //! Their output is validated afterwards ([`crate::validate`]) whatever translator made it.
+//!
+//! Two translators exist: the deterministic rules ([`rules`], the embedded default) and an
+//! OpenAI-compatible LLM ([`llm`]) that falls back to the rules. [`Configured`] is the one
+//! the configuration asks for.
 
 use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Config, ConfigError};
 use crate::intent::NetworkIntentSpec;
 use crate::request::Request;
+use crate::validate::Limits;
 
+pub mod llm;
 pub mod rules;
 
+pub use llm::LlmTranslator;
 pub use rules::RuleTranslator;
 
 /// Which translator produced an intent, as outcome events report it.
@@ -37,13 +45,62 @@ impl Untranslatable {
     }
 }
 
+/// What a translator made of a request, and which translator made it (an LLM translator
+/// may hand a request to the rules, and outcome events say which one decided).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translation {
+    pub by: TranslatorKind,
+    pub result: Result<NetworkIntentSpec, Untranslatable>,
+}
+
+impl Translation {
+    pub fn rules(result: Result<NetworkIntentSpec, Untranslatable>) -> Self {
+        Self {
+            by: TranslatorKind::Rules,
+            result,
+        }
+    }
+}
+
 /// Turns requests into intent specs. Implementations may be slow (an LLM call) and are
 /// shared across concurrent messages.
 pub trait Translator: Send + Sync {
-    fn kind(&self) -> TranslatorKind;
+    fn translate(&self, request: &Request) -> impl Future<Output = Translation> + Send;
+}
 
-    fn translate(
-        &self,
-        request: &Request,
-    ) -> impl Future<Output = Result<NetworkIntentSpec, Untranslatable>> + Send;
+/// The translator `config` asks for: an LLM backed by the rules when `LLM_ENDPOINT` is
+/// set, the rules alone otherwise. A setting that cannot work is an error naming it.
+pub fn configured(config: &Config, limits: Limits) -> Result<Configured, ConfigError> {
+    let rules = RuleTranslator::new(config.max_replicas);
+    Ok(
+        match LlmTranslator::from_args(&config.llm, rules.clone(), limits)? {
+            Some(llm) => {
+                tracing::info!(
+                    endpoint = config.llm.llm_endpoint.as_deref().unwrap_or_default(),
+                    model = config.llm.llm_model.as_deref().unwrap_or_default(),
+                    "translating by LLM, with the rules as fallback"
+                );
+                Configured::Llm(Box::new(llm))
+            }
+            None => {
+                tracing::info!("translating by rules (no LLM_ENDPOINT)");
+                Configured::Rules(rules)
+            }
+        },
+    )
+}
+
+/// The translator the configuration asks for: the rules alone, or an LLM backed by them.
+pub enum Configured {
+    Rules(RuleTranslator),
+    Llm(Box<LlmTranslator>),
+}
+
+impl Translator for Configured {
+    async fn translate(&self, request: &Request) -> Translation {
+        match self {
+            Configured::Rules(rules) => rules.translate(request).await,
+            Configured::Llm(llm) => llm.translate(request).await,
+        }
+    }
 }

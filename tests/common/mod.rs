@@ -3,6 +3,7 @@
 //! worker running in-process, and the group's committed offsets.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod openai;
 pub mod recorder;
 
 use std::collections::{HashMap, HashSet};
@@ -16,14 +17,11 @@ use clap::Parser;
 use nephoran_kafka_consumer::apply::IntentSink;
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::health::Health;
-use nephoran_kafka_consumer::intent::NetworkIntentSpec;
 use nephoran_kafka_consumer::kafka::admin;
 use nephoran_kafka_consumer::outcome::OutcomeEvent;
 use nephoran_kafka_consumer::pipeline::Pipeline;
 use nephoran_kafka_consumer::request::Request;
-use nephoran_kafka_consumer::translate::{
-    RuleTranslator, Translator, TranslatorKind, Untranslatable,
-};
+use nephoran_kafka_consumer::translate::{self, RuleTranslator, Translation, Translator};
 use nephoran_kafka_consumer::validate::Limits;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -142,8 +140,9 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A worker with the translator its configuration asks for (the rules, or an LLM).
     pub fn start(config: Config) -> Self {
-        let translator = RuleTranslator::new(config.max_replicas);
+        let translator = translate::configured(&config, Limits::default()).expect("translator");
         Self::start_with(config, translator)
     }
 
@@ -474,14 +473,10 @@ impl CountingTranslator {
 }
 
 impl Translator for CountingTranslator {
-    fn kind(&self) -> TranslatorKind {
-        TranslatorKind::Rules
-    }
-
-    async fn translate(&self, request: &Request) -> Result<NetworkIntentSpec, Untranslatable> {
+    async fn translate(&self, request: &Request) -> Translation {
         let key = request.payload_key().unwrap_or("(none)").to_string();
         *self.calls.lock().expect("calls").entry(key).or_default() += 1;
-        self.inner.translate_sync(request)
+        Translation::rules(self.inner.translate_sync(request))
     }
 }
 
@@ -566,11 +561,7 @@ impl SlowTranslator {
 }
 
 impl Translator for SlowTranslator {
-    fn kind(&self) -> TranslatorKind {
-        TranslatorKind::Rules
-    }
-
-    async fn translate(&self, request: &Request) -> Result<NetworkIntentSpec, Untranslatable> {
+    async fn translate(&self, request: &Request) -> Translation {
         let key = request.payload_key().unwrap_or("(none)").to_string();
         self.note(&key, true);
         if self
@@ -587,7 +578,7 @@ impl Translator for SlowTranslator {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         self.note(&key, false);
-        self.inner.translate_sync(request)
+        Translation::rules(self.inner.translate_sync(request))
     }
 }
 

@@ -14,15 +14,7 @@ use crate::validate::{validate, Limits};
 pub(super) const MAX: u32 = 10;
 
 pub(super) fn request(text: &str) -> ServiceRequest {
-    ServiceRequest {
-        idempotency_key: None,
-        intent: text.to_string(),
-        target_namespace: None,
-        target_environment: None,
-        priority: None,
-        requester: None,
-        parameters: None,
-    }
+    ServiceRequest::new(text)
 }
 
 pub(super) fn translate(request: ServiceRequest) -> Result<NetworkIntentSpec, Untranslatable> {

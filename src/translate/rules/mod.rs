@@ -21,7 +21,7 @@
 //! - `qualifiers.rs`: priority, environment and network slice;
 //! - `expect.rs` (tests only): the helpers the tests beside each rule share.
 
-use super::{Translator, TranslatorKind, Untranslatable};
+use super::{Translation, Translator, Untranslatable};
 use crate::intent::NetworkIntentSpec;
 use crate::request::Request;
 
@@ -62,12 +62,8 @@ impl RuleTranslator {
 }
 
 impl Translator for RuleTranslator {
-    fn kind(&self) -> TranslatorKind {
-        TranslatorKind::Rules
-    }
-
-    async fn translate(&self, request: &Request) -> Result<NetworkIntentSpec, Untranslatable> {
-        self.translate_sync(request)
+    async fn translate(&self, request: &Request) -> Translation {
+        Translation::rules(self.translate_sync(request))
     }
 }
 
@@ -82,16 +78,19 @@ mod tests {
 
     use super::expect::{request, MAX};
     use super::*;
+    use crate::translate::TranslatorKind;
 
     #[test]
     fn the_translator_trait_reports_rules_and_translates() {
         let translator = RuleTranslator::new(MAX);
-        assert_eq!(translator.kind(), TranslatorKind::Rules);
         let request = Request::Service(request("Deploy AMF in namespace core5g"));
         let mut future = std::pin::pin!(translator.translate(&request));
         let mut cx = Context::from_waker(Waker::noop());
         match future.as_mut().poll(&mut cx) {
-            Poll::Ready(result) => assert_eq!(result, translator.translate_sync(&request)),
+            Poll::Ready(translation) => {
+                assert_eq!(translation.by, TranslatorKind::Rules);
+                assert_eq!(translation.result, translator.translate_sync(&request));
+            }
             Poll::Pending => panic!("rule translation never waits"),
         }
     }

@@ -1,0 +1,484 @@
+//! The HTTP edge of the LLM translator: one chat completion from an OpenAI-compatible
+//! API (OpenAI, vLLM, Ollama, llama.cpp server), with retries.
+//!
+//! Only this file knows the API's wire format. It retries what may pass (connection
+//! errors, timeouts, 408, 429, 5xx) with exponential backoff and jitter, waits what a
+//! `Retry-After` asks within its budget, and gives up at once on what will not pass
+//! (401, 404, ...). It asks for structured output (`response_format` with the answer's
+//! JSON schema); a server that refuses that parameter is asked in plain JSON from then on.
+//! Every HTTP attempt is counted in `llm_api_calls_total{status,model}`, the metric the
+//! integration guide's `LLMAPIFailure` alert divides.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use backoff::ExponentialBackoff;
+use metrics::{counter, histogram};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::warn;
+
+use crate::config::Secret;
+
+/// Largest response body read; a bigger one is an error, not an unbounded buffer.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// Most tokens an answer may take: an answer object is a few hundred.
+const MAX_ANSWER_TOKENS: u32 = 1024;
+/// Longest server message quoted in an error.
+const MAX_QUOTED_CHARS: usize = 300;
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub role: &'static str,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: "system",
+            content: content.into(),
+        }
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: "user",
+            content: content.into(),
+        }
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: "assistant",
+            content: content.into(),
+        }
+    }
+}
+
+/// What the model said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The message content: the answer to read.
+    Answer(String),
+    /// The server's own refusal (OpenAI's `refusal` field), with its text.
+    Refused(String),
+}
+
+/// Why a call gave no reply. Every variant counts as a failure of the API (for the
+/// circuit breaker), unlike an answer that turns out invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot reach {url}: {problem}")]
+    Unreachable { url: String, problem: String },
+    #[error("{url} answered {status}: {message}")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url} sent a response that is not a chat completion: {problem}")]
+    Malformed { url: String, problem: String },
+}
+
+/// A client for one endpoint and model.
+pub struct ChatClient {
+    http: reqwest::Client,
+    url: Url,
+    model: String,
+    api_key: Option<Secret>,
+    timeout: Duration,
+    /// The answer schema for `response_format`.
+    schema: Value,
+    /// Whether the server still gets `response_format`; cleared when it refuses it.
+    structured: AtomicBool,
+}
+
+/// How an attempt ended when it did not give a reply.
+enum Failed {
+    /// Worth another attempt, after the server's `Retry-After` if it sent one.
+    Retry(CallError, Option<Duration>),
+    GiveUp(CallError),
+}
+
+impl ChatClient {
+    /// `endpoint` is the API's base URL (`.../v1`); requests go to `chat/completions`
+    /// under it. Each attempt is bounded by `timeout`, the retries by twice that.
+    pub fn new(
+        endpoint: &str,
+        model: &str,
+        api_key: Option<Secret>,
+        timeout: Duration,
+        schema: Value,
+    ) -> Result<Self, String> {
+        let base = if endpoint.ends_with('/') {
+            endpoint.to_string()
+        } else {
+            format!("{endpoint}/")
+        };
+        let url = Url::parse(&base)
+            .and_then(|base| base.join("chat/completions"))
+            .map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            url,
+            model: model.to_string(),
+            api_key,
+            timeout,
+            schema,
+            structured: AtomicBool::new(true),
+        })
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Asks for one completion of `messages`, retrying within the budget.
+    pub async fn complete(&self, messages: &[Message]) -> Result<Reply, CallError> {
+        let started = Instant::now();
+        let budget = self.timeout * 2;
+        let policy = ExponentialBackoff {
+            initial_interval: Duration::from_millis(200),
+            randomization_factor: 0.5,
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(10),
+            max_elapsed_time: Some(budget),
+            ..ExponentialBackoff::default()
+        };
+        let attempt = || async {
+            match self.attempt(messages).await {
+                Ok(reply) => Ok(reply),
+                Err(Failed::GiveUp(e)) => Err(backoff::Error::permanent(e)),
+                // backoff waits a Retry-After without looking at its budget: cap it here.
+                Err(Failed::Retry(e, Some(wait))) if started.elapsed() + wait > budget => {
+                    Err(backoff::Error::permanent(e))
+                }
+                Err(Failed::Retry(e, Some(wait))) => Err(backoff::Error::retry_after(e, wait)),
+                Err(Failed::Retry(e, None)) => Err(backoff::Error::transient(e)),
+            }
+        };
+        let notify = |e: CallError, wait: Duration| {
+            warn!(model = %self.model, error = %e, retry_in = ?wait, "LLM call failed, retrying");
+        };
+        backoff::future::retry_notify(policy, attempt, notify).await
+    }
+
+    /// One attempt, plus the one immediate re-ask without `response_format` when the
+    /// server turns that parameter down.
+    async fn attempt(&self, messages: &[Message]) -> Result<Reply, Failed> {
+        let structured = self.structured.load(Ordering::Relaxed);
+        match self.post(messages, structured).await {
+            Err(Failed::GiveUp(CallError::Status {
+                status: 400 | 422,
+                message,
+                ..
+            })) if structured && mentions_response_format(&message) => {
+                self.structured.store(false, Ordering::Relaxed);
+                warn!(
+                    model = %self.model, server_said = %message,
+                    "the LLM server refuses response_format with a JSON schema; asking for plain JSON from now on"
+                );
+                self.post(messages, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn post(&self, messages: &[Message], structured: bool) -> Result<Reply, Failed> {
+        let started = Instant::now();
+        let result = self.exchange(messages, structured).await;
+        let status = if result.is_ok() { "success" } else { "error" };
+        counter!("llm_api_calls_total", "status" => status, "model" => self.model.clone())
+            .increment(1);
+        histogram!("llm_api_call_duration_seconds", "model" => self.model.clone())
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn exchange(&self, messages: &[Message], structured: bool) -> Result<Reply, Failed> {
+        let mut body = serde_json::json!({
+            "model": self.model,
+            "messages": messages,
+            "temperature": 0,
+            "max_tokens": MAX_ANSWER_TOKENS,
+        });
+        if structured {
+            body["response_format"] = serde_json::json!({
+                "type": "json_schema",
+                "json_schema": { "name": "network_intent", "strict": true, "schema": self.schema },
+            });
+        }
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        let response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let bytes = self.read_body(response).await?;
+        if status.is_success() {
+            return self.reply(&bytes).map_err(Failed::GiveUp);
+        }
+        let error = CallError::Status {
+            url: self.url.to_string(),
+            status: status.as_u16(),
+            message: self.quote(&server_message(&bytes)),
+        };
+        if is_retryable(status) {
+            Err(Failed::Retry(error, retry_after))
+        } else {
+            Err(Failed::GiveUp(error))
+        }
+    }
+
+    /// Reads the body up to [`MAX_RESPONSE_BYTES`].
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, Failed> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Failed::GiveUp(self.malformed(format!(
+                    "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+                ))));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    fn reply(&self, body: &[u8]) -> Result<Reply, CallError> {
+        let completion: Completion = serde_json::from_slice(body)
+            .map_err(|e| self.malformed(format!("its JSON does not parse: {e}")))?;
+        if let Some(usage) = completion.usage {
+            for (kind, tokens) in [
+                ("prompt", usage.prompt_tokens),
+                ("completion", usage.completion_tokens),
+            ] {
+                if let Some(tokens) = tokens {
+                    counter!("llm_tokens_total", "kind" => kind, "model" => self.model.clone())
+                        .increment(tokens);
+                }
+            }
+        }
+        let Some(choice) = completion.choices.into_iter().next() else {
+            return Err(self.malformed("it has no choices"));
+        };
+        match (choice.message.content, choice.message.refusal) {
+            (_, Some(refusal)) if !refusal.trim().is_empty() => {
+                Ok(Reply::Refused(self.quote(&refusal)))
+            }
+            (Some(content), _) => Ok(Reply::Answer(content)),
+            (None, _) => Err(self.malformed("its first choice has no content")),
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> Failed {
+        let problem = if e.is_timeout() {
+            format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            )
+        } else {
+            // The source chain says what failed (refused connection, DNS, TLS).
+            let mut problem = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                problem.push_str(": ");
+                problem.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            problem
+        };
+        Failed::Retry(
+            CallError::Unreachable {
+                url: self.url.to_string(),
+                problem: self.quote(&problem),
+            },
+            None,
+        )
+    }
+
+    fn malformed(&self, problem: impl Into<String>) -> CallError {
+        CallError::Malformed {
+            url: self.url.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Shortens text from the server for an error, and blanks the API key should the
+    /// server echo it.
+    fn quote(&self, text: &str) -> String {
+        let mut quoted: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+        if quoted.len() < text.len() {
+            quoted.push('…');
+        }
+        match &self.api_key {
+            Some(key) if !key.expose().is_empty() => quoted.replace(key.expose(), "***"),
+            _ => quoted,
+        }
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// A 400 or 422 about `response_format` or `json_schema`: the server does not do
+/// structured output (or not this way).
+fn mentions_response_format(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "response_format",
+        "response format",
+        "json_schema",
+        "json schema",
+    ]
+    .iter()
+    .any(|term| message.contains(term))
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// The server's error text: OpenAI's `{"error": {"message": ...}}`, a plain
+/// `{"error": "..."}`, or the body itself.
+fn server_message(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        let message = match &value["error"] {
+            Value::Object(error) => error.get("message").and_then(Value::as_str),
+            Value::String(error) => Some(error.as_str()),
+            _ => value["message"].as_str(),
+        };
+        if let Some(message) = message {
+            return message.to_string();
+        }
+    }
+    String::from_utf8_lossy(body).trim().to_string()
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ChoiceMessage,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let date = httpdate::fmt_http_date(later);
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn server_messages_are_found_in_the_usual_shapes() {
+        assert_eq!(
+            server_message(br#"{"error":{"message":"bad model","type":"x"}}"#),
+            "bad model"
+        );
+        assert_eq!(server_message(br#"{"error":"overloaded"}"#), "overloaded");
+        assert_eq!(server_message(b" upstream down \n"), "upstream down");
+    }
+
+    #[test]
+    fn which_statuses_are_retried() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                is_retryable(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 422] {
+            assert!(
+                !is_retryable(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_response_format_is_recognised() {
+        assert!(mentions_response_format(
+            "Invalid parameter: 'response_format' of type 'json_schema' is not supported"
+        ));
+        assert!(mentions_response_format("unknown field JSON_SCHEMA"));
+        assert!(!mentions_response_format("model not found"));
+    }
+
+    #[test]
+    fn quotes_are_short_and_never_hold_the_key() {
+        let client = ChatClient::new(
+            "http://127.0.0.1:1/v1",
+            "m",
+            Some(Secret::new("sk-secret")),
+            Duration::from_secs(1),
+            Value::Null,
+        )
+        .unwrap();
+        assert_eq!(
+            client.url.as_str(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
+        assert_eq!(client.quote("bad key sk-secret"), "bad key ***");
+        assert!(client.quote(&"x".repeat(1000)).chars().count() <= MAX_QUOTED_CHARS + 1);
+    }
+}

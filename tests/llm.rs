@@ -1,0 +1,638 @@
+//! The LLM translator against an OpenAI-compatible test server: answers, retries,
+//! fallbacks, the circuit breaker, the cache, and what hostile answers cannot do. The
+//! last tests run workers on the real broker with the LLM configured, up and down.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use common::openai::{answer, Call, FakeLlm, Reply};
+use common::recorder::{metric, recorder};
+use common::*;
+use nephoran_kafka_consumer::config::LlmArgs;
+use nephoran_kafka_consumer::intent::{Component, IntentType, NetworkIntent, ParamValue};
+use nephoran_kafka_consumer::outcome::Stage;
+use nephoran_kafka_consumer::request::{NetworkEvent, Request, ServiceRequest};
+use nephoran_kafka_consumer::translate::{
+    LlmTranslator, RuleTranslator, Translation, Translator, TranslatorKind,
+};
+use nephoran_kafka_consumer::validate::Limits;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    llm: LlmArgs,
+}
+
+/// A translator talking to `fake` as `model`, with extra flags.
+fn translator(fake: &FakeLlm, model: &str, extra: &[&str]) -> LlmTranslator {
+    recorder();
+    let mut args = vec![
+        "test",
+        "--llm-endpoint",
+        &fake.endpoint,
+        "--llm-model",
+        model,
+    ];
+    if !extra.contains(&"--llm-timeout") {
+        args.extend(["--llm-timeout", "2s"]);
+    }
+    args.extend_from_slice(extra);
+    let args = Args::try_parse_from(args).expect("LLM flags");
+    LlmTranslator::from_args(&args.llm, RuleTranslator::new(100), Limits::default())
+        .expect("valid LLM settings")
+        .expect("an endpoint is set")
+}
+
+fn service(text: &str) -> Request {
+    Request::Service(ServiceRequest::new(text))
+}
+
+/// A text the rules refuse (no action word they know) and a model can read.
+const PROSE: &str = "The stadium crowd tonight needs far more session management capacity in core5g, make it 7 SMFs";
+
+fn smf_times_seven() -> Reply {
+    Reply::answer(answer(&["smf"], "core5g", Some(7)))
+}
+
+fn calls_metric(model: &str, status: &str) -> f64 {
+    metric(
+        "llm_api_calls_total",
+        &[("model", model), ("status", status)],
+    )
+}
+
+#[tokio::test]
+async fn the_models_answer_becomes_the_intent_and_the_request_carries_the_contract() {
+    let fake = FakeLlm::start(|_| smf_times_seven()).await;
+    let model = "answer-model";
+    let t = translator(&fake, model, &["--llm-api-key", "sk-test-key"]);
+    let Translation { by, result } = t.translate(&service(PROSE)).await;
+    assert_eq!(by, TranslatorKind::Llm);
+    let spec = result.expect("translated");
+    assert_eq!(
+        spec.intent, PROSE,
+        "the text is the request's, not the model's"
+    );
+    assert_eq!(spec.target_components, [Component::Smf]);
+    assert_eq!(spec.intent_type, IntentType::Scaling);
+    assert_eq!(spec.scaling.and_then(|s| s.replicas), Some(7));
+
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.body["model"], model);
+    assert_eq!(call.authorization.as_deref(), Some("Bearer sk-test-key"));
+    assert_eq!(call.text(), PROSE);
+    assert_eq!(call.body["response_format"]["type"], "json_schema");
+    let schema = &call.body["response_format"]["json_schema"]["schema"];
+    assert_eq!(schema["additionalProperties"], false);
+    let (role, system) = &call.messages()[0];
+    assert_eq!(role, "system");
+    for word in ["near-rt-ric", "o-cu-up", "URLLC", "eMBB", "mMTC"] {
+        assert!(system.contains(word), "the system prompt names {word}");
+    }
+    assert_eq!(calls_metric(model, "success"), 1.0);
+    assert_eq!(
+        metric("llm_tokens_total", &[("model", model), ("kind", "prompt")]),
+        100.0
+    );
+    assert_eq!(
+        metric(
+            "llm_tokens_total",
+            &[("model", model), ("kind", "completion")]
+        ),
+        20.0
+    );
+    assert_eq!(
+        metric("llm_api_call_duration_seconds", &[("model", model)]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_server_without_structured_output_is_asked_in_plain_json_from_then_on() {
+    let fake = FakeLlm::start(|call: &Call| {
+        if call.structured() {
+            Reply::status(400, "Invalid parameter: response_format of type json_schema is not supported with this model")
+        } else {
+            Reply::content(format!("```json\n{}\n```", answer(&["smf"], "core5g", Some(7))))
+        }
+    })
+    .await;
+    let t = translator(&fake, "plain-model", &[]);
+    assert_eq!(t.translate(&service(PROSE)).await.by, TranslatorKind::Llm);
+    assert_eq!(
+        t.translate(&service("Deploy NRF in namespace core5g"))
+            .await
+            .by,
+        TranslatorKind::Llm
+    );
+    let structured: Vec<bool> = fake.calls().iter().map(Call::structured).collect();
+    assert_eq!(
+        structured,
+        [true, false, false],
+        "refused once, then never asked again"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_answer_is_asked_again_with_what_was_wrong() {
+    let fake = FakeLlm::start(|call: &Call| match call.index {
+        0 => Reply::answer(answer(&["smf", "kube-apiserver"], "core5g", Some(7))),
+        _ => smf_times_seven(),
+    })
+    .await;
+    let t = translator(&fake, "fixing-model", &[]);
+    let translation = t.translate(&service(PROSE)).await;
+    assert_eq!(translation.by, TranslatorKind::Llm);
+    assert_eq!(
+        translation.result.unwrap().target_components,
+        [Component::Smf]
+    );
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    let (role, feedback) = calls[1].messages().pop().unwrap();
+    assert_eq!(role, "user");
+    assert!(feedback.contains("kube-apiserver"), "{feedback}");
+    assert_eq!(
+        metric("llm_invalid_answers_total", &[("model", "fixing-model")]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn hostile_answers_never_become_intents_the_rules_answer_or_both_reasons_are_given() {
+    // Every answer tries something outside the schema.
+    let hostile = [
+        json!({"intentType": "deployment", "priority": "high", "targetComponents": ["amf"], "targetNamespace": "core5g",
+               "targetEnvironment": null, "scaling": null, "resources": null, "networkSlice": null, "refusal": null,
+               "kind": "ClusterRoleBinding"}),
+        answer(&["amf", "kube-proxy"], "core5g", None),
+        answer(&["amf"], "core5g", Some(5000)),
+        answer(&["amf"], "kube-system;rm -rf /", None),
+    ];
+    for (i, bad) in hostile.into_iter().enumerate() {
+        let fake = FakeLlm::start(move |_| Reply::answer(bad.clone())).await;
+        let model = format!("hostile-{i}");
+        let t = translator(&fake, &model, &[]);
+        // Text the rules understand: the rules' intent, by the rules.
+        let by_rules = t
+            .translate(&service("Deploy AMF with 2 replicas in namespace core5g"))
+            .await;
+        assert_eq!(by_rules.by, TranslatorKind::Rules, "case {i}");
+        let spec = by_rules.result.expect("the rules translate it");
+        assert_eq!(spec.target_components, [Component::Amf]);
+        assert_eq!(spec.scaling.and_then(|s| s.replicas), Some(2));
+        // Text they do not: refused, with both reasons.
+        let refused = t.translate(&service(PROSE)).await;
+        assert_eq!(refused.by, TranslatorKind::Rules);
+        let reason = refused.result.expect_err("nobody may translate it").reason;
+        assert!(
+            reason.contains("LLM answer invalid after a retry"),
+            "{reason}"
+        );
+        assert!(reason.contains("rules:"), "{reason}");
+        assert_eq!(fake.calls().len(), 4, "two asks per request, case {i}");
+    }
+    let invalid = (0..4).map(|i| {
+        let model = format!("hostile-{i}");
+        metric(
+            "llm_fallbacks_total",
+            &[("model", &model), ("reason", "invalid_answer")],
+        )
+    });
+    assert_eq!(invalid.sum::<f64>(), 8.0);
+}
+
+#[tokio::test]
+async fn a_refusal_goes_to_the_rules_without_a_second_ask() {
+    let fake = FakeLlm::start(|_| {
+        let mut refusal = answer(&["amf"], "default", None);
+        refusal["refusal"] = json!("this is not a request about network functions");
+        Reply::answer(refusal)
+    })
+    .await;
+    let t = translator(&fake, "refusing-model", &[]);
+    let translation = t.translate(&service("Write a poem about the sea")).await;
+    assert_eq!(translation.by, TranslatorKind::Rules);
+    let reason = translation.result.unwrap_err().reason;
+    assert!(
+        reason.contains("LLM refused: this is not a request"),
+        "{reason}"
+    );
+    assert_eq!(fake.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn overload_and_server_errors_are_retried_honouring_retry_after() {
+    let fake = FakeLlm::start(|call: &Call| match call.index {
+        0 => Reply::status(429, "slow down").retry_after("1"),
+        1 => Reply::status(503, "warming up"),
+        _ => smf_times_seven(),
+    })
+    .await;
+    let t = translator(&fake, "retry-model", &[]);
+    assert_eq!(t.translate(&service(PROSE)).await.by, TranslatorKind::Llm);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 3);
+    assert!(
+        calls[1].at.duration_since(calls[0].at) >= Duration::from_secs(1),
+        "the second attempt waited for Retry-After"
+    );
+    assert_eq!(calls_metric("retry-model", "error"), 2.0);
+    assert_eq!(calls_metric("retry-model", "success"), 1.0);
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_budget_and_a_client_error_are_not_retried() {
+    let fake = FakeLlm::start(|_| Reply::status(429, "quota").retry_after("3600")).await;
+    let t = translator(&fake, "budget-model", &[]);
+    let translation = t
+        .translate(&service("Deploy AMF in namespace core5g"))
+        .await;
+    assert_eq!(translation.by, TranslatorKind::Rules);
+    assert!(translation.result.is_ok());
+    assert_eq!(fake.calls().len(), 1, "an hour's wait is beyond the budget");
+
+    let fake = FakeLlm::start(|_| Reply::status(404, "model not found")).await;
+    let t = translator(&fake, "missing-model", &[]);
+    let translation = t.translate(&service(PROSE)).await;
+    let reason = translation.result.unwrap_err().reason;
+    assert!(
+        reason.contains("404") && reason.contains("model not found"),
+        "{reason}"
+    );
+    assert_eq!(fake.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_answer_times_out_and_the_rules_answer() {
+    let fake = FakeLlm::start(|_| smf_times_seven().after(Duration::from_secs(30))).await;
+    let t = translator(&fake, "slow-model", &["--llm-timeout", "300ms"]);
+    let translation = t
+        .translate(&service("Deploy AMF in namespace core5g"))
+        .await;
+    assert_eq!(translation.by, TranslatorKind::Rules);
+    assert!(translation.result.is_ok());
+    assert!(calls_metric("slow-model", "error") >= 1.0);
+    let fallbacks = [("model", "slow-model"), ("reason", "api_error")];
+    assert_eq!(metric("llm_fallbacks_total", &fallbacks), 1.0);
+}
+
+#[tokio::test]
+async fn the_circuit_breaker_sends_traffic_to_the_rules_then_probes() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let fake = {
+        let healthy = healthy.clone();
+        FakeLlm::start(move |_| {
+            if healthy.load(Ordering::SeqCst) {
+                smf_times_seven()
+            } else {
+                Reply::status(401, "invalid api key")
+            }
+        })
+        .await
+    };
+    let model = "breaker-model";
+    let t = translator(
+        &fake,
+        model,
+        &[
+            "--llm-breaker-failures",
+            "2",
+            "--llm-breaker-cooldown",
+            "300ms",
+        ],
+    );
+    let state = || metric("llm_circuit_breaker_state", &[("model", model)]);
+    assert_eq!(state(), 0.0);
+    for _ in 0..2 {
+        assert_eq!(t.translate(&service(PROSE)).await.by, TranslatorKind::Rules);
+    }
+    assert_eq!(state(), 2.0, "open after two failed calls");
+    let calls = fake.calls().len();
+    let translation = t
+        .translate(&service("Deploy AMF in namespace core5g"))
+        .await;
+    assert_eq!(translation.by, TranslatorKind::Rules);
+    assert!(translation.result.is_ok());
+    assert_eq!(fake.calls().len(), calls, "no call while open");
+    let fallbacks = |reason| {
+        metric(
+            "llm_fallbacks_total",
+            &[("model", model), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        (fallbacks("api_error"), fallbacks("circuit_open")),
+        (2.0, 1.0)
+    );
+
+    healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await; // the cool-down is time itself
+    assert_eq!(
+        t.translate(&service(PROSE)).await.by,
+        TranslatorKind::Llm,
+        "the probe"
+    );
+    assert_eq!(state(), 0.0, "closed after the probe succeeded");
+}
+
+#[tokio::test]
+async fn resubmitted_text_is_answered_from_the_cache() {
+    let fake = FakeLlm::start(|_| smf_times_seven()).await;
+    let t = translator(&fake, "cache-model", &[]);
+    let hits = metric("llm_cache_hits_total", &[]);
+    assert_eq!(t.translate(&service(PROSE)).await.by, TranslatorKind::Llm);
+    let again = format!("  {}  ", PROSE.to_uppercase().replace(' ', "   "));
+    let mut request = service(&again);
+    if let Request::Service(s) = &mut request {
+        s.parameters = Some(BTreeMap::from([(
+            "ticket".to_string(),
+            ParamValue::String("CHG-1".into()),
+        )]));
+    }
+    let translation = t.translate(&request).await;
+    assert_eq!(translation.by, TranslatorKind::Llm);
+    let spec = translation.result.unwrap();
+    assert_eq!(spec.intent, again.trim(), "the text is this request's");
+    assert_eq!(
+        spec.parameters.len(),
+        1,
+        "the parameters are this request's"
+    );
+    assert_eq!(fake.calls().len(), 1, "no second call");
+    assert!(metric("llm_cache_hits_total", &[]) > hits);
+}
+
+#[tokio::test]
+async fn llm_max_concurrency_bounds_the_open_requests() {
+    let fake = FakeLlm::start(|_| smf_times_seven().after(Duration::from_millis(100))).await;
+    let t = translator(&fake, "concurrency-model", &["--llm-max-concurrency", "2"]);
+    let requests: Vec<Request> = (0..8)
+        .map(|i| service(&format!("{PROSE} (site {i})")))
+        .collect();
+    let translations = futures::future::join_all(requests.iter().map(|r| t.translate(r))).await;
+    assert!(translations.iter().all(|t| t.by == TranslatorKind::Llm));
+    assert_eq!(fake.calls().len(), 8);
+    assert_eq!(fake.most_open(), 2);
+}
+
+#[tokio::test]
+async fn the_api_key_never_appears_in_a_reason() {
+    let fake = FakeLlm::start(|call: &Call| {
+        let sent = call.authorization.clone().unwrap_or_default();
+        Reply::status(401, &format!("Incorrect API key provided: {sent}"))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, "sk-from-a-secret\n").unwrap();
+    let t = translator(
+        &fake,
+        "key-model",
+        &["--llm-api-key-file", key_file.to_str().unwrap()],
+    );
+    let reason = t
+        .translate(&service(PROSE))
+        .await
+        .result
+        .unwrap_err()
+        .reason;
+    assert!(reason.contains("401"), "{reason}");
+    assert!(!reason.contains("sk-from-a-secret"), "{reason}");
+    assert_eq!(
+        fake.calls()[0].authorization.as_deref(),
+        Some("Bearer sk-from-a-secret")
+    );
+}
+
+#[tokio::test]
+async fn network_events_and_unusable_texts_cost_no_call() {
+    let fake = FakeLlm::start(|_| smf_times_seven()).await;
+    let t = translator(&fake, "events-model", &[]);
+    let event = Request::Event(NetworkEvent {
+        event_id: Some("e1".into()),
+        event_type: "kpi_threshold_crossed".into(),
+        source: None,
+        nf_type: Some("smf".into()),
+        namespace: Some("core5g".into()),
+        severity: None,
+        metric: Some("cpu_utilization".into()),
+        value: Some(95.0),
+        threshold: Some(80.0),
+        description: None,
+        timestamp: None,
+    });
+    assert_eq!(t.translate(&event).await.by, TranslatorKind::Rules);
+    let markup = t
+        .translate(&service("Deploy AMF <script>alert(1)</script>"))
+        .await;
+    assert_eq!(markup.by, TranslatorKind::Rules);
+    assert!(fake.calls().is_empty());
+}
+
+fn service_request(key: &str, text: &str) -> Vec<u8> {
+    json!({"idempotency_key": key, "intent": text, "requester": "oss-bss"})
+        .to_string()
+        .into_bytes()
+}
+
+fn read_intent(dir: &std::path::Path, namespace: &str, key: &str) -> NetworkIntent {
+    let name = nephoran_kafka_consumer::intent::intent_name(key);
+    let path = dir.join(namespace).join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()));
+    serde_yaml::from_str(&text).expect("intent YAML")
+}
+
+/// A worker on the real broker with `LLM_ENDPOINT` pointing at `endpoint`.
+fn llm_worker(
+    topics: &TestTopics,
+    dir: &std::path::Path,
+    endpoint: &str,
+    model: &str,
+    extra: &[&str],
+) -> Worker {
+    recorder();
+    let mut config = topics.config(dir);
+    let mut args = vec!["test", "--llm-endpoint", endpoint, "--llm-model", model];
+    args.extend_from_slice(&["--llm-timeout", "1s"]);
+    args.extend_from_slice(extra);
+    config.llm = Args::try_parse_from(args).expect("LLM flags").llm;
+    Worker::start(config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn through_kafka_the_llm_translates_and_outcomes_say_which_translator_did() {
+    // The model reads the stadium text; for "poem" texts it answers nonsense twice.
+    let fake = FakeLlm::start(|call: &Call| {
+        if call.text().contains("poem") {
+            Reply::content("Roses are red")
+        } else if call.text().contains("stadium") {
+            smf_times_seven()
+        } else {
+            Reply::answer(answer(&["amf"], "core5g", Some(3)))
+        }
+    })
+    .await;
+    let topics = TestTopics::create("llm-kafka", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let requests = [
+        ("stadium", PROSE),
+        ("amf", "Deploy AMF with 3 replicas in namespace core5g"),
+        ("poem", "Deploy NRF in namespace core5g, and write a poem"),
+        ("nonsense", "Write me a poem about the sea"),
+    ];
+    produce_all(
+        &producer,
+        &topics.service_requests,
+        topics.partitions,
+        requests
+            .iter()
+            .map(|(k, text)| (k.to_string(), service_request(k, text))),
+    )
+    .await;
+    let ends = produce_all(
+        &producer,
+        &topics.network_events,
+        topics.partitions,
+        [("ev-1".to_string(), json!({
+            "event_id": "ev-1", "event_type": "kpi_threshold_crossed", "nf_type": "upf",
+            "namespace": "core5g", "metric": "cpu_utilization", "value": 95.0, "threshold": 80.0,
+        }).to_string().into_bytes())],
+    )
+    .await;
+    assert_eq!(ends.iter().sum::<i64>(), 1);
+
+    let worker = llm_worker(&topics, dir.path(), &fake.endpoint, "kafka-model", &[]);
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes
+        .until_terminal(["stadium", "amf", "poem", "nonsense", "ev-1"])
+        .await;
+    worker.stop().await;
+
+    let terminal = |key: &str| outcomes.terminal(key)[0].clone();
+    let stadium = terminal("stadium");
+    assert_eq!(stadium.stage, Stage::Applied);
+    assert_eq!(stadium.translator, Some(TranslatorKind::Llm));
+    let smf = read_intent(dir.path(), "core5g", "stadium");
+    assert_eq!(smf.spec.target_components, [Component::Smf]);
+    assert_eq!(smf.spec.scaling.and_then(|s| s.replicas), Some(7));
+    assert_eq!(smf.spec.intent, PROSE);
+    assert_eq!(terminal("amf").translator, Some(TranslatorKind::Llm));
+    // The model failed twice; the rules read the text.
+    let poem = terminal("poem");
+    assert_eq!(
+        (poem.stage, poem.translator),
+        (Stage::Applied, Some(TranslatorKind::Rules))
+    );
+    // Nobody could: rejected, with both reasons, and dead-lettered.
+    let nonsense = terminal("nonsense");
+    assert_eq!(nonsense.stage, Stage::Rejected);
+    let message = nonsense.error.expect("the reason").message;
+    assert!(
+        message.contains("LLM answer invalid") && message.contains("rules:"),
+        "{message}"
+    );
+    assert_eq!(
+        outcomes.stages("nonsense"),
+        ["received", "rejected", "dead_lettered"]
+    );
+    // Events go by rules, without a call.
+    assert_eq!(terminal("ev-1").translator, Some(TranslatorKind::Rules));
+    let texts: Vec<String> = fake.calls().iter().map(Call::text).collect();
+    assert!(
+        texts.iter().all(|t| !t.is_empty()),
+        "every call was for a service request"
+    );
+    assert_eq!(
+        texts.len(),
+        2 + 2 + 1 + 1,
+        "two asks for each invalid answer"
+    );
+    assert_eq!(calls_metric("kafka-model", "success"), 6.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_llm_down_every_message_still_gets_its_outcome_by_rules() {
+    // A port nobody listens on: every call is refused.
+    let endpoint = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", listener.local_addr().unwrap())
+    };
+    let topics = TestTopics::create("llm-down", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let keys = |from: usize| {
+        (from..from + 10)
+            .map(|i| format!("down-{i}"))
+            .collect::<Vec<_>>()
+    };
+    let batch = |from: usize| {
+        let text = "Deploy UPF with 2 replicas in namespace edge";
+        keys(from).into_iter().map(move |key| {
+            let payload = service_request(&key, text);
+            (key, payload)
+        })
+    };
+    let model = "down-model";
+    let settings = ["--llm-max-concurrency", "2", "--llm-breaker-failures", "2"];
+    let worker = llm_worker(&topics, dir.path(), &endpoint, model, &settings);
+    let fallbacks = |reason| {
+        metric(
+            "llm_fallbacks_total",
+            &[("model", model), ("reason", reason)],
+        )
+    };
+    let mut outcomes = Outcomes::new(&topics);
+    let requests = &topics.service_requests;
+
+    // First batch: the first calls fail, the rules answer, and the breaker opens; the
+    // requests that waited for their turn meanwhile go straight to the rules.
+    let first = produce_all(&producer, requests, topics.partitions, batch(0)).await;
+    outcomes
+        .until_terminal(keys(0).iter().map(String::as_str))
+        .await;
+    let errors = calls_metric(model, "error");
+    assert!(errors >= 2.0, "{errors} failed calls counted");
+    assert_eq!(
+        metric("llm_circuit_breaker_state", &[("model", model)]),
+        2.0
+    );
+    let failed = fallbacks("api_error");
+    assert!(
+        (2.0..=4.0).contains(&failed),
+        "{failed} requests waited out the dead endpoint"
+    );
+    assert_eq!(failed + fallbacks("circuit_open"), 10.0);
+
+    // Second batch: straight to the rules, no call at all.
+    let second = produce_all(&producer, requests, topics.partitions, batch(10)).await;
+    outcomes
+        .until_terminal(keys(10).iter().map(String::as_str))
+        .await;
+    assert_eq!(
+        calls_metric(model, "error"),
+        errors,
+        "no call while the breaker is open"
+    );
+    assert_eq!(fallbacks("circuit_open"), 20.0 - failed);
+    for key in keys(0).iter().chain(&keys(10)) {
+        let applied = outcomes.terminal(key)[0];
+        assert_eq!(applied.stage, Stage::Applied, "{key}");
+        assert_eq!(applied.translator, Some(TranslatorKind::Rules), "{key}");
+    }
+    for (partition, (a, b)) in first.iter().zip(&second).enumerate() {
+        let end = *a.max(b);
+        committed_offset(&topics.group, requests, partition as i32, |o| o == end).await;
+    }
+    worker.stop().await;
+}

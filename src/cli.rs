@@ -4,21 +4,25 @@
 use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use sha2::Digest;
 
 use crate::apply::IntentSink;
-use crate::config::{parse_duration, Config, KafkaArgs, TopicArgs};
+use crate::config::{parse_duration, Config, KafkaArgs, LlmArgs, TopicArgs};
 use crate::health::Health;
+use crate::intent::NetworkIntent;
 use crate::kafka::admin;
 use crate::kafka::tools::{OutcomeReader, Read, Submitter};
 use crate::outcome::OutcomeEvent;
 use crate::pipeline::Pipeline;
-use crate::translate;
-use crate::validate::Limits;
+use crate::request::{NetworkEvent, Request, ServiceRequest};
+use crate::translate::{self, Translation, Translator};
+use crate::validate::{validate, Limits};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +50,28 @@ pub enum Command {
     Submit(Submit),
     /// Print outcome events; with --keys, wait until each key has a terminal outcome.
     Outcomes(Outcomes),
+    /// Print the NetworkIntent a request would become, without Kafka (exit 2: rejected).
+    Translate(Translate),
+}
+
+#[derive(Debug, Args)]
+pub struct Translate {
+    /// The service request text; with --event, a network event as JSON.
+    pub text: String,
+    /// TEXT is a network event (JSON), not a service request.
+    #[arg(long)]
+    pub event: bool,
+    /// Print the intent as JSON instead of YAML.
+    #[arg(long)]
+    pub json: bool,
+    /// Idempotency key the intent's name derives from (default: a hash of TEXT).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Largest replica count an intent may ask for.
+    #[arg(long, env = "MAX_REPLICAS", default_value_t = 100)]
+    pub max_replicas: u32,
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 #[derive(Debug, Args)]
@@ -101,15 +127,17 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }
 
-/// Runs the parsed command line.
-pub async fn main(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+/// Runs the parsed command line; the exit code is the command's.
+pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = match cli.command {
         None => run(cli.run).await,
         Some(Command::Run(config)) => run(*config).await,
         Some(Command::CreateTopics(args)) => create_topics(args).await,
         Some(Command::Submit(args)) => submit(args).await,
         Some(Command::Outcomes(args)) => outcomes(args).await,
-    }
+        Some(Command::Translate(args)) => return translate(args).await,
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -121,13 +149,62 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_replicas: config.max_replicas,
         ..Limits::default()
     };
-    let translator = translate::configured(&config, limits.clone())?;
+    let translator = translate::configured(&config.llm, limits.clone())?;
     let pipeline = Pipeline::new(
         translator,
         IntentSink::new(config.intent_sink.clone()),
         limits,
     );
     crate::worker::run(&config, pipeline, health, shutdown_signal()).await
+}
+
+/// Translates one request the way a worker would (same translator settings, same
+/// validation) and prints the intent; a rejection goes to stderr with exit code 2.
+async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
+    const REJECTED: u8 = 2;
+    let request = if args.event {
+        match serde_json::from_str::<NetworkEvent>(&args.text) {
+            Ok(event) => Request::Event(event),
+            Err(e) => {
+                eprintln!("rejected (invalid_schema): TEXT is not a network event: {e}");
+                return Ok(ExitCode::from(REJECTED));
+            }
+        }
+    } else {
+        Request::Service(ServiceRequest::new(args.text.clone()))
+    };
+    let limits = Limits {
+        max_replicas: args.max_replicas,
+        ..Limits::default()
+    };
+    let translator = translate::configured(&args.llm, limits.clone())?;
+    let Translation { by, result } = translator.translate(&request).await;
+    let by = serde_json::to_value(by)?;
+    let by = by.as_str().unwrap_or_default();
+    let spec = match result {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("rejected (untranslatable) by {by}: {}", e.reason);
+            return Ok(ExitCode::from(REJECTED));
+        }
+    };
+    let key = args.key.unwrap_or_else(|| {
+        let digest = sha2::Sha256::digest(args.text.as_bytes());
+        format!("sha256:{}", crate::hex::lower_hex(&digest))
+    });
+    let intent = NetworkIntent::new(&key, spec);
+    if let Err(invalid) = validate(&intent, &limits) {
+        eprintln!("rejected (invalid_intent) by {by}: {invalid}");
+        return Ok(ExitCode::from(REJECTED));
+    }
+    let printed = if args.json {
+        serde_json::to_string_pretty(&intent)? + "\n"
+    } else {
+        serde_yaml::to_string(&intent)?
+    };
+    print!("{printed}");
+    eprintln!("translated by {by}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Completes on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).

@@ -14,7 +14,7 @@ async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     telemetry::init();
     match cli::main(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -1,5 +1,6 @@
 //! The command line as an operator uses it: a bad setting stops `run` with a message that
-//! names it; `create-topics`, `submit` and `outcomes` work against the real broker.
+//! names it; `create-topics`, `submit` and `outcomes` work against the real broker;
+//! `translate` prints the intent a request would become, by rules or by an LLM.
 
 mod common;
 
@@ -28,7 +29,7 @@ fn a_bad_setting_stops_the_worker_at_start_naming_it() {
         &'static [(&'static str, &'static str)],
         &'static str,
     );
-    let cases: [Case; 4] = [
+    let cases: [Case; 6] = [
         (
             &["run", "--topics", "a,intent-outcomes"],
             &[],
@@ -37,6 +38,20 @@ fn a_bad_setting_stops_the_worker_at_start_naming_it() {
         (&["run"], &[("TOPICS", "bad topic")], "TOPICS"),
         (&["run"], &[("METRICS_ADDR", "nowhere")], "METRICS_ADDR"),
         (&["run"], &[("INTENT_SINK", "kube")], "INTENT_SINK"),
+        (
+            &["run"],
+            &[("LLM_ENDPOINT", "http://llm:8000/v1")],
+            "LLM_MODEL",
+        ),
+        (
+            &["run"],
+            &[
+                ("LLM_API_KEY_FILE", "/nonexistent/api-key"),
+                ("LLM_ENDPOINT", "http://llm/v1"),
+                ("LLM_MODEL", "m"),
+            ],
+            "LLM_API_KEY_FILE",
+        ),
     ];
     for (args, env, setting) in cases {
         let output = binary()
@@ -145,4 +160,82 @@ async fn create_topics_submit_and_outcomes_work_end_to_end() {
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("never-sent"));
     worker.stop().await;
+}
+
+#[test]
+fn translate_prints_the_intent_or_the_reason_with_exit_code_2() {
+    let output = binary()
+        .args([
+            "translate",
+            "Deploy AMF with 3 replicas in namespace core5g",
+            "--key",
+            "order-7",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let intent: nephoran_kafka_consumer::intent::NetworkIntent =
+        serde_yaml::from_str(&text(&output.stdout)).expect("YAML on stdout");
+    assert_eq!(
+        intent.metadata.name,
+        nephoran_kafka_consumer::intent::intent_name("order-7")
+    );
+    assert_eq!(intent.spec.scaling.and_then(|s| s.replicas), Some(3));
+    assert!(text(&output.stderr).contains("translated by rules"));
+
+    let output = binary()
+        .args(["translate", "--json", "--event"])
+        .arg(r#"{"event_type":"kpi_threshold_crossed","nf_type":"smf","namespace":"core5g","metric":"cpu_utilization","value":95,"threshold":80}"#)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let intent: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(intent["spec"]["scaling"]["scaleBy"], 1);
+
+    for (args, reason) in [
+        (
+            &["translate", "Delete the AMF in namespace core5g"][..],
+            "deletion is never done",
+        ),
+        (
+            &[
+                "translate",
+                "Deploy AMF with 500 replicas in namespace core5g",
+            ][..],
+            "spec.scaling.replicas",
+        ),
+        (
+            &["translate", "--event", "{not json"][..],
+            "not a network event",
+        ),
+    ] {
+        let output = binary().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("rejected") && stderr.contains(reason),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn translate_shows_what_the_llm_answers() {
+    use common::openai::{answer, FakeLlm, Reply};
+    let fake = FakeLlm::start(|_| Reply::answer(answer(&["upf"], "edge", Some(4)))).await;
+    let output = tokio::process::Command::from(binary())
+        .args(["translate", "The edge sites need four user plane functions"])
+        .env("LLM_ENDPOINT", &fake.endpoint)
+        .env("LLM_MODEL", "cli-model")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let intent: nephoran_kafka_consumer::intent::NetworkIntent =
+        serde_yaml::from_str(&text(&output.stdout)).expect("YAML on stdout");
+    assert_eq!(intent.spec.target_namespace, "edge");
+    assert_eq!(intent.spec.scaling.and_then(|s| s.replicas), Some(4));
+    assert!(text(&output.stderr).contains("translated by llm"));
+    assert_eq!(fake.calls().len(), 1);
 }

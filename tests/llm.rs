@@ -142,6 +142,37 @@ async fn a_server_without_structured_output_is_asked_in_plain_json_from_then_on(
 }
 
 #[tokio::test]
+async fn parameters_a_server_refuses_are_dropped_for_good() {
+    // As OpenAI's reasoning models answer: no temperature but the default, no max_tokens.
+    let fake = FakeLlm::start(|call: &Call| {
+        if call.body.get("temperature").is_some() {
+            Reply::status(400, "Unsupported value: 'temperature' does not support 0 with this model. Only the default (1) value is supported.")
+        } else if call.body.get("max_tokens").is_some() {
+            Reply::status(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.")
+        } else {
+            smf_times_seven()
+        }
+    })
+    .await;
+    let t = translator(&fake, "reasoning-model", &[]);
+    assert_eq!(t.translate(&service(PROSE)).await.by, TranslatorKind::Llm);
+    assert_eq!(fake.calls().len(), 3);
+    let again = t
+        .translate(&service("Deploy NRF in namespace core5g"))
+        .await;
+    assert_eq!(again.by, TranslatorKind::Llm);
+    let calls = fake.calls();
+    assert_eq!(
+        calls.len(),
+        4,
+        "the second request is sent once, without them"
+    );
+    let last = &calls[3].body;
+    assert!(last.get("temperature").is_none() && last.get("max_tokens").is_none());
+    assert!(calls[3].structured(), "what the server takes is still sent");
+}
+
+#[tokio::test]
 async fn an_invalid_answer_is_asked_again_with_what_was_wrong() {
     let fake = FakeLlm::start(|call: &Call| match call.index {
         0 => Reply::answer(answer(&["smf", "kube-apiserver"], "core5g", Some(7))),
@@ -208,6 +239,28 @@ async fn hostile_answers_never_become_intents_the_rules_answer_or_both_reasons_a
         )
     });
     assert_eq!(invalid.sum::<f64>(), 8.0);
+}
+
+#[tokio::test]
+async fn malformed_json_is_asked_again_then_the_rules_answer() {
+    let fake = FakeLlm::start(|call: &Call| match call.index {
+        0 => Reply::content(r#"{"intentType": "deployment", "targetComponents": ["amf""#),
+        _ => Reply::content("I would deploy an AMF for you."),
+    })
+    .await;
+    let t = translator(&fake, "malformed-model", &[]);
+    let translation = t
+        .translate(&service("Deploy AMF in namespace core5g"))
+        .await;
+    assert_eq!(translation.by, TranslatorKind::Rules);
+    assert_eq!(
+        translation.result.unwrap().target_components,
+        [Component::Amf]
+    );
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    let (_, feedback) = calls[1].messages().pop().unwrap();
+    assert!(feedback.contains("not one JSON object"), "{feedback}");
 }
 
 #[tokio::test]
@@ -294,7 +347,7 @@ async fn the_circuit_breaker_sends_traffic_to_the_rules_then_probes() {
             if healthy.load(Ordering::SeqCst) {
                 smf_times_seven()
             } else {
-                Reply::status(401, "invalid api key")
+                Reply::status(500, "internal error")
             }
         })
         .await
@@ -304,6 +357,8 @@ async fn the_circuit_breaker_sends_traffic_to_the_rules_then_probes() {
         &fake,
         model,
         &[
+            "--llm-timeout",
+            "200ms",
             "--llm-breaker-failures",
             "2",
             "--llm-breaker-cooldown",
@@ -411,6 +466,12 @@ async fn the_api_key_never_appears_in_a_reason() {
         fake.calls()[0].authorization.as_deref(),
         Some("Bearer sk-from-a-secret")
     );
+    for call in fake.calls() {
+        assert!(
+            !call.body.to_string().contains("sk-from-a-secret"),
+            "the key only in the header"
+        );
+    }
 }
 
 #[tokio::test]

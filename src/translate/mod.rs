@@ -11,7 +11,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, LlmArgs};
 use crate::intent::NetworkIntentSpec;
 use crate::request::Request;
 use crate::validate::Limits;
@@ -68,19 +68,19 @@ pub trait Translator: Send + Sync {
     fn translate(&self, request: &Request) -> impl Future<Output = Translation> + Send;
 }
 
-/// The translator `config` asks for: an LLM backed by the rules when `LLM_ENDPOINT` is
-/// set, the rules alone otherwise. A setting that cannot work is an error naming it.
-pub fn configured(config: &Config, limits: Limits) -> Result<Configured, ConfigError> {
-    let rules = RuleTranslator::new(config.max_replicas);
+/// The translator the settings ask for: an LLM backed by the rules when `LLM_ENDPOINT`
+/// is set, the rules alone otherwise. A setting that cannot work is an error naming it.
+pub fn configured(llm: &LlmArgs, limits: Limits) -> Result<Configured, ConfigError> {
+    let rules = RuleTranslator::new(limits.max_replicas);
     Ok(
-        match LlmTranslator::from_args(&config.llm, rules.clone(), limits)? {
-            Some(llm) => {
+        match LlmTranslator::from_args(llm, rules.clone(), limits)? {
+            Some(translator) => {
                 tracing::info!(
-                    endpoint = config.llm.llm_endpoint.as_deref().unwrap_or_default(),
-                    model = config.llm.llm_model.as_deref().unwrap_or_default(),
+                    endpoint = %shown(llm.llm_endpoint.as_deref().unwrap_or_default()),
+                    model = llm.llm_model.as_deref().unwrap_or_default(),
                     "translating by LLM, with the rules as fallback"
                 );
-                Configured::Llm(Box::new(llm))
+                Configured::Llm(Box::new(translator))
             }
             None => {
                 tracing::info!("translating by rules (no LLM_ENDPOINT)");
@@ -88,6 +88,11 @@ pub fn configured(config: &Config, limits: Limits) -> Result<Configured, ConfigE
             }
         },
     )
+}
+
+/// An endpoint as it may be logged: without a password in it.
+fn shown(endpoint: &str) -> String {
+    reqwest::Url::parse(endpoint).map_or_else(|_| endpoint.to_string(), |url| llm::redacted(&url))
 }
 
 /// The translator the configuration asks for: the rules alone, or an LLM backed by them.

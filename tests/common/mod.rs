@@ -142,7 +142,7 @@ pub struct Worker {
 impl Worker {
     /// A worker with the translator its configuration asks for (the rules, or an LLM).
     pub fn start(config: Config) -> Self {
-        let translator = translate::configured(&config, Limits::default()).expect("translator");
+        let translator = translate::configured(&config.llm, Limits::default()).expect("translator");
         Self::start_with(config, translator)
     }
 

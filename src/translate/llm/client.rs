@@ -5,7 +5,10 @@
 //! errors, timeouts, 408, 429, 5xx) with exponential backoff and jitter, waits what a
 //! `Retry-After` asks within its budget, and gives up at once on what will not pass
 //! (401, 404, ...). It asks for structured output (`response_format` with the answer's
-//! JSON schema); a server that refuses that parameter is asked in plain JSON from then on.
+//! JSON schema), a temperature of 0 and a token bound. Servers differ in which of these
+//! they take (OpenAI's reasoning models refuse `temperature` and `max_tokens`, some
+//! servers `response_format`): a parameter a server names in a 400 or 422 is dropped, at
+//! once and from then on, and the request sent again without it.
 //! Every HTTP attempt is counted in `llm_api_calls_total{status,model}`, the metric the
 //! integration guide's `LLMAPIFailure` alert divides.
 
@@ -88,13 +91,15 @@ pub enum CallError {
 pub struct ChatClient {
     http: reqwest::Client,
     url: Url,
+    /// The URL as errors and logs show it: without a password.
+    shown_url: String,
     model: String,
     api_key: Option<Secret>,
     timeout: Duration,
     /// The answer schema for `response_format`.
     schema: Value,
-    /// Whether the server still gets `response_format`; cleared when it refuses it.
-    structured: AtomicBool,
+    /// Which of [`OPTIONAL`] the server still gets; one is cleared when it is refused.
+    optional: [AtomicBool; 3],
 }
 
 /// How an attempt ended when it did not give a reply.
@@ -129,12 +134,13 @@ impl ChatClient {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             http,
+            shown_url: redacted(&url),
             url,
             model: model.to_string(),
             api_key,
             timeout,
             schema,
-            structured: AtomicBool::new(true),
+            optional: [(); 3].map(|()| AtomicBool::new(true)),
         })
     }
 
@@ -172,30 +178,36 @@ impl ChatClient {
         backoff::future::retry_notify(policy, attempt, notify).await
     }
 
-    /// One attempt, plus the one immediate re-ask without `response_format` when the
-    /// server turns that parameter down.
+    /// One attempt, plus an immediate re-ask for each optional parameter the server
+    /// turns down (each is dropped once, so this ends).
     async fn attempt(&self, messages: &[Message]) -> Result<Reply, Failed> {
-        let structured = self.structured.load(Ordering::Relaxed);
-        match self.post(messages, structured).await {
-            Err(Failed::GiveUp(CallError::Status {
-                status: 400 | 422,
-                message,
-                ..
-            })) if structured && mentions_response_format(&message) => {
-                self.structured.store(false, Ordering::Relaxed);
+        loop {
+            let sent = self.optional.each_ref().map(|o| o.load(Ordering::Relaxed));
+            let result = self.post(messages, sent).await;
+            let refused = match &result {
+                Err(Failed::GiveUp(CallError::Status {
+                    status: 400 | 422,
+                    message,
+                    ..
+                })) => (0..OPTIONAL.len()).find(|&i| sent[i] && refuses(message, OPTIONAL[i])),
+                _ => None,
+            };
+            let Some(i) = refused else {
+                return result;
+            };
+            self.optional[i].store(false, Ordering::Relaxed);
+            if let Err(Failed::GiveUp(e)) = result {
                 warn!(
-                    model = %self.model, server_said = %message,
-                    "the LLM server refuses response_format with a JSON schema; asking for plain JSON from now on"
+                    model = %self.model, parameter = OPTIONAL[i], server_said = %e,
+                    "the LLM server refuses a request parameter; sending requests without it from now on"
                 );
-                self.post(messages, false).await
             }
-            other => other,
         }
     }
 
-    async fn post(&self, messages: &[Message], structured: bool) -> Result<Reply, Failed> {
+    async fn post(&self, messages: &[Message], sent: [bool; 3]) -> Result<Reply, Failed> {
         let started = Instant::now();
-        let result = self.exchange(messages, structured).await;
+        let result = self.exchange(messages, sent).await;
         let status = if result.is_ok() { "success" } else { "error" };
         counter!("llm_api_calls_total", "status" => status, "model" => self.model.clone())
             .increment(1);
@@ -204,18 +216,21 @@ impl ChatClient {
         result
     }
 
-    async fn exchange(&self, messages: &[Message], structured: bool) -> Result<Reply, Failed> {
-        let mut body = serde_json::json!({
-            "model": self.model,
-            "messages": messages,
-            "temperature": 0,
-            "max_tokens": MAX_ANSWER_TOKENS,
-        });
-        if structured {
-            body["response_format"] = serde_json::json!({
+    async fn exchange(&self, messages: &[Message], sent: [bool; 3]) -> Result<Reply, Failed> {
+        let mut body = serde_json::json!({ "model": self.model, "messages": messages });
+        let values = [
+            serde_json::json!({
                 "type": "json_schema",
                 "json_schema": { "name": "network_intent", "strict": true, "schema": self.schema },
-            });
+            }),
+            // Determinism: the same text should give the same intent.
+            serde_json::json!(0),
+            serde_json::json!(MAX_ANSWER_TOKENS),
+        ];
+        for ((name, value), sent) in OPTIONAL.iter().zip(values).zip(sent) {
+            if sent {
+                body[*name] = value;
+            }
         }
         let mut request = self
             .http
@@ -233,7 +248,7 @@ impl ChatClient {
             return self.reply(&bytes).map_err(Failed::GiveUp);
         }
         let error = CallError::Status {
-            url: self.url.to_string(),
+            url: self.shown_url.clone(),
             status: status.as_u16(),
             message: self.quote(&server_message(&bytes)),
         };
@@ -303,7 +318,7 @@ impl ChatClient {
         };
         Failed::Retry(
             CallError::Unreachable {
-                url: self.url.to_string(),
+                url: self.shown_url.clone(),
                 problem: self.quote(&problem),
             },
             None,
@@ -312,7 +327,7 @@ impl ChatClient {
 
     fn malformed(&self, problem: impl Into<String>) -> CallError {
         CallError::Malformed {
-            url: self.url.to_string(),
+            url: self.shown_url.clone(),
             problem: problem.into(),
         }
     }
@@ -331,24 +346,38 @@ impl ChatClient {
     }
 }
 
+/// `url` without its password, for logs and errors.
+pub fn redacted(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
+}
+
 fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
 }
 
-/// A 400 or 422 about `response_format` or `json_schema`: the server does not do
-/// structured output (or not this way).
-fn mentions_response_format(message: &str) -> bool {
+/// Request parameters not every server takes, in the order of [`ChatClient::optional`].
+const OPTIONAL: [&str; 3] = ["response_format", "temperature", "max_tokens"];
+
+/// Whether a 400 or 422 `message` turns down `parameter`: it names the parameter (or,
+/// for `response_format`, JSON schemas).
+fn refuses(message: &str, parameter: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    [
-        "response_format",
-        "response format",
-        "json_schema",
-        "json schema",
-    ]
-    .iter()
-    .any(|term| message.contains(term))
+    let terms: &[&str] = match parameter {
+        "response_format" => &[
+            "response_format",
+            "response format",
+            "json_schema",
+            "json schema",
+        ],
+        other => &[other],
+    };
+    terms.iter().any(|term| message.contains(term))
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -456,12 +485,21 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_response_format_is_recognised() {
-        assert!(mentions_response_format(
+    fn refused_parameters_are_recognised() {
+        let refuses_format = |m| refuses(m, "response_format");
+        assert!(refuses_format(
             "Invalid parameter: 'response_format' of type 'json_schema' is not supported"
         ));
-        assert!(mentions_response_format("unknown field JSON_SCHEMA"));
-        assert!(!mentions_response_format("model not found"));
+        assert!(refuses_format("unknown field JSON_SCHEMA"));
+        assert!(!refuses_format("model not found"));
+        let openai = "Unsupported parameter: 'max_tokens' is not supported with this model. \
+                      Use 'max_completion_tokens' instead.";
+        assert!(refuses(openai, "max_tokens"));
+        assert!(!refuses(openai, "temperature"));
+        assert!(refuses(
+            "Unsupported value: 'temperature' does not support 0",
+            "temperature"
+        ));
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod prompt;
 use answer::Rejection;
 use breaker::Breaker;
 use cache::{AnswerCache, CacheKey};
+pub use client::redacted;
 use client::{CallError, ChatClient, Message, Reply};
 
 pub struct LlmTranslator {
@@ -151,18 +152,21 @@ impl LlmTranslator {
         };
         counter!("llm_invalid_answers_total", "model" => self.client.model().to_string())
             .increment(1);
-        messages.push(Message::assistant(first));
+        // Its own answer, as context for the correction (bounded: it may be huge).
+        messages.push(Message::assistant(
+            first.chars().take(4096).collect::<String>(),
+        ));
         messages.push(Message::user(format!(
             "That answer is invalid: {problem}. Answer again with one JSON object that \
              follows the schema and fixes this."
         )));
         let second = self.call(&messages).await?;
-        answer::read(&second, service, &self.limits).map_err(|rejection| {
-            counter!("llm_invalid_answers_total", "model" => self.client.model().to_string())
-                .increment(1);
-            match rejection {
-                Rejection::Refused(why) => Miss::Refused(why),
-                Rejection::Invalid(second_problem) => Miss::Invalid(second_problem),
+        answer::read(&second, service, &self.limits).map_err(|rejection| match rejection {
+            Rejection::Refused(why) => Miss::Refused(why),
+            Rejection::Invalid(second_problem) => {
+                counter!("llm_invalid_answers_total", "model" => self.client.model().to_string())
+                    .increment(1);
+                Miss::Invalid(second_problem)
             }
         })
     }

@@ -20,9 +20,6 @@ const DNS1123_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
 /// A Kubernetes quantity with the suffixes validation accepts ("500m", "2", "1Gi").
 const QUANTITY_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$";
 
-/// The namespace the model answers when the request names none.
-const DEFAULT_NAMESPACE: &str = "default";
-
 const INTENT_TYPES: [IntentType; 4] = [
     IntentType::Deployment,
     IntentType::Scaling,
@@ -117,7 +114,8 @@ pub fn system_prompt(limits: &Limits) -> String {
          - targetComponents: the functions the request names or plainly describes, each at \
          most once; never guess ones it does not.\n\
          - targetNamespace: Kubernetes namespace, a DNS-1123 label (lower-case letters, \
-         digits, '-', starts and ends alphanumeric, max 63); \"{DEFAULT_NAMESPACE}\" if none.\n\
+         digits, '-', starts and ends alphanumeric, max 63). Never assume one: if neither \
+         the text nor the requester's settings name it, refuse.\n\
          - targetEnvironment: e.g. production, staging, as a DNS-1123 label; null if none.\n\
          - scaling: null unless counts are asked. replicas: exact count; minReplicas, \
          maxReplicas: autoscaling bounds; scaleBy: relative change (+2 = two more, -1 = one \
@@ -380,7 +378,7 @@ mod tests {
         for s in SLICE_TYPES {
             assert!(prompt.contains(&format!("- {}: ", slice_type(s).0)));
         }
-        for word in ["eMBB", "URLLC", "mMTC", "37", "refusal", "default"] {
+        for word in ["eMBB", "URLLC", "mMTC", "37", "refusal", "Never assume"] {
             assert!(prompt.contains(word), "{word}");
         }
         assert!(!prompt.contains("100"), "the default limit leaked in");

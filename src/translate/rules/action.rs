@@ -7,8 +7,9 @@
 use std::sync::LazyLock;
 
 use super::counts::is_replica_word;
+use super::number::{number, Number};
 use super::refuse;
-use super::text::{free_word, word_at, Phrases, Word};
+use super::text::{free_word, word_at, Phrases, Role, Word};
 use crate::translate::Untranslatable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,8 @@ static UNSUPPORTED_ACTIONS: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[
 static DEPLOY: LazyLock<Phrases> = LazyLock::new(|| Phrases::new(&[
     "deploy", "deploying", "install", "installing", "create", "creating", "provision",
     "provisioning", "instantiate", "instantiating", "launch", "launching", "roll out",
-    "rolling out", "rollout", "set up", "setup", "spin up", "spinning up",
+    "rolling out", "rollout", "set up", "setup", "spin up", "spinning up", "bring up",
+    "bringing up", "stand up", "standing up",
 ]));
 
 /// Scaling verbs; "set ... replicas" and "add ... replica" are read separately.
@@ -98,12 +100,37 @@ pub(super) fn action(words: &[Word]) -> Result<Action, Untranslatable> {
     }
 }
 
-/// "set AMF replicas to 5" scales ("set up" deploys and is matched before this).
+/// "set AMF replicas to 5" and "set the AMF and SMF to 5" scale ("set up" deploys and is
+/// matched before this).
 fn set_replicas(words: &[Word]) -> Option<&'static str> {
-    let has_set =
-        (0..words.len()).any(|i| word_at(words, i, "set") && !word_at(words, i + 1, "up"));
+    let sets: Vec<usize> = (0..words.len())
+        .filter(|&i| word_at(words, i, "set") && !word_at(words, i + 1, "up"))
+        .collect();
     let has_replicas = words.iter().any(|w| w.is_free() && is_replica_word(w.text));
-    (has_set && has_replicas).then_some("set replicas")
+    if !sets.is_empty() && has_replicas {
+        return Some("set replicas");
+    }
+    sets.into_iter()
+        .any(|i| set_components_to_number(words, i))
+        .then_some("set to a count")
+}
+
+/// "set [the] AMF [and the SMF] to 5": only components between "set" and "to", so that
+/// "set the log level to 5" names no count.
+fn set_components_to_number(words: &[Word], set: usize) -> bool {
+    let mut at = set + 1;
+    let mut components = 0;
+    while let Some(word) = words.get(at) {
+        if word.role == Role::Component {
+            components += 1;
+        } else if !(word_at(words, at, "the") || word_at(words, at, "and")) {
+            break;
+        }
+        at += 1;
+    }
+    components > 0
+        && word_at(words, at, "to")
+        && free_word(words, Some(at + 1)).is_some_and(|n| matches!(number(n), Number::Whole(_)))
 }
 
 /// "add a replica", "add 2 more AMF replicas" scale; "add an AMF" is not understood.
@@ -131,6 +158,8 @@ mod tests {
             "Please set up SMF in namespace core5g",
             "Spin up an SMF in namespace core5g",
             "spin-up SMF in namespace core5g",
+            "Bring up an SMF in namespace core5g",
+            "Stand up the SMF in namespace core5g",
         ] {
             check(text, deploy(&[Smf], "core5g"));
         }
@@ -147,12 +176,31 @@ mod tests {
             "Decrease the AMF to 5 instances in namespace core5g",
             "Resize AMF to 5 in namespace core5g",
             "Set AMF replicas to 5 in namespace core5g",
+            "Set AMF to 5 in namespace core5g",
+            "Set the AMF to five replicas in namespace core5g",
             "grow AMF from 3 to 5 replicas in namespace core5g",
             "shrink AMF to five copies in namespace core5g",
             "Scale AMF up to 5 in namespace core5g",
         ] {
             check(text, scale(&[Amf], "core5g").replicas(5));
         }
+    }
+
+    #[test]
+    fn set_scales_only_components_to_a_count() {
+        check(
+            "Set the AMF and the SMF to 3 in namespace core5g",
+            scale(&[Amf, Smf], "core5g").replicas(3),
+        );
+        // something other than a component is being set: no count, no action
+        assert_refused(
+            "Set the AMF log level to 5 in namespace core5g",
+            &["no supported action"],
+        );
+        assert_refused(
+            "Set AMF to debug in namespace core5g",
+            &["no supported action"],
+        );
     }
 
     #[test]

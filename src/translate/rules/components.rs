@@ -17,11 +17,16 @@ enum Meaning {
     Is(Component),
     /// A network function the service does not manage; only mentioned in refusals.
     Unsupported(&'static str),
-    /// A name that could mean more than one allowlisted component.
-    Ambiguous(&'static str),
+    /// A name that could mean more than one component, and what to say instead.
+    Ambiguous(&'static str, &'static str),
 }
 
 use Meaning::{Ambiguous, Is, Unsupported};
+
+const CU_HINT: &str = "say o-cu-cp (control plane) or o-cu-up (user plane)";
+/// Spelled out, the near-RT and non-RT RIC share a name; "RIC" alone is the near-RT one,
+/// the usual shorthand, but the spelled-out name is only read with its qualifier.
+const RIC_HINT: &str = "say near-RT RIC (near-rt-ric) or non-RT RIC";
 
 /// Names as they may be written. A space may be any word break; a hyphen must be one
 /// hyphenated token ("cu-up"), because "scale the cu up" is a direction, not the CU-UP.
@@ -42,6 +47,9 @@ const ALIASES: &[(&str, Meaning)] = &[
     ("nearrtric", Is(Component::NearRtRic)),
     ("ric", Is(Component::NearRtRic)),
     ("xapp", Is(Component::Xapp)),
+    // The xApps a RIC hosts are xApps, not the RIC as well.
+    ("ric xapp", Is(Component::Xapp)),
+    ("near rt ric xapp", Is(Component::Xapp)),
     ("o-du", Is(Component::ODu)),
     ("odu", Is(Component::ODu)),
     ("du", Is(Component::ODu)),
@@ -54,14 +62,52 @@ const ALIASES: &[(&str, Meaning)] = &[
     ("cu-up", Is(Component::OCuUp)),
     ("cuup", Is(Component::OCuUp)),
     ("ocuup", Is(Component::OCuUp)),
+    // The names the specifications spell out (3GPP TS 23.501, O-RAN WG1).
+    (
+        "access and mobility management function",
+        Is(Component::Amf),
+    ),
+    ("session management function", Is(Component::Smf)),
+    ("user plane function", Is(Component::Upf)),
+    ("network repository function", Is(Component::Nrf)),
+    ("unified data management", Is(Component::Udm)),
+    ("unified data repository", Is(Component::Udr)),
+    ("policy control function", Is(Component::Pcf)),
+    ("authentication server function", Is(Component::Ausf)),
+    ("network slice selection function", Is(Component::Nssf)),
+    ("network exposure function", Is(Component::Nef)),
+    (
+        "near rt ran intelligent controller",
+        Is(Component::NearRtRic),
+    ),
+    (
+        "near real time ran intelligent controller",
+        Is(Component::NearRtRic),
+    ),
+    ("central unit control plane", Is(Component::OCuCp)),
+    ("cu control plane", Is(Component::OCuCp)),
+    ("central unit user plane", Is(Component::OCuUp)),
+    ("cu user plane", Is(Component::OCuUp)),
     // Whole names that must not fall back to a shorter alias ("ric", "du"), or that
     // name a family rather than one component.
     ("non rt ric", Unsupported("non-RT RIC")),
     ("nonrt ric", Unsupported("non-RT RIC")),
     ("non real time ric", Unsupported("non-RT RIC")),
-    ("o-cu", Ambiguous("o-cu")),
-    ("cu", Ambiguous("cu")),
-    ("central unit", Ambiguous("central unit")),
+    (
+        "non rt ran intelligent controller",
+        Unsupported("non-RT RIC"),
+    ),
+    (
+        "non real time ran intelligent controller",
+        Unsupported("non-RT RIC"),
+    ),
+    (
+        "ran intelligent controller",
+        Ambiguous("RAN intelligent controller", RIC_HINT),
+    ),
+    ("o-cu", Ambiguous("o-cu", CU_HINT)),
+    ("cu", Ambiguous("cu", CU_HINT)),
+    ("central unit", Ambiguous("central unit", CU_HINT)),
     ("o-ru", Unsupported("o-ru")),
     ("ru", Unsupported("ru")),
     ("mme", Unsupported("mme")),
@@ -147,15 +193,14 @@ fn longest_alias_at(words: &[Word], at: usize) -> Option<(usize, Meaning)> {
 pub(super) struct ComponentScan {
     found: Vec<Component>,
     unsupported: Vec<&'static str>,
-    ambiguous: Vec<&'static str>,
+    /// Each ambiguous name, with what to say instead.
+    ambiguous: Vec<(&'static str, &'static str)>,
 }
 
 impl ComponentScan {
     pub(super) fn into_result(self) -> Result<Vec<Component>, Untranslatable> {
-        if let Some(name) = self.ambiguous.first() {
-            return refuse(format!(
-                "'{name}' is ambiguous: say o-cu-cp (control plane) or o-cu-up (user plane)"
-            ));
+        if let Some((name, say)) = self.ambiguous.first() {
+            return refuse(format!("'{name}' is ambiguous: {say}"));
         }
         if !self.found.is_empty() {
             return Ok(self.found);
@@ -198,7 +243,7 @@ impl Text {
                 Meaning::Is(c) if !scan.found.contains(&c) => scan.found.push(c),
                 Meaning::Is(_) => {}
                 Meaning::Unsupported(name) => scan.unsupported.push(name),
-                Meaning::Ambiguous(name) => scan.ambiguous.push(name),
+                Meaning::Ambiguous(name, say) => scan.ambiguous.push((name, say)),
             }
             at += len;
         }
@@ -276,6 +321,61 @@ mod tests {
             assert_eq!(spec.intent_type, IntentType::Deployment, "{text}");
             assert_eq!(spec.target_namespace, "ran", "{text}");
         }
+    }
+
+    #[test]
+    fn spelled_out_names_name_their_component() {
+        check(
+            "Deploy the access and mobility management function in namespace core5g",
+            deploy(&[Amf], "core5g"),
+        );
+        check(
+            "Deploy the session management function and two user plane functions in \
+             namespace core5g",
+            deploy(&[Smf, Upf], "core5g").replicas(2),
+        );
+        check(
+            "Deploy the NRF, unified data management and unified data repository in \
+             namespace core5g",
+            deploy(&[Nrf, Udm, Udr], "core5g"),
+        );
+        check(
+            "Deploy the policy control function, authentication server function, network \
+             slice selection function and network exposure function in namespace core5g",
+            deploy(&[Pcf, Ausf, Nssf, Nef], "core5g"),
+        );
+        check(
+            "Deploy the central unit control plane and the CU user plane in namespace ran",
+            deploy(&[OCuCp, OCuUp], "ran"),
+        );
+        check(
+            "Deploy the near-RT RAN intelligent controller in namespace ric",
+            deploy(&[NearRtRic], "ric"),
+        );
+        assert_refused(
+            "Deploy the RAN intelligent controller in namespace ric",
+            &["ambiguous", "near-RT RIC"],
+        );
+        assert_refused(
+            "Deploy the non-real-time RAN intelligent controller in namespace smo",
+            &["non-RT RIC", "not supported"],
+        );
+    }
+
+    #[test]
+    fn the_xapps_of_a_ric_are_xapps() {
+        check(
+            "Scale the near-RT RIC xApps to 2 replicas in namespace ricxapp",
+            scale(&[Xapp], "ricxapp").replicas(2),
+        );
+        check(
+            "Deploy the RIC xApp in namespace ricxapp",
+            deploy(&[Xapp], "ricxapp"),
+        );
+        check(
+            "Deploy the RIC and an xApp in namespace ric",
+            deploy(&[NearRtRic, Xapp], "ric"),
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   network function out by one replica);
 //! - `service.rs`: a service request read as a whole, and the order of its readings;
 //! - `text.rs`: tokens and words of the request text, and which reading claimed which;
+//! - `forbidden.rs`: Kubernetes objects, privileges, commands and instructions to a
+//!   translator, refused whatever else the text asks;
 //! - `action.rs`: deploy or scale, and the deletions, negations and unsupported actions
 //!   that are refused; `timing.rs`: timed and scheduled requests, also refused;
 //! - `components.rs`: network-function names; `namespace.rs`: the target namespace;
@@ -31,6 +33,7 @@ mod counts;
 mod event;
 #[cfg(test)]
 mod expect;
+mod forbidden;
 mod namespace;
 mod number;
 mod qualifiers;

@@ -1,5 +1,6 @@
 //! The target namespace: read from the text ("in namespace core5g", "in the ran
-//! namespace"), from the request's `target_namespace` field, or both when they agree.
+//! namespace", or a bare "in core5g" when the name can be nothing else), from the
+//! request's `target_namespace` field, or both when they agree.
 //!
 //! The namespace decides where a change lands, so unlike the other fields a disagreement
 //! between text and field is refused, as are two namespaces in the text. The namespace
@@ -9,6 +10,7 @@
 use super::refuse;
 use super::text::{Role, Text};
 use crate::translate::Untranslatable;
+use crate::validate::is_dns1123_label;
 
 /// Words that cannot be a namespace name, so "namespace with ..." or "in the same
 /// namespace" takes none.
@@ -45,6 +47,46 @@ impl Text {
         found
     }
 
+    /// "in core5g": a name after a bare "in", read as the namespace only when it looks
+    /// like a namespace and like nothing else (see [`is_bare_namespace`]); every mention,
+    /// with its tokens claimed.
+    ///
+    /// Runs after the components are claimed. A mention that differs from another
+    /// namespace in the text or from `target_namespace` is refused as a conflict rather
+    /// than ignored: if it was a place ("in paris2"), the request is not one the rules
+    /// can carry out either.
+    pub(super) fn claim_bare_namespaces(&mut self) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        for at in 1..self.len() {
+            if self.free(at - 1) != Some("in")
+                || self
+                    .free_before(at, 2)
+                    .is_some_and(|w| w.starts_with("scal"))
+            {
+                continue;
+            }
+            let Some(name) = self.free_raw(at).filter(|raw| is_bare_namespace(raw)) else {
+                continue;
+            };
+            let ends_phrase = self.ends_clause(at)
+                || at + 1 == self.len()
+                || self
+                    .free(at + 1)
+                    .is_some_and(|w| BARE_FOLLOWERS.contains(&w));
+            if !ends_phrase {
+                // "in core5g cluster", "in edge01 mode": the name is of something else.
+                continue;
+            }
+            let name = name.to_string();
+            if !found.contains(&name) {
+                found.push(name);
+            }
+            self.claim(at - 1, Role::Namespace);
+            self.claim(at, Role::Namespace);
+        }
+        found
+    }
+
     /// The free token naming the namespace for the keyword at `keyword`, as its position
     /// and its lower-cased text.
     fn namespace_value(&self, keyword: usize, may_precede: bool) -> Option<(usize, &str)> {
@@ -68,6 +110,54 @@ impl Text {
         }
         name_at(before)
     }
+}
+
+/// Words that may follow a bare "in <name>" and leave it a namespace: the phrase ends
+/// there. Any other word ("in core5g cluster") makes the name one of something else.
+#[rustfmt::skip]
+const BARE_FOLLOWERS: &[&str] = &[
+    "for", "with", "and", "please", "now", "immediately", "asap", "urgently",
+];
+
+/// Parts of a name that make it a place, an environment, a release, a slice or a mode
+/// rather than a namespace: "eu-west-1", "site12", "prod-2", "release-17", "ipv6-only".
+#[rustfmt::skip]
+const NOT_NAMESPACE_PARTS: &[&str] = &[
+    // places and infrastructure
+    "zone", "region", "site", "cluster", "rack", "node", "nodes", "cell", "sector", "band",
+    "datacenter", "host", "server", "pool", "tenant", "cloud", "aws", "gcp", "azure",
+    "east", "west", "north", "south", "central", "emea", "apac", "amer", "latam",
+    "europe", "asia", "africa", "america",
+    // environments
+    "prod", "production", "staging", "stage", "dev", "development", "test", "testing",
+    "preprod", "sandbox", "demo", "perf",
+    // releases, plans and time
+    "release", "version", "build", "sprint", "phase", "wave", "step", "batch", "round",
+    "tier", "level", "option", "plan", "profile", "flavor", "flavour", "week", "weeks",
+    "hour", "hours", "minute", "minutes", "days", "month", "months", "year", "quarter",
+    "january", "february", "march", "april", "june", "july", "august", "september",
+    "october", "november", "december",
+    // slices and modes
+    "embb", "urllc", "mmtc", "slice", "mode", "only", "dual", "stack", "single", "multi",
+    "active", "standby", "ipv", "arm",
+];
+
+/// A bare name after "in" is read as a namespace only when it looks like an identifier
+/// and like nothing else: a DNS-1123 label as written (lower-case, so "in Frankfurt" is
+/// not one), starting with a letter and holding a digit (so plain words like "in
+/// parallel" or "in production" are not), with a run of at least four letters (so codes
+/// like "n78", "az1", "k8s", "fra3" are not), and no part that names a place, an
+/// environment, a release, a slice or a mode.
+fn is_bare_namespace(raw: &str) -> bool {
+    let parts: Vec<&str> = raw
+        .split(|c: char| !c.is_ascii_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
+    is_dns1123_label(raw)
+        && raw.starts_with(|c: char| c.is_ascii_lowercase())
+        && raw.contains(|c: char| c.is_ascii_digit())
+        && parts.iter().any(|p| p.len() >= 4)
+        && !parts.iter().any(|p| NOT_NAMESPACE_PARTS.contains(p))
 }
 
 /// The namespace from the text's mentions and the request's field.
@@ -97,6 +187,7 @@ pub(super) fn namespace(
 mod tests {
     use super::super::expect::*;
     use crate::intent::Component::*;
+    use crate::intent::{Priority, SliceType};
 
     #[test]
     fn namespace_phrasings() {
@@ -149,6 +240,85 @@ mod tests {
             "Deploy AMF in namespace core5g and SMF in namespace edge",
             &["two namespaces", "core5g", "edge"],
         );
+    }
+
+    #[test]
+    fn a_bare_in_names_the_namespace_when_it_can_be_nothing_else() {
+        check(
+            "Deploy AMF with 3 replicas for the eMBB slice in core5g",
+            deploy(&[Amf], "core5g").replicas(3).slice(SliceType::Embb),
+        );
+        for text in [
+            "Deploy AMF in core5g",
+            "Deploy AMF in core5g.",
+            "Deploy AMF in core5g, in namespace core5g",
+        ] {
+            check(text, deploy(&[Amf], "core5g"));
+        }
+        check(
+            "Deploy AMF in core5g with 3 replicas",
+            deploy(&[Amf], "core5g").replicas(3),
+        );
+        let spec = check(
+            "Deploy AMF in open5gs-core for production",
+            deploy(&[Amf], "open5gs-core"),
+        );
+        assert_eq!(spec.target_environment.as_deref(), Some("production"));
+        check(
+            "Deploy AMF in core5g, urgently",
+            deploy(&[Amf], "core5g").priority(Priority::Critical),
+        );
+        let mut req = request("Deploy AMF in core5g");
+        req.target_namespace = Some("core5g".into());
+        check_request(req, deploy(&[Amf], "core5g"));
+    }
+
+    #[test]
+    fn a_bare_in_that_may_name_something_else_names_no_namespace() {
+        for text in [
+            // plain words, environments, proper nouns, upper case
+            "Deploy AMF in production",
+            "Deploy AMF in parallel",
+            "Deploy AMF in Frankfurt",
+            "Deploy AMF in Core5G",
+            "Deploy AMF in high-availability mode",
+            // places, codes, releases, technologies
+            "Deploy AMF in eu-west-1",
+            "Deploy AMF in fra3",
+            "Deploy the O-DU in n78",
+            "Deploy AMF in site12",
+            "Deploy AMF in berlin-zone2",
+            "Deploy AMF in prod-2",
+            "Deploy AMF in release-17",
+            "Deploy AMF in ipv6-only mode",
+            "Deploy AMF in 5g",
+            "Deploy AMF in 5gc",
+            "Deploy AMF in june2025",
+            "Deploy UPF in embb2",
+            // the name is followed by what it names
+            "Deploy AMF in core5g cluster",
+            "Deploy AMF in edge01 datacenter",
+        ] {
+            assert_refused(text, &["no target namespace"]);
+        }
+        // "scale in" is a direction, not a namespace phrase
+        assert_refused("Scale in core5g the AMF by 2", &["no target namespace"]);
+    }
+
+    #[test]
+    fn a_bare_in_that_disagrees_is_a_conflict() {
+        assert_refused(
+            "Deploy AMF in core5g, in namespace edge5g",
+            &["two namespaces", "core5g", "edge5g"],
+        );
+        assert_refused(
+            "Deploy SMF in core5g and UPF in edge5g",
+            &["two namespaces", "core5g", "edge5g"],
+        );
+        let mut req = request("Deploy AMF in core5g");
+        req.target_namespace = Some("edge".into());
+        let reason = translate(req).expect_err("conflict").reason;
+        assert!(reason.contains("namespace conflict"), "{reason}");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! A service request, read as a whole: the order in which its parts are read and the
 //! order in which their errors are reported.
 //!
-//! Readings that claim tokens run first (namespace, then components, then resources), so
-//! that the word readings after them skip what was taken. Errors are then reported in the
-//! order a reader would fix them: what is refused outright (deletion, negation, timing),
-//! the action, the components, the counts, and the rest.
+//! Readings that claim tokens run first (the namespace phrase, components, a bare "in
+//! <name>" namespace, then resources), so that the word readings after them skip what was
+//! taken. Errors are then reported in the order a reader would fix them: what is refused
+//! outright (objects and privileges the service never creates, deletion, negation,
+//! timing), the action, the components, the counts, and the rest.
 
 use super::action::{action, refuse_unsupported_requests, Action};
 use super::counts::scaling;
+use super::forbidden::refuse_forbidden;
 use super::namespace::namespace;
 use super::qualifiers::{environment, priority, slice};
 use super::refuse;
@@ -23,11 +25,17 @@ pub(super) fn translate(request: &ServiceRequest) -> Result<NetworkIntentSpec, U
         return refuse("the intent text is empty");
     }
     let mut text = Text::new(intent);
-    let namespaces_in_text = text.claim_namespaces();
+    let mut namespaces_in_text = text.claim_namespaces();
     let components = text.claim_components();
+    for name in text.claim_bare_namespaces() {
+        if !namespaces_in_text.contains(&name) {
+            namespaces_in_text.push(name);
+        }
+    }
     let resources = text.claim_resources();
     let words = text.words();
 
+    refuse_forbidden(&words)?;
     refuse_unsupported_requests(&words)?;
     refuse_timing(&text)?;
     let action = action(&words)?;

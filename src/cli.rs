@@ -142,9 +142,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
+    // Before anything records a metric: handles made earlier would not be exposed.
+    let metrics = crate::prometheus::install()?;
     let health = Arc::new(Health::default());
-    let addr = crate::health::serve(config.metrics_addr, health.clone()).await?;
-    tracing::info!(%addr, "serving /healthz and /readyz");
+    let addr = crate::health::serve(config.metrics_addr, health.clone(), Some(metrics)).await?;
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     let limits = Limits {
         max_replicas: config.max_replicas,
         ..Limits::default()

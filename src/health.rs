@@ -1,5 +1,6 @@
 //! The HTTP endpoints Kubernetes probes: `/healthz` (the process serves) and `/readyz`
-//! (the worker has joined its group and is taking messages; not while shutting down).
+//! (the worker has joined its group and is taking messages; not while shutting down),
+//! and Prometheus scrapes: `/metrics` (see [`crate::prometheus`]).
 //! A worker with no partitions (more replicas than partitions) is still ready: it is a
 //! healthy member of the group, waiting for a rebalance to give it work.
 
@@ -9,9 +10,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Shared state the probes read.
 #[derive(Debug, Default)]
@@ -42,16 +45,28 @@ impl Health {
     }
 }
 
-/// Binds `addr` and serves the probes in a background task; returns the bound address.
-pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> anyhow::Result<SocketAddr> {
+/// Binds `addr` and serves the probes, and `/metrics` when given its handle, in a
+/// background task; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    metrics: Option<PrometheusHandle>,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("invalid setting METRICS_ADDR (--metrics-addr): cannot listen on {addr}")
     })?;
     let bound = listener.local_addr()?;
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(health);
+    if let Some(metrics) = metrics {
+        let render = move || {
+            let page = metrics.render();
+            async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], page) }
+        };
+        app = app.route("/metrics", get(render));
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "health server stopped");

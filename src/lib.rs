@@ -24,6 +24,7 @@ pub mod message;
 pub mod offsets;
 pub mod outcome;
 pub mod pipeline;
+pub mod prometheus;
 pub mod request;
 pub mod schedule;
 pub mod telemetry;

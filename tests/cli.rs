@@ -239,3 +239,66 @@ async fn translate_shows_what_the_llm_answers() {
     assert!(text(&output.stderr).contains("translated by llm"));
     assert_eq!(fake.calls().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_serves_its_metrics_to_prometheus() {
+    use common::openai::{answer, FakeLlm, Reply};
+    use common::{produce, producer, Outcomes};
+    let fake = FakeLlm::start(|_| Reply::answer(answer(&["amf"], "core5g", Some(2)))).await;
+    let topics = TestTopics::create("metrics", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = topics.args(dir.path());
+    let at = args.iter().position(|a| a == "--metrics-addr").unwrap() + 1;
+    args[at] = format!("127.0.0.1:{port}");
+    let mut worker = tokio::process::Command::from(binary())
+        .arg("run")
+        .args(args)
+        .env("LLM_ENDPOINT", &fake.endpoint)
+        .env("LLM_MODEL", "metrics-model")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker binary");
+    let payload = r#"{"idempotency_key": "m-1", "intent": "Two AMFs for core5g, please"}"#;
+    produce(
+        &producer(),
+        &topics.service_requests,
+        Some("m-1"),
+        payload.as_bytes(),
+        &[],
+    )
+    .await;
+    Outcomes::new(&topics).until_terminal(["m-1"]).await;
+
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("scrape /metrics")
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str, labels: &[&str]| {
+        page.lines()
+            .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let success = ["status=\"success\"", "model=\"metrics-model\""];
+    assert_eq!(sample("llm_api_calls_total{", &success), 1.0, "{page}");
+    assert!(
+        page.contains("llm_api_call_duration_seconds_bucket{"),
+        "{page}"
+    );
+    assert_eq!(
+        sample("llm_circuit_breaker_state{", &["model=\"metrics-model\""]),
+        0.0
+    );
+    assert!(sample("llm_cache_misses_total", &[]) >= 1.0, "{page}");
+    assert!(page.contains("message_overhead_seconds_bucket{"), "{page}");
+    worker.kill().await.unwrap();
+}

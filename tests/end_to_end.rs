@@ -58,10 +58,13 @@ async fn a_request_and_an_event_are_applied_with_their_outcomes() {
 
     let worker = Worker::start(topics.config(dir.path()));
     let health = worker.health.clone();
-    let addr =
-        nephoran_kafka_consumer::health::serve("127.0.0.1:0".parse().unwrap(), health.clone())
-            .await
-            .unwrap();
+    let addr = nephoran_kafka_consumer::health::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        health.clone(),
+        None,
+    )
+    .await
+    .unwrap();
     let probe = |path: &'static str| async move {
         let response = reqwest::get(format!("http://{addr}{path}"))
             .await

@@ -265,29 +265,73 @@ async fn the_worker_serves_its_metrics_to_prometheus() {
         .kill_on_drop(true)
         .spawn()
         .expect("start the worker binary");
+    let producer = producer();
     let payload = r#"{"idempotency_key": "m-1", "intent": "Two AMFs for core5g, please"}"#;
     produce(
-        &producer(),
+        &producer,
         &topics.service_requests,
         Some("m-1"),
         payload.as_bytes(),
         &[],
     )
     .await;
-    Outcomes::new(&topics).until_terminal(["m-1"]).await;
+    produce(
+        &producer,
+        &topics.service_requests,
+        Some("m-2"),
+        b"not json",
+        &[("idempotency-key", "m-2")],
+    )
+    .await;
+    Outcomes::new(&topics).until_terminal(["m-1", "m-2"]).await;
 
-    let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("scrape /metrics")
-        .text()
-        .await
-        .unwrap();
-    let sample = |name: &str, labels: &[&str]| {
+    let sample = |page: &str, name: &str, labels: &[&str]| {
         page.lines()
             .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };
+    // The guide's metrics count a message once all its sends are acknowledged, which may
+    // be a moment after its outcome can be read: scrape until both are counted.
+    let processed = |page: &str| sample(page, "networkintent_processed_total{", &[]);
+    let page = tokio::time::timeout(common::PATIENCE, async {
+        loop {
+            let page = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .expect("scrape /metrics")
+                .text()
+                .await
+                .unwrap();
+            if processed(&page) >= 2.0 {
+                return page;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("both messages counted within the patience");
+    let sample = |name: &str, labels: &[&str]| sample(&page, name, labels);
+    let status = |s: &str| format!("status=\"{s}\"");
+    assert_eq!(
+        sample("networkintent_processed_total{", &[&status("success")]),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        sample("networkintent_processed_total{", &[&status("rejected")]),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        sample("networkintent_failed_total{", &["code=\"invalid_json\""]),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        sample("networkintent_processing_duration_seconds_count", &[]),
+        2.0,
+        "{page}"
+    );
     let success = ["status=\"success\"", "model=\"metrics-model\""];
     assert_eq!(sample("llm_api_calls_total{", &success), 1.0, "{page}");
     assert!(

@@ -23,7 +23,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -41,7 +41,7 @@ use crate::kafka::publisher::{Acknowledged, PublishError, Publisher, Sends};
 use crate::lease::{Fenced, Held, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::offsets::OffsetTracker;
-use crate::outcome::{Original, OutcomeEvent, Stage};
+use crate::outcome::{ErrorCode, Original, OutcomeEvent, Stage};
 use crate::pipeline::{Completion, Pipeline, Received};
 use crate::schedule::{ordering_key, Lane, PartitionId, Scheduler};
 use crate::translate::Translator;
@@ -184,6 +184,9 @@ struct Sent {
     at: Instant,
     /// Nanoseconds spent translating and applying, left out of the worker's own overhead.
     took: AtomicU64,
+    /// Its terminal stage (and error code), once it has one; counted when acknowledged.
+    /// A redelivery's re-published events are not counted again.
+    terminal: OnceLock<(Stage, Option<ErrorCode>)>,
 }
 
 /// A message whose translation task has ended, back on the worker.
@@ -256,17 +259,41 @@ struct Meters {
     in_flight: metrics::Gauge,
     until_enqueued: metrics::Histogram,
     until_acknowledged: metrics::Histogram,
+    /// `networkintent_processed_total` by status: success, duplicate, rejected, failed.
+    processed: [metrics::Counter; 4],
+    processing: metrics::Histogram,
 }
 
 impl Meters {
     fn new() -> Self {
         let overhead =
             |until: &'static str| metrics::histogram!("message_overhead_seconds", "until" => until);
+        let processed = |status: &'static str| metrics::counter!("networkintent_processed_total", "status" => status);
         Self {
             waiting: metrics::gauge!("messages_waiting"),
             in_flight: metrics::gauge!("messages_in_flight"),
             until_enqueued: overhead("enqueued"),
             until_acknowledged: overhead("acknowledged"),
+            processed: ["success", "duplicate", "rejected", "failed"].map(processed),
+            processing: metrics::histogram!("networkintent_processing_duration_seconds"),
+        }
+    }
+
+    /// A message is done (all its sends acknowledged), `took` after it was consumed: the
+    /// integration guide's metrics. A rejection or failure also counts in
+    /// `networkintent_failed_total{code}`.
+    fn processed(&self, stage: Stage, code: Option<ErrorCode>, took: Duration) {
+        let status = match stage {
+            Stage::Applied | Stage::Deployed => 0,
+            Stage::Duplicate => 1,
+            Stage::Rejected | Stage::DeadLettered => 2,
+            Stage::Failed => 3,
+            Stage::Received | Stage::Translated => return,
+        };
+        self.processed[status].increment(1);
+        self.processing.record(took.as_secs_f64());
+        if let Some(code) = code {
+            metrics::counter!("networkintent_failed_total", "code" => code.as_str()).increment(1);
         }
     }
 }
@@ -372,6 +399,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
             epoch,
             at,
             took: AtomicU64::new(0),
+            terminal: OnceLock::new(),
         });
         self.publisher.outcome(&sends, &event).await?;
         let lane = Lane {
@@ -468,6 +496,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     .changelog(sends, &changelog, source.partition, &key, Some(&value))
                     .await?;
                 self.publisher.outcome(&admitted.sends, &event).await?;
+                let _ = admitted.sends.of.terminal.set((Stage::Duplicate, None));
                 None
             }
             Check::Redelivery(original) => {
@@ -598,6 +627,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
         if let Some(terminal) = completion.outcomes.iter().find(|e| e.stage.is_terminal()) {
             log_terminal(&key, &source, terminal);
+            let code = terminal.error.as_ref().map(|f| f.code);
+            let _ = admitted.sends.of.terminal.set((terminal.stage, code));
             let done = Entry {
                 state: State::Done(dedup::Outcome {
                     stage: terminal.stage,
@@ -673,6 +704,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
             self.meters
                 .until_acknowledged
                 .record(sent.at.elapsed().saturating_sub(took).as_secs_f64());
+            if let Some(&(stage, code)) = sent.terminal.get() {
+                self.meters.processed(stage, code, sent.at.elapsed());
+            }
             if let Some(position) = self.offsets.completed(source) {
                 match positions
                     .iter_mut()

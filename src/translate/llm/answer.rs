@@ -58,7 +58,7 @@ pub fn read(
             content.len()
         )));
     }
-    let json = strip_code_fence(content);
+    let json = the_object(content);
     let answer: Answer = serde_json::from_str(json).map_err(|e| {
         Rejection::Invalid(format!(
             "the answer is not one JSON object of the schema: {e}"
@@ -99,11 +99,32 @@ pub fn read(
     Ok(spec)
 }
 
-/// Models asked for plain JSON often wrap it in a Markdown code fence.
-fn strip_code_fence(content: &str) -> &str {
-    let trimmed = content.trim();
-    let Some(rest) = trimmed.strip_prefix("```") else {
-        return trimmed;
+/// The JSON object in an answer. Models asked for plain JSON often wrap it: reasoning
+/// models (DeepSeek-R1, Qwen3 on Ollama) put their `<think>` block first, and many put
+/// the object in a Markdown code fence or after a sentence. What is taken is still read
+/// strictly, so leniency here cannot let anything outside the schema through.
+fn the_object(content: &str) -> &str {
+    let mut text = content.trim();
+    if let Some(rest) = text.strip_prefix("<think>") {
+        text = rest
+            .split_once("</think>")
+            .map_or("", |(_, after)| after)
+            .trim();
+    }
+    let text = strip_code_fence(text);
+    if text.starts_with('{') {
+        return text;
+    }
+    // Prose around it: from the first brace to the last.
+    match (text.find('{'), text.rfind('}')) {
+        (Some(start), Some(end)) if start < end => &text[start..=end],
+        _ => text,
+    }
+}
+
+fn strip_code_fence(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("```") else {
+        return text;
     };
     let body = rest.split_once('\n').map_or("", |(_, body)| body);
     body.trim_end().strip_suffix("```").unwrap_or(body).trim()
@@ -148,10 +169,18 @@ mod tests {
     }
 
     #[test]
-    fn code_fences_are_taken_off() {
-        let fenced = format!("```json\n{GOOD}\n```");
-        assert!(read_for(&fenced, "Deploy AMF").is_ok());
-        assert_eq!(strip_code_fence("```\n{}\n```"), "{}");
+    fn the_object_is_taken_out_of_what_models_wrap_it_in() {
+        for wrapped in [
+            format!("```json\n{GOOD}\n```"),
+            format!("<think>\nThe user wants an AMF. {{maybe}}\n</think>\n\n{GOOD}"),
+            format!("<think>x</think>```json\n{GOOD}\n```"),
+            format!("Here is the intent:\n{GOOD}\nLet me know if you need more."),
+        ] {
+            assert!(read_for(&wrapped, "Deploy AMF").is_ok(), "{wrapped}");
+        }
+        assert_eq!(the_object("```\n{}\n```"), "{}");
+        // An unfinished think block leaves nothing to read.
+        assert!(read_for(&format!("<think>{GOOD}"), "Deploy AMF").is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::health::Health;
 use crate::intent::NetworkIntent;
 use crate::kafka::admin;
 use crate::kafka::tools::{OutcomeReader, Read, Submitter};
-use crate::outcome::OutcomeEvent;
+use crate::outcome::{OutcomeEvent, Stage};
 use crate::pipeline::Pipeline;
 use crate::request::{NetworkEvent, Request, ServiceRequest};
 use crate::translate::{self, Translation, Translator};
@@ -181,8 +181,7 @@ async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
     };
     let translator = translate::configured(&args.llm, limits.clone())?;
     let Translation { by, result } = translator.translate(&request).await;
-    let by = serde_json::to_value(by)?;
-    let by = by.as_str().unwrap_or_default();
+    let by = by.as_str();
     let spec = match result {
         Ok(spec) => spec,
         Err(e) => {
@@ -352,6 +351,9 @@ fn summary(event: &OutcomeEvent) -> String {
     let mut line = format!("{:<13} {}", event.stage.as_str(), event.idempotency_key);
     if let Some(intent) = &event.intent {
         line.push_str(&format!("  intent={}/{}", intent.namespace, intent.name));
+    }
+    if let (Stage::Translated, Some(translator)) = (event.stage, event.translator) {
+        line.push_str(&format!("  translator={}", translator.as_str()));
     }
     if let Some(error) = &event.error {
         line.push_str(&format!("  {}: {}", error.code.as_str(), error.message));

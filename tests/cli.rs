@@ -151,6 +151,12 @@ async fn create_topics_submit_and_outcomes_work_end_to_end() {
             .any(|l| l.starts_with("applied") && l.contains("cli-ev-1")),
         "{stdout}"
     );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("translated")
+            && l.contains("cli-1")
+            && l.ends_with("translator=rules")),
+        "{stdout}"
+    );
 
     let missing = binary()
         .args(["outcomes", "--outcomes-topic", &outcomes])

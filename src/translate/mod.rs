@@ -30,6 +30,16 @@ pub enum TranslatorKind {
     Llm,
 }
 
+impl TranslatorKind {
+    /// The name outcome events use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TranslatorKind::Rules => "rules",
+            TranslatorKind::Llm => "llm",
+        }
+    }
+}
+
 /// Why a request could not be turned into an intent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
@@ -106,6 +116,18 @@ impl Translator for Configured {
         match self {
             Configured::Rules(rules) => rules.translate(request).await,
             Configured::Llm(llm) => llm.translate(request).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translator_names_match_serde() {
+        for kind in [TranslatorKind::Rules, TranslatorKind::Llm] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
     }
 }

@@ -38,16 +38,38 @@ pub enum KeySource {
 pub struct Decoded {
     pub key: IdempotencyKey,
     pub request: Result<Request, Failure>,
+    /// What the key is claimed with: a digest of the payload bytes. The same key with
+    /// another payload is a conflict, not a duplicate.
+    pub fingerprint: Fingerprint,
+    /// False when the message must not claim its key in the dedup state: the key or the
+    /// record itself is unusable (a bad key header, a bad record, a tombstone), so the
+    /// key in its outcome is only a correlation id, and a corrected re-send must not be
+    /// taken for a duplicate of it.
+    pub claims_key: bool,
+}
+
+/// The first 8 bytes of the SHA-256 of a payload (an absent payload hashes as empty).
+pub type Fingerprint = [u8; 8];
+
+/// The fingerprint of a payload.
+pub fn fingerprint(payload: Option<&[u8]>) -> Fingerprint {
+    let digest = Sha256::digest(payload.unwrap_or_default());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
 }
 
 /// Decodes a message. Never fails as a whole: a bad payload is a [`Failure`] beside a key.
 pub fn decode(message: &InboundMessage) -> Decoded {
+    let fingerprint = fingerprint(message.payload.as_deref());
     let header_key = match key_from_headers(message) {
         Ok(key) => key,
         Err(failure) => {
             return Decoded {
                 key: derived_key(message),
                 request: Err(failure),
+                fingerprint,
+                claims_key: false,
             }
         }
     };
@@ -61,6 +83,8 @@ pub fn decode(message: &InboundMessage) -> Decoded {
             },
             Some(value) => {
                 return Decoded {
+                    fingerprint,
+                    claims_key: false,
                     key: derived_key(message),
                     request: Err(Failure::new(
                         ErrorCode::InvalidIdempotencyKey,
@@ -75,7 +99,12 @@ pub fn decode(message: &InboundMessage) -> Decoded {
         },
         (None, Err(_)) => derived_key(message),
     };
-    Decoded { key, request }
+    Decoded {
+        key,
+        request,
+        fingerprint,
+        claims_key: true,
+    }
 }
 
 fn key_from_headers(message: &InboundMessage) -> Result<Option<IdempotencyKey>, Failure> {

@@ -81,10 +81,19 @@ pub enum ErrorCode {
     InvalidIntent,
     /// The intent could not be applied (the sink failed after retries).
     ApplyFailed,
+    /// The record itself is unusable before its payload is read: a header name that is
+    /// not UTF-8 or holds a NUL, too many headers, an oversized key or header, or no
+    /// value at all (a tombstone).
+    InvalidRecord,
+    /// The intent is outside the configured policy (namespaces, replica and resource
+    /// bounds, parameter allowlist); the message names the rule and the field.
+    PolicyDenied,
+    /// The idempotency key was first claimed by a message with a different payload.
+    IdempotencyKeyConflict,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidSchema,
         ErrorCode::UnknownMessageType,
@@ -93,6 +102,9 @@ impl ErrorCode {
         ErrorCode::Untranslatable,
         ErrorCode::InvalidIntent,
         ErrorCode::ApplyFailed,
+        ErrorCode::InvalidRecord,
+        ErrorCode::PolicyDenied,
+        ErrorCode::IdempotencyKeyConflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +117,9 @@ impl ErrorCode {
             ErrorCode::Untranslatable => "untranslatable",
             ErrorCode::InvalidIntent => "invalid_intent",
             ErrorCode::ApplyFailed => "apply_failed",
+            ErrorCode::InvalidRecord => "invalid_record",
+            ErrorCode::PolicyDenied => "policy_denied",
+            ErrorCode::IdempotencyKeyConflict => "idempotency_key_conflict",
         }
     }
 }
@@ -117,12 +132,25 @@ pub struct Failure {
     pub message: String,
 }
 
+/// Longest `message` a failure carries, in bytes: it goes into outcome events, dead-letter
+/// headers and logs, and may quote hostile input, so it must never be what makes a record
+/// too large to send.
+pub const MAX_FAILURE_MESSAGE_BYTES: usize = 1024;
+
 impl Failure {
+    /// A failure whose message is cut to [`MAX_FAILURE_MESSAGE_BYTES`] (on a character
+    /// boundary, ending in `…` when cut).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
+        let mut message = message.into();
+        if message.len() > MAX_FAILURE_MESSAGE_BYTES {
+            let mut end = MAX_FAILURE_MESSAGE_BYTES - '…'.len_utf8();
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
         }
+        Self { code, message }
     }
 }
 
@@ -224,6 +252,15 @@ mod tests {
         assert_ne!(a, event_id("order-2", Stage::Applied));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
+    }
+
+    #[test]
+    fn failure_messages_are_bounded() {
+        let long = Failure::new(ErrorCode::InvalidJson, "é".repeat(5000));
+        assert!(long.message.len() <= MAX_FAILURE_MESSAGE_BYTES);
+        assert!(long.message.ends_with('…'));
+        let short = Failure::new(ErrorCode::InvalidJson, "short");
+        assert_eq!(short.message, "short");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use backoff::ExponentialBackoff;
 use tracing::warn;
 
 use crate::apply::{ApplyError, IntentSink};
-use crate::decode::{decode, IdempotencyKey};
+use crate::decode::{decode, Fingerprint, IdempotencyKey};
 use crate::intent::NetworkIntent;
 use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
@@ -31,6 +31,10 @@ pub struct Received {
     pub key: IdempotencyKey,
     pub source: SourceRef,
     pub request: Result<Request, Failure>,
+    /// The payload's fingerprint, which the key is claimed with ([`crate::decode::Decoded`]).
+    pub fingerprint: Fingerprint,
+    /// False when the message must not claim its key in the dedup state.
+    pub claims_key: bool,
 }
 
 /// What processing a message produced, in publication order.
@@ -66,6 +70,8 @@ impl<T: Translator> Pipeline<T> {
             key: decoded.key,
             source: message.source.clone(),
             request: decoded.request,
+            fingerprint: decoded.fingerprint,
+            claims_key: decoded.claims_key,
         };
         (received, event)
     }
@@ -78,6 +84,7 @@ impl<T: Translator> Pipeline<T> {
             key,
             source,
             request,
+            ..
         } = received;
         let event = |stage| OutcomeEvent::new(key, stage, source);
         let request = match request {

@@ -135,7 +135,7 @@ const STAGES: [(Stage, u8); 4] = [
     (Stage::Failed, 3),
     (Stage::Deployed, 4),
 ];
-const ERRORS: [(ErrorCode, u8); 8] = [
+const ERRORS: [(ErrorCode, u8); 11] = [
     (ErrorCode::InvalidJson, 1),
     (ErrorCode::InvalidSchema, 2),
     (ErrorCode::UnknownMessageType, 3),
@@ -144,6 +144,9 @@ const ERRORS: [(ErrorCode, u8); 8] = [
     (ErrorCode::Untranslatable, 6),
     (ErrorCode::InvalidIntent, 7),
     (ErrorCode::ApplyFailed, 8),
+    (ErrorCode::InvalidRecord, 9),
+    (ErrorCode::PolicyDenied, 10),
+    (ErrorCode::IdempotencyKeyConflict, 11),
 ];
 
 fn stage_code(stage: Stage) -> u8 {

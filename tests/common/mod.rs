@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod openai;
+pub mod raw;
 pub mod recorder;
 
 use std::collections::{HashMap, HashSet};

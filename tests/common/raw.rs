@@ -62,10 +62,10 @@ pub async fn produce_raw(
     if !headers.is_empty() {
         record = record.headers(raw_headers(headers));
     }
-    let (_, offset) = producer
+    producer
         .send(record, Duration::from_secs(30))
         .await
         .map_err(|(e, _)| e)
-        .expect("produce");
-    offset
+        .expect("produce")
+        .offset
 }

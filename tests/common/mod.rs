@@ -359,6 +359,18 @@ impl Outcomes {
         }
     }
 
+    /// Reads events until `n` distinct messages have a terminal stage, or until nothing
+    /// arrives for [`PATIENCE`]: then `Err` with how many had one.
+    pub async fn try_until_terminal_messages(&mut self, n: usize) -> Result<(), usize> {
+        while self.terminal_messages().len() < n {
+            let Some(message) = self.reader.next(PATIENCE).await else {
+                return Err(self.terminal_messages().len());
+            };
+            self.push(&message);
+        }
+        Ok(())
+    }
+
     /// The (topic, partition, offset) of every message with a terminal event.
     pub fn terminal_messages(&self) -> &HashSet<(String, i32, i64)> {
         &self.terminal

@@ -20,6 +20,9 @@
 //! read wrongly), logged, and counted in `kafka_header_layout_unexpected_total`. The
 //! real-broker test `tests/edge.rs` fails if an upgrade of librdkafka changes the layout.
 //!
+//! Headers librdkafka cannot parse at all stand as one header named [`UNREADABLE`], so
+//! the record is refused rather than read as if it had none.
+//!
 //! A header with no value has no value pointer to measure from: a NUL in its name cannot
 //! be seen, and the name reads up to the NUL. Such a header carries nothing, and a key
 //! header without a value is refused by [`crate::decode`] anyway.
@@ -37,14 +40,25 @@ use crate::message::RawHeader;
 /// (its limit is far below), so it is not read: it is reported as holding a NUL.
 pub const MAX_NAME_READ: usize = 4096;
 
+/// The name that stands for headers librdkafka could not parse: it starts with a NUL,
+/// so decode refuses the record (`invalid_record`) and its message shows this name.
+pub const UNREADABLE: &[u8] = b"\0unreadable-headers";
+
 /// Copies every header of `message`, names as bytes.
 pub fn read(message: &BorrowedMessage<'_>) -> Vec<RawHeader> {
     let mut native: *mut bindings::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `message` is a live message; librdkafka writes a pointer it owns (valid as
     // long as the message) into `native`.
     let err = unsafe { bindings::rd_kafka_message_headers(message.ptr(), &mut native) };
-    if err != bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || native.is_null() {
-        return Vec::new(); // no headers
+    match err {
+        bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR if !native.is_null() => {}
+        bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__NOENT => return Vec::new(),
+        _ => {
+            // librdkafka could not parse the headers: the record is refused, not read
+            // as if it had none (a key header would be lost without a word).
+            unexpected(0, "librdkafka could not parse the record's headers");
+            return vec![(UNREADABLE.to_vec(), None)];
+        }
     }
     // SAFETY: `native` is the message's live headers object.
     let count = unsafe { bindings::rd_kafka_header_cnt(native) };
@@ -120,6 +134,6 @@ fn unexpected(index: usize, why: &str) {
     warn!(
         header_index = index,
         reason = why,
-        "a header name could not be read as librdkafka 2.12 lays it out; the record is refused as holding a NUL in a header name"
+        "a header could not be read as librdkafka 2.12 lays it out; the record is refused as holding a NUL in a header name"
     );
 }

@@ -838,4 +838,75 @@ mod tests {
         assert!(q.contains('…'));
         assert_eq!(quote(b"a\"b\n"), r#""a\"b\n" (hex 6122620a)"#);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Header names drawn to hit the interesting cases: key headers, near misses,
+        /// and arbitrary bytes.
+        fn name() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                Just(b"idempotency-key".to_vec()),
+                Just(b"ce_source".to_vec()),
+                Just(b"ce_id".to_vec()),
+                Just(b"idempotency-key\0x".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+            proptest::option::of(prop_oneof![
+                "[a-z0-9-]{1,20}".prop_map(String::into_bytes),
+                any::<String>().prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ])
+        }
+
+        fn record() -> impl Strategy<Value = InboundMessage> {
+            (
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+                proptest::option::of(prop_oneof![
+                    Just(br#"{"intent":"Deploy AMF"}"#.to_vec()),
+                    any::<String>().prop_map(|k| {
+                        serde_json::json!({"idempotency_key": k, "intent": "Deploy AMF"})
+                            .to_string()
+                            .into_bytes()
+                    }),
+                    proptest::collection::vec(any::<u8>(), 0..200),
+                ]),
+                proptest::collection::vec((name(), value()), 0..8),
+            )
+                .prop_map(|(key, payload, headers)| InboundMessage {
+                    key,
+                    payload,
+                    headers,
+                    ..message("", &[])
+                })
+        }
+
+        proptest! {
+            /// Whatever the bytes: no panic, a printable key within bounds, and a
+            /// message that claims a key only when the record is usable.
+            #[test]
+            fn any_record_decodes_to_a_printable_key(m in record()) {
+                let d = decode(&m);
+                prop_assert!(!d.key.value.is_empty());
+                prop_assert!(d.key.value.len() <= MAX_KEY_BYTES.max(7 + 32));
+                prop_assert!(!d.key.value.chars().any(is_forbidden), "{:?}", d.key.value);
+                if let Err(failure) = &d.request {
+                    prop_assert!(!failure.message.chars().any(char::is_control), "{:?}", failure.message);
+                    if matches!(failure.code, ErrorCode::InvalidRecord | ErrorCode::InvalidIdempotencyKey) {
+                        prop_assert!(!d.claims_key);
+                    }
+                }
+                if m.payload.is_none() || m.headers.iter().any(|(n, _)| n.contains(&0)) {
+                    prop_assert_eq!(
+                        d.request.as_ref().err().map(|f| f.code),
+                        Some(ErrorCode::InvalidRecord)
+                    );
+                }
+            }
+        }
+    }
 }

@@ -351,3 +351,49 @@ pub fn to_inbound(message: &BorrowedMessage<'_>) -> InboundMessage {
         headers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(events: &mpsc::Sender<GroupEvent>) -> GroupContext {
+        GroupContext {
+            health: Arc::new(Health::default()),
+            events: events.downgrade(),
+            flush_producer: Box::new(|_| Ok(())),
+            revoke_wait: Duration::from_secs(1),
+            leases: Held::default(),
+        }
+    }
+
+    #[test]
+    fn the_worker_sees_the_poll_thread_end_however_it_ends() {
+        for panics in [false, true] {
+            let (events, mut received) = mpsc::channel(1);
+            let context = context(&events);
+            // The poll thread owns the only strong sender.
+            let poller = std::thread::spawn(move || {
+                let _events = events;
+                if panics {
+                    panic!("the poll thread panics");
+                }
+            });
+            assert_eq!(poller.join().is_err(), panics);
+            // The context (owned by the consumer) lives on, yet the channel is closed:
+            // the worker's receive returns nothing, and it stops with an error.
+            assert!(received.blocking_recv().is_none());
+            assert!(!context.send(GroupEvent::Assigned(Vec::new())));
+        }
+    }
+
+    #[test]
+    fn rebalance_events_reach_the_worker_while_the_poll_thread_runs() {
+        let (events, mut received) = mpsc::channel(1);
+        let context = context(&events);
+        assert!(context.send(GroupEvent::Assigned(vec![("t".into(), 0)])));
+        assert!(matches!(
+            received.blocking_recv(),
+            Some(GroupEvent::Assigned(p)) if p == [("t".to_string(), 0)]
+        ));
+    }
+}

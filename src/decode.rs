@@ -1,10 +1,25 @@
-//! Decoding: message bytes and headers become a typed [`Request`] and its idempotency key.
+//! Decoding: record bytes and headers become a typed [`Request`] and its idempotency key.
 //!
 //! A message always leaves here with a key, even when its payload is garbage, so that
-//! its `rejected` outcome can be keyed and correlated like any other. The key is resolved
-//! in the order the design fixes: the `idempotency-key` header, the CloudEvents binary
-//! headers (`ce_source` + `ce_id`), the payload's own key field, and last a hash of the
-//! topic and the payload bytes.
+//! its `rejected` outcome can be keyed and correlated like any other.
+//!
+//! First the record itself is screened, before anything in it is read as text: a record
+//! key over [`MAX_RECORD_KEY_BYTES`], more than [`MAX_HEADERS`] headers, a header name
+//! that is not UTF-8, holds a NUL or another control or format character, or is over
+//! [`MAX_HEADER_NAME_BYTES`], a header value over [`MAX_HEADER_VALUE_BYTES`], or no value
+//! at all (a tombstone) make it `invalid_record`. Such a record claims no key.
+//!
+//! Then the key is resolved in the order the design fixes: the `idempotency-key` header,
+//! the CloudEvents binary headers (`ce_source` + `ce_id`), the payload's own key field,
+//! and last a hash of the topic and the payload bytes. Header names match byte for byte.
+//! A key that is given but unusable (a header without a value, twice the same key
+//! header, not UTF-8, empty, over [`MAX_KEY_BYTES`], or holding a control or Unicode
+//! format character such as ESC, NUL, a newline, a bidi override or a zero-width space)
+//! is `invalid_idempotency_key`, never replaced by a derived one: the hash is only the
+//! key of a record that gives none at all. A message that claims no key is keyed by a
+//! hash of where it was read ([`correlation_key`]), a correlation id that no other record
+//! shares. Every key that comes out is printable text, safe in logs, annotations and
+//! headers.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -14,7 +29,27 @@ use crate::outcome::{ErrorCode, Failure};
 use crate::request::{NetworkEvent, Request, ServiceRequest};
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-const MAX_KEY_BYTES: usize = 256;
+/// The CloudEvents binary-mode headers (Kafka protocol binding) that key a message
+/// together, as `ce_source/ce_id`.
+pub const CE_SOURCE_HEADER: &str = "ce_source";
+pub const CE_ID_HEADER: &str = "ce_id";
+
+/// Longest idempotency key, in bytes (after trimming). Keys name intents and key
+/// outcome events; 256 bytes is far more than any real identifier.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Most headers a record may carry. Producers add a handful (a key, CloudEvents
+/// attributes, tracing); past this the record is refused as `invalid_record`.
+pub const MAX_HEADERS: usize = 64;
+/// Longest header name, in bytes; a longer one is refused as `invalid_record`.
+pub const MAX_HEADER_NAME_BYTES: usize = 256;
+/// Largest header value, in bytes (16 KiB: room for tracing baggage); a larger one is
+/// refused as `invalid_record`.
+pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
+/// Largest Kafka record key, in bytes. The record key only places a message on a
+/// partition and in an ordering lane; a larger one is refused as `invalid_record`.
+pub const MAX_RECORD_KEY_BYTES: usize = 4 * 1024;
+/// How much of a hostile name or key is quoted in a failure message.
+const QUOTED_BYTES: usize = 48;
 
 /// A message's idempotency key and where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -23,7 +58,8 @@ pub struct IdempotencyKey {
     pub source: KeySource,
 }
 
-/// Where an idempotency key came from; `derived` means the producer gave none.
+/// Where an idempotency key came from; `derived` means the producer gave none, or gave
+/// an unusable one and the key is only a correlation id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeySource {
@@ -59,40 +95,35 @@ pub fn fingerprint(payload: Option<&[u8]>) -> Fingerprint {
     out
 }
 
-/// Decodes a message. Never fails as a whole: a bad payload is a [`Failure`] beside a key.
+/// Decodes a message. Never fails as a whole: a bad record, key or payload is a
+/// [`Failure`] beside a key.
 pub fn decode(message: &InboundMessage) -> Decoded {
     let fingerprint = fingerprint(message.payload.as_deref());
+    let unclaimed = |failure: Failure| Decoded {
+        key: correlation_key(message),
+        request: Err(failure),
+        fingerprint,
+        claims_key: false,
+    };
+    let payload = match screen_record(message) {
+        Ok(payload) => payload,
+        Err(failure) => return unclaimed(failure),
+    };
     let header_key = match key_from_headers(message) {
         Ok(key) => key,
-        Err(failure) => {
-            return Decoded {
-                key: derived_key(message),
-                request: Err(failure),
-                fingerprint,
-                claims_key: false,
-            }
-        }
+        Err(failure) => return unclaimed(failure),
     };
-    let request = parse(message.payload.as_deref().unwrap_or_default());
+    let request = parse(payload);
     let key = match (header_key, &request) {
         (Some(key), _) => key,
-        (None, Ok(request)) => match request.payload_key() {
-            Some(value) if value.len() <= MAX_KEY_BYTES => IdempotencyKey {
-                value: value.to_string(),
-                source: KeySource::Payload,
-            },
-            Some(value) => {
-                return Decoded {
-                    fingerprint,
-                    claims_key: false,
-                    key: derived_key(message),
-                    request: Err(Failure::new(
-                        ErrorCode::InvalidIdempotencyKey,
-                        format!(
-                        "the payload's key field is {} bytes long; the limit is {MAX_KEY_BYTES}",
-                        value.len()
-                    ),
-                    )),
+        (None, Ok(request)) => match given_payload_key(request) {
+            Some((field, value)) => {
+                match key_text(&format!("the payload's {field:?} field"), value.as_bytes()) {
+                    Ok(value) => IdempotencyKey {
+                        value,
+                        source: KeySource::Payload,
+                    },
+                    Err(failure) => return unclaimed(failure),
                 }
             }
             None => derived_key(message),
@@ -107,24 +138,89 @@ pub fn decode(message: &InboundMessage) -> Decoded {
     }
 }
 
+/// Screens the record as a whole, before any of it is read as text; returns its value.
+fn screen_record(message: &InboundMessage) -> Result<&[u8], Failure> {
+    let refuse = |why: String| Err(Failure::new(ErrorCode::InvalidRecord, why));
+    if let Some(key) = &message.key {
+        if key.len() > MAX_RECORD_KEY_BYTES {
+            return refuse(format!(
+                "the record key is {} bytes long; the limit is {MAX_RECORD_KEY_BYTES}",
+                key.len()
+            ));
+        }
+    }
+    if message.headers.len() > MAX_HEADERS {
+        return refuse(format!(
+            "the record has {} headers; the limit is {MAX_HEADERS}",
+            message.headers.len()
+        ));
+    }
+    for (index, (name, value)) in message.headers.iter().enumerate() {
+        let at = || format!("header #{index} (name {})", quote(name));
+        if name.len() > MAX_HEADER_NAME_BYTES {
+            return refuse(format!(
+                "{}: the name is {} bytes long; the limit is {MAX_HEADER_NAME_BYTES}",
+                at(),
+                name.len()
+            ));
+        }
+        let text = match std::str::from_utf8(name) {
+            Ok(text) => text,
+            Err(e) => {
+                return refuse(format!(
+                    "{}: the name is not UTF-8 (invalid byte at {})",
+                    at(),
+                    e.valid_up_to()
+                ))
+            }
+        };
+        if let Some((at_byte, c)) = text.char_indices().find(|&(_, c)| is_forbidden(c)) {
+            return refuse(format!(
+                "{}: the name holds {} at byte {at_byte}",
+                at(),
+                describe_char(c)
+            ));
+        }
+        if let Some(value) = value {
+            if value.len() > MAX_HEADER_VALUE_BYTES {
+                return refuse(format!(
+                    "{}: the value is {} bytes long; the limit is {MAX_HEADER_VALUE_BYTES}",
+                    at(),
+                    value.len()
+                ));
+            }
+        }
+    }
+    match &message.payload {
+        Some(payload) => Ok(payload),
+        None => refuse(
+            "the record has no value (a tombstone, null value): there is no request in it"
+                .to_string(),
+        ),
+    }
+}
+
+/// The key the headers give, if they give one; a key header that is present but
+/// unusable is a failure, never skipped.
 fn key_from_headers(message: &InboundMessage) -> Result<Option<IdempotencyKey>, Failure> {
-    if let Some(value) = message.header(IDEMPOTENCY_KEY_HEADER) {
-        let value = header_text(IDEMPOTENCY_KEY_HEADER, value)?;
+    if let Some(value) = single_header(message, IDEMPOTENCY_KEY_HEADER)? {
         return Ok(Some(IdempotencyKey {
-            value,
+            value: key_text(&format!("header {IDEMPOTENCY_KEY_HEADER:?}"), value)?,
             source: KeySource::Header,
         }));
     }
-    if let (Some(source), Some(id)) = (message.header("ce_source"), message.header("ce_id")) {
+    let source = single_header(message, CE_SOURCE_HEADER)?;
+    let id = single_header(message, CE_ID_HEADER)?;
+    if let (Some(source), Some(id)) = (source, id) {
         let value = format!(
             "{}/{}",
-            header_text("ce_source", source)?,
-            header_text("ce_id", id)?
+            key_text(&format!("header {CE_SOURCE_HEADER:?}"), source)?,
+            key_text(&format!("header {CE_ID_HEADER:?}"), id)?
         );
         if value.len() > MAX_KEY_BYTES {
             return Err(Failure::new(
                 ErrorCode::InvalidIdempotencyKey,
-                format!("ce_source/ce_id is longer than {MAX_KEY_BYTES} bytes"),
+                format!("{CE_SOURCE_HEADER}/{CE_ID_HEADER} is longer than {MAX_KEY_BYTES} bytes"),
             ));
         }
         return Ok(Some(IdempotencyKey {
@@ -135,22 +231,128 @@ fn key_from_headers(message: &InboundMessage) -> Result<Option<IdempotencyKey>, 
     Ok(None)
 }
 
-fn header_text(name: &str, value: &[u8]) -> Result<String, Failure> {
-    let bad = |why: &str| {
+/// The value of the one header called `name`, if there is one. Twice the same key header
+/// is ambiguous (readers disagree on which one counts), and one without a value gives
+/// no key: both are failures.
+fn single_header<'m>(message: &'m InboundMessage, name: &str) -> Result<Option<&'m [u8]>, Failure> {
+    let bad = |why: String| {
         Failure::new(
             ErrorCode::InvalidIdempotencyKey,
             format!("header {name:?} {why}"),
         )
     };
-    let text = std::str::from_utf8(value).map_err(|_| bad("is not UTF-8"))?;
+    let mut found = message.headers_named(name);
+    let Some(first) = found.next() else {
+        return Ok(None);
+    };
+    let more = found.count();
+    if more > 0 {
+        return Err(bad(format!(
+            "appears {} times; a record may carry it once",
+            more + 1
+        )));
+    }
+    first
+        .map(Some)
+        .ok_or_else(|| bad("has no value (null)".to_string()))
+}
+
+/// The key field a request gives, named, even when it is blank (a key given blank is
+/// unusable, not absent).
+fn given_payload_key(request: &Request) -> Option<(&'static str, &str)> {
+    match request {
+        Request::Service(r) => r.idempotency_key.as_deref().map(|k| ("idempotency_key", k)),
+        Request::Event(e) => e.event_id.as_deref().map(|k| ("event_id", k)),
+    }
+}
+
+/// A key's text: UTF-8, trimmed, not empty, at most [`MAX_KEY_BYTES`], and printable
+/// (no control or format character).
+fn key_text(what: &str, value: &[u8]) -> Result<String, Failure> {
+    let bad = |why: String| Failure::new(ErrorCode::InvalidIdempotencyKey, format!("{what} {why}"));
+    let text = std::str::from_utf8(value).map_err(|e| {
+        bad(format!(
+            "is not UTF-8 (invalid byte at {}): {}",
+            e.valid_up_to(),
+            quote(value)
+        ))
+    })?;
+    // Before trimming: a newline or tab at either end is refused, not trimmed away.
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| is_forbidden(c)) {
+        return Err(bad(format!(
+            "holds {} at byte {at}: {}",
+            describe_char(c),
+            quote(value)
+        )));
+    }
     let text = text.trim();
     if text.is_empty() {
-        return Err(bad("is empty"));
+        return Err(bad("is empty".to_string()));
     }
     if text.len() > MAX_KEY_BYTES {
-        return Err(bad(&format!("is longer than {MAX_KEY_BYTES} bytes")));
+        return Err(bad(format!(
+            "is {} bytes long; the limit is {MAX_KEY_BYTES}",
+            text.len()
+        )));
     }
     Ok(text.to_string())
+}
+
+/// A character no key or header name may hold: a control character (C0, DEL, C1: NUL,
+/// ESC, newline, ...), a line or paragraph separator, or a Unicode format character
+/// (general category Cf: bidi overrides and isolates, zero-width characters, the byte
+/// order mark, ...), which can forge log lines or make two different keys look alike.
+pub fn is_forbidden(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || is_format(c)
+}
+
+/// Unicode general category Cf (format characters), as of Unicode 15.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+fn describe_char(c: char) -> String {
+    let kind = match c {
+        '\0' => "a NUL",
+        c if c.is_control() => "the control character",
+        _ => "the format character",
+    };
+    format!("{kind} U+{:04X}", u32::from(c))
+}
+
+/// Hostile bytes, quoted for a message: printable ASCII with everything else escaped,
+/// cut to [`QUOTED_BYTES`], and their hex.
+fn quote(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(QUOTED_BYTES)];
+    let more = if shown.len() < bytes.len() { "…" } else { "" };
+    format!(
+        "\"{}\"{more} (hex {}{more})",
+        shown.escape_ascii(),
+        crate::hex::lower_hex(shown)
+    )
 }
 
 /// The key of last resort: the same bytes on the same topic always get the same key, so
@@ -160,9 +362,26 @@ fn derived_key(message: &InboundMessage) -> IdempotencyKey {
     hasher.update(message.source.topic.as_bytes());
     hasher.update([0]);
     hasher.update(message.payload.as_deref().unwrap_or_default());
-    let hex = crate::hex::lower_hex(&hasher.finalize()[..16]);
+    derived(&hasher.finalize())
+}
+
+/// The key of a message that claims none (a bad record or an unusable key): a hash of
+/// where it was read, so the same record always gets the same one (its outcome events
+/// keep their ids on redelivery) and no two records share it (unlike a hash of the
+/// payload, the same for every tombstone). It is only a correlation id.
+pub fn correlation_key(message: &InboundMessage) -> IdempotencyKey {
+    let mut hasher = Sha256::new();
+    hasher.update(b"record\0");
+    hasher.update(message.source.topic.as_bytes());
+    hasher.update([0]);
+    hasher.update(message.source.partition.to_be_bytes());
+    hasher.update(message.source.offset.to_be_bytes());
+    derived(&hasher.finalize())
+}
+
+fn derived(digest: &[u8]) -> IdempotencyKey {
     IdempotencyKey {
-        value: format!("sha256:{hex}"),
+        value: format!("sha256:{}", crate::hex::lower_hex(&digest[..16])),
         source: KeySource::Derived,
     }
 }
@@ -241,9 +460,41 @@ mod tests {
             payload: Some(payload.as_bytes().to_vec()),
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.to_string(), Some(v.as_bytes().to_vec())))
+                .map(|(k, v)| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())))
                 .collect(),
         }
+    }
+
+    const GOOD: &str = r#"{"intent":"Deploy AMF in namespace core5g"}"#;
+
+    /// A good payload with these raw headers.
+    fn with_headers(headers: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> InboundMessage {
+        InboundMessage {
+            headers,
+            ..message(GOOD, &[])
+        }
+    }
+
+    /// Rejected with `code`, claiming no key, keyed by a correlation id; the message
+    /// holds every `needle`.
+    fn refused(d: &Decoded, code: ErrorCode, needles: &[&str]) {
+        let failure = d.request.as_ref().expect_err("should be refused");
+        assert_eq!(failure.code, code, "{}", failure.message);
+        for needle in needles {
+            assert!(
+                failure.message.contains(needle),
+                "{needle:?} not in {:?}",
+                failure.message
+            );
+        }
+        assert!(!d.claims_key);
+        assert_eq!(d.key.source, KeySource::Derived);
+        assert!(d.key.value.starts_with("sha256:"));
+        assert!(
+            !failure.message.chars().any(is_forbidden),
+            "the message itself is printable: {:?}",
+            failure.message
+        );
     }
 
     fn code(d: &Decoded) -> ErrorCode {
@@ -349,5 +600,313 @@ mod tests {
             &[("idempotency-key", &long)],
         ));
         assert_eq!(code(&d), ErrorCode::InvalidIdempotencyKey);
+    }
+
+    #[test]
+    fn a_header_name_that_is_not_utf8_is_an_invalid_record() {
+        let d = decode(&with_headers(vec![
+            (b"trace".to_vec(), Some(b"1".to_vec())),
+            (vec![0xFF, 0xFE, b'x'], Some(b"v".to_vec())),
+        ]));
+        refused(
+            &d,
+            ErrorCode::InvalidRecord,
+            &["header #1", r#""\xff\xfex""#, "hex fffe78", "not UTF-8"],
+        );
+    }
+
+    #[test]
+    fn a_nul_or_control_character_in_a_header_name_is_an_invalid_record() {
+        let d = decode(&with_headers(vec![(
+            b"idempotency-key\0x".to_vec(),
+            Some(b"forged".to_vec()),
+        )]));
+        refused(
+            &d,
+            ErrorCode::InvalidRecord,
+            &[
+                "header #0",
+                r#""idempotency-key\x00x""#,
+                "a NUL U+0000 at byte 15",
+            ],
+        );
+        let d = decode(&with_headers(vec![(b"trace\x1b[2J".to_vec(), None)]));
+        refused(&d, ErrorCode::InvalidRecord, &["control character U+001B"]);
+        let d = decode(&with_headers(vec![(
+            "idempotency\u{200B}-key".as_bytes().to_vec(),
+            Some(b"k".to_vec()),
+        )]));
+        refused(&d, ErrorCode::InvalidRecord, &["format character U+200B"]);
+    }
+
+    #[test]
+    fn too_many_headers_is_an_invalid_record() {
+        let at_limit = (0..MAX_HEADERS)
+            .map(|i| (format!("h{i}").into_bytes(), None))
+            .collect::<Vec<_>>();
+        assert!(decode(&with_headers(at_limit.clone())).request.is_ok());
+        let mut over = at_limit;
+        over.push((b"one-more".to_vec(), None));
+        refused(
+            &decode(&with_headers(over)),
+            ErrorCode::InvalidRecord,
+            &["65 headers", "limit is 64"],
+        );
+    }
+
+    #[test]
+    fn oversized_header_names_and_values_are_invalid_records() {
+        let name = vec![b'n'; MAX_HEADER_NAME_BYTES + 1];
+        refused(
+            &decode(&with_headers(vec![(name, None)])),
+            ErrorCode::InvalidRecord,
+            &["header #0", "257 bytes", "limit is 256", "nnnn"],
+        );
+        let value = vec![b'v'; MAX_HEADER_VALUE_BYTES + 1];
+        refused(
+            &decode(&with_headers(vec![(b"trace".to_vec(), Some(value))])),
+            ErrorCode::InvalidRecord,
+            &[
+                "header #0",
+                r#""trace""#,
+                "value is 16385 bytes",
+                "limit is 16384",
+            ],
+        );
+        let at_limit = vec![b'v'; MAX_HEADER_VALUE_BYTES];
+        assert!(
+            decode(&with_headers(vec![(b"trace".to_vec(), Some(at_limit))]))
+                .request
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_oversized_record_key_is_an_invalid_record() {
+        let mut m = message("not json", &[("idempotency-key", "k")]);
+        m.key = Some(vec![b'k'; 1_000_000]);
+        refused(
+            &decode(&m),
+            ErrorCode::InvalidRecord,
+            &["record key is 1000000 bytes", "limit is 4096"],
+        );
+        m.key = Some(vec![b'k'; MAX_RECORD_KEY_BYTES]);
+        assert_eq!(decode(&m).key.value, "k");
+    }
+
+    #[test]
+    fn a_tombstone_is_an_invalid_record_with_a_key_of_its_own() {
+        let mut m = message(GOOD, &[("idempotency-key", "k")]);
+        m.payload = None;
+        let d = decode(&m);
+        refused(&d, ErrorCode::InvalidRecord, &["no value", "tombstone"]);
+        // Two tombstones never share a key (nor, then, outcome event ids).
+        m.source.offset += 1;
+        assert_ne!(decode(&m).key, d.key);
+        // The same record read again does.
+        m.source.offset -= 1;
+        assert_eq!(decode(&m).key, d.key);
+        // An empty value is a value: not JSON.
+        m.payload = Some(Vec::new());
+        assert_eq!(code(&decode(&m)), ErrorCode::InvalidJson);
+    }
+
+    #[test]
+    fn header_names_match_exactly() {
+        let d = decode(&with_headers(vec![(
+            b"Idempotency-Key".to_vec(),
+            Some(b"other".to_vec()),
+        )]));
+        assert_eq!(d.key.source, KeySource::Derived);
+        assert!(d.claims_key);
+        let d = decode(&with_headers(vec![(
+            b"idempotency-key ".to_vec(),
+            Some(b"other".to_vec()),
+        )]));
+        assert_eq!(d.key.source, KeySource::Derived);
+    }
+
+    #[test]
+    fn keys_with_control_or_format_characters_are_refused() {
+        for bad in [
+            "k\u{1b}[31m",
+            "k\0",
+            "k\nINFO forged line",
+            "k\n",
+            "\tk",
+            "k\u{7f}",
+            "k\u{85}",
+            "k\u{202E}gnp.exe",
+            "k\u{200B}",
+            "k\u{2066}",
+            "\u{FEFF}k",
+            "k\u{2028}",
+            "k\u{E0041}",
+        ] {
+            let d = decode(&message(GOOD, &[("idempotency-key", bad)]));
+            refused(
+                &d,
+                ErrorCode::InvalidIdempotencyKey,
+                &["idempotency-key", "U+"],
+            );
+            let d = decode(&message(GOOD, &[("ce_source", "oss"), ("ce_id", bad)]));
+            refused(&d, ErrorCode::InvalidIdempotencyKey, &["ce_id", "U+"]);
+            let body = serde_json::json!({"idempotency_key": bad, "intent": "Deploy AMF"});
+            let d = decode(&message(&body.to_string(), &[]));
+            refused(
+                &d,
+                ErrorCode::InvalidIdempotencyKey,
+                &["idempotency_key", "U+"],
+            );
+            let body = serde_json::json!({"event_id": bad, "event_type": "alarm"});
+            let d = decode(&message(&body.to_string(), &[]));
+            refused(&d, ErrorCode::InvalidIdempotencyKey, &["event_id", "U+"]);
+        }
+        // Printable text, other scripts included, is a key.
+        for good in ["order-1", "Ordre n° 5", "注文-7", "a b"] {
+            let d = decode(&message(GOOD, &[("idempotency-key", good)]));
+            assert_eq!(d.key.value, good);
+            assert!(d.claims_key);
+        }
+    }
+
+    #[test]
+    fn a_key_given_but_unusable_is_never_replaced_by_a_derived_one() {
+        // A key header without a value.
+        let mut m = message(GOOD, &[]);
+        m.headers = vec![(b"idempotency-key".to_vec(), None)];
+        refused(&decode(&m), ErrorCode::InvalidIdempotencyKey, &["no value"]);
+        m.headers = vec![
+            (b"ce_source".to_vec(), None),
+            (b"ce_id".to_vec(), Some(b"1".to_vec())),
+        ];
+        refused(
+            &decode(&m),
+            ErrorCode::InvalidIdempotencyKey,
+            &["ce_source", "no value"],
+        );
+        // Twice the key header, even with the same value.
+        let d = decode(&message(
+            GOOD,
+            &[("idempotency-key", "a"), ("idempotency-key", "a")],
+        ));
+        refused(&d, ErrorCode::InvalidIdempotencyKey, &["appears 2 times"]);
+        // Not UTF-8.
+        m.headers = vec![(b"idempotency-key".to_vec(), Some(vec![b'k', 0xFF]))];
+        refused(
+            &decode(&m),
+            ErrorCode::InvalidIdempotencyKey,
+            &["not UTF-8", "hex 6bff"],
+        );
+        // A blank payload key is given, not absent.
+        let d = decode(&message(
+            r#"{"idempotency_key":"  ","intent":"Deploy AMF"}"#,
+            &[],
+        ));
+        refused(&d, ErrorCode::InvalidIdempotencyKey, &["is empty"]);
+        // Too long in the payload.
+        let body = serde_json::json!({"idempotency_key": "k".repeat(257), "intent": "x"});
+        refused(
+            &decode(&message(&body.to_string(), &[])),
+            ErrorCode::InvalidIdempotencyKey,
+            &["257 bytes"],
+        );
+        // The correlation key of a bad-key message is not the derived key its corrected,
+        // key-less re-send gets.
+        let bad = decode(&message(GOOD, &[("idempotency-key", " ")]));
+        let resent = decode(&message(GOOD, &[]));
+        assert_ne!(bad.key, resent.key);
+        assert!(resent.claims_key);
+    }
+
+    #[test]
+    fn a_lone_cloudevents_header_is_not_a_key() {
+        let d = decode(&message(
+            r#"{"idempotency_key":"p","intent":"Deploy AMF"}"#,
+            &[("ce_source", "oss")],
+        ));
+        assert_eq!(
+            (d.key.value.as_str(), d.key.source),
+            ("p", KeySource::Payload)
+        );
+    }
+
+    #[test]
+    fn quotes_are_bounded_and_printable() {
+        let q = quote(&[0xFF; 1000]);
+        assert!(q.len() < 400, "{q}");
+        assert!(q.contains('…'));
+        assert_eq!(quote(b"a\"b\n"), r#""a\"b\n" (hex 6122620a)"#);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Header names drawn to hit the interesting cases: key headers, near misses,
+        /// and arbitrary bytes.
+        fn name() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                Just(b"idempotency-key".to_vec()),
+                Just(b"ce_source".to_vec()),
+                Just(b"ce_id".to_vec()),
+                Just(b"idempotency-key\0x".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+            proptest::option::of(prop_oneof![
+                "[a-z0-9-]{1,20}".prop_map(String::into_bytes),
+                any::<String>().prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ])
+        }
+
+        fn record() -> impl Strategy<Value = InboundMessage> {
+            (
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+                proptest::option::of(prop_oneof![
+                    Just(br#"{"intent":"Deploy AMF"}"#.to_vec()),
+                    any::<String>().prop_map(|k| {
+                        serde_json::json!({"idempotency_key": k, "intent": "Deploy AMF"})
+                            .to_string()
+                            .into_bytes()
+                    }),
+                    proptest::collection::vec(any::<u8>(), 0..200),
+                ]),
+                proptest::collection::vec((name(), value()), 0..8),
+            )
+                .prop_map(|(key, payload, headers)| InboundMessage {
+                    key,
+                    payload,
+                    headers,
+                    ..message("", &[])
+                })
+        }
+
+        proptest! {
+            /// Whatever the bytes: no panic, a printable key within bounds, and a
+            /// message that claims a key only when the record is usable.
+            #[test]
+            fn any_record_decodes_to_a_printable_key(m in record()) {
+                let d = decode(&m);
+                prop_assert!(!d.key.value.is_empty());
+                prop_assert!(d.key.value.len() <= MAX_KEY_BYTES.max(7 + 32));
+                prop_assert!(!d.key.value.chars().any(is_forbidden), "{:?}", d.key.value);
+                if let Err(failure) = &d.request {
+                    prop_assert!(!failure.message.chars().any(char::is_control), "{:?}", failure.message);
+                    if matches!(failure.code, ErrorCode::InvalidRecord | ErrorCode::InvalidIdempotencyKey) {
+                        prop_assert!(!d.claims_key);
+                    }
+                }
+                if m.payload.is_none() || m.headers.iter().any(|(n, _)| n.contains(&0)) {
+                    prop_assert_eq!(
+                        d.request.as_ref().err().map(|f| f.code),
+                        Some(ErrorCode::InvalidRecord)
+                    );
+                }
+            }
+        }
     }
 }

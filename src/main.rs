@@ -9,10 +9,15 @@ use nephoran_kafka_consumer::{cli, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The exit status after a panic anywhere in the process (Rust's own for a panicking
+/// main thread).
+const PANIC_EXIT_CODE: i32 = 101;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     telemetry::init();
+    exit_on_panic();
     match cli::main(cli).await {
         Ok(code) => code,
         Err(e) => {
@@ -20,4 +25,35 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A panic on any thread (the Kafka poll thread, the worker's loop, a task) ends the
+/// process at once with a non-zero status. Left alone, a panicking thread or task dies
+/// by itself while the rest of the process, `/healthz` included, carries on as if all
+/// were well: a partition or the whole group would stop with nothing to restart it.
+/// Exiting lets the orchestrator restart the worker and its liveness probe tell the
+/// truth; uncommitted messages are processed again by the next owner.
+fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("(unnamed)");
+        tracing::error!(
+            panic = message, location = %location, thread,
+            exit_code = PANIC_EXIT_CODE,
+            "panic: the process exits so that it is restarted"
+        );
+        // Also plainly on stderr, in case the panic was in the logger itself.
+        eprintln!("panic in thread {thread} at {location}: {message}; exiting");
+        std::process::exit(PANIC_EXIT_CODE);
+    }));
 }

@@ -73,7 +73,10 @@ pub enum ErrorCode {
     UnknownMessageType,
     /// A service request without usable intent text.
     EmptyIntent,
-    /// An idempotency key header or field that is empty, not UTF-8 or too long.
+    /// An idempotency key (header, CloudEvents pair or payload field) that is given but
+    /// unusable: empty, not UTF-8, longer than 256 bytes, holding a control or Unicode
+    /// format character, a key header without a value or present twice
+    /// ([`crate::decode`]).
     InvalidIdempotencyKey,
     /// The translator could not map the request to an intent.
     Untranslatable,
@@ -82,8 +85,11 @@ pub enum ErrorCode {
     /// The intent could not be applied (the sink failed after retries).
     ApplyFailed,
     /// The record itself is unusable before its payload is read: a header name that is
-    /// not UTF-8 or holds a NUL, too many headers, an oversized key or header, or no
-    /// value at all (a tombstone).
+    /// not UTF-8, holds a NUL or another control or format character, or is over 256
+    /// bytes; more than 64 headers; a header value over 16 KiB; a record key over 4 KiB;
+    /// or no value at all (a tombstone). The limits are the `MAX_*` constants of
+    /// [`crate::decode`]; the message names the header (index and escaped name) or the
+    /// limit.
     InvalidRecord,
     /// The intent is outside the configured policy (namespaces, replica and resource
     /// bounds, parameter allowlist); the message names the rule and the field.

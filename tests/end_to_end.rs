@@ -368,7 +368,7 @@ async fn a_dead_letter_too_large_to_copy_keeps_the_partition_moving() {
     let producer = producer();
     let t = &topics.service_requests;
     // Not JSON, and so large that a copy plus the error headers would not fit the limit.
-    let huge = vec![b'x'; 990_000];
+    let huge = vec![b'x'; 999_000];
     produce(
         &producer,
         t,
@@ -401,7 +401,7 @@ async fn a_dead_letter_too_large_to_copy_keeps_the_partition_moving() {
     assert_eq!(letter.payload(), None, "the payload is left out");
     let note = header(&letter, "nephoran.payload.omitted").expect("and the letter says so");
     assert!(
-        note.contains("990000 bytes") && note.contains(&format!("{t}[0]@0")),
+        note.contains("999000 bytes") && note.contains(&format!("{t}[0]@0")),
         "{note}"
     );
     assert_eq!(

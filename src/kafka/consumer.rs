@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::health::Health;
 use crate::lease::Held;
@@ -63,7 +63,10 @@ const REVOKE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// `/readyz` when the group has been joined.
 pub struct GroupContext {
     health: Arc<Health>,
-    events: mpsc::Sender<GroupEvent>,
+    /// Weak, so that the poll thread holds the only strong sender: when that thread ends
+    /// (or panics), the channel closes and the worker stops with an error instead of
+    /// waiting for events that will never come.
+    events: mpsc::WeakSender<GroupEvent>,
     /// Flushed before partitions are handed over, so that their next owner restores
     /// every dedup entry and sees every outcome written so far.
     flush_producer: FlushProducer,
@@ -74,6 +77,16 @@ pub struct GroupContext {
 }
 
 impl ClientContext for GroupContext {}
+
+impl GroupContext {
+    /// Hands an event to the worker; false when there is no worker (or no poll thread)
+    /// any more.
+    fn send(&self, event: GroupEvent) -> bool {
+        self.events
+            .upgrade()
+            .is_some_and(|events| events.blocking_send(event).is_ok())
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -87,9 +100,7 @@ impl ConsumerContext for GroupContext {
             handed_over,
         };
         // A worker that is gone (shutting down) has nothing more to drain.
-        if self.events.blocking_send(revoked).is_ok()
-            && drained.recv_timeout(self.revoke_wait).is_err()
-        {
+        if self.send(revoked) && drained.recv_timeout(self.revoke_wait).is_err() {
             // Whatever of them is still in flight must publish and apply nothing once
             // the partitions are someone else's.
             let fenced = self.leases.end(&partition_ids(tpl));
@@ -108,9 +119,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 info!(partitions = %describe(tpl), "partitions assigned");
                 // A worker that is gone ignores it.
-                let _ = self
-                    .events
-                    .blocking_send(GroupEvent::Assigned(partition_ids(tpl)));
+                self.send(GroupEvent::Assigned(partition_ids(tpl)));
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
@@ -194,7 +203,7 @@ impl GroupConsumer {
         let (events, received) = mpsc::channel(EVENT_QUEUE);
         let context = GroupContext {
             health: settings.health,
-            events: events.clone(),
+            events: events.downgrade(),
             flush_producer: settings.flush_producer,
             revoke_wait: settings.revoke_wait + REVOKE_ANSWER_SLACK,
             leases: settings.leases,
@@ -273,8 +282,9 @@ impl GroupConsumer {
     /// Stops polling and leaves the group. `events` is dropped first, so a revocation
     /// during the close does not wait for a worker that is no longer listening.
     pub async fn close(self, events: mpsc::Receiver<GroupEvent>) -> anyhow::Result<()> {
-        drop(events);
+        // Stop first, so the poll thread, seeing the worker gone, knows it was asked to.
         self.stop.store(true, Ordering::Release);
+        drop(events);
         let Self {
             consumer, poller, ..
         } = self;
@@ -289,12 +299,27 @@ impl GroupConsumer {
     }
 }
 
-/// The poll thread: hands every message and rebalance to the worker, in order.
+/// The poll thread: hands every message and rebalance to the worker, in order. It owns
+/// the only strong sender of the events: however it ends (asked to stop, the worker gone,
+/// a panic), the worker's receiver sees the channel close.
 fn poll(
     consumer: &BaseConsumer<GroupContext>,
     events: &mpsc::Sender<GroupEvent>,
     stop: &AtomicBool,
 ) {
+    /// Says so when the thread ends without having been asked to.
+    struct Ended<'a>(&'a AtomicBool);
+    impl Drop for Ended<'_> {
+        fn drop(&mut self) {
+            if !self.0.load(Ordering::Acquire) {
+                error!(
+                    panicked = std::thread::panicking(),
+                    "the Kafka poll thread ended unasked; the worker stops"
+                );
+            }
+        }
+    }
+    let _ended = Ended(stop);
     while !stop.load(Ordering::Acquire) {
         let event = match consumer.poll(POLL_WAIT) {
             None => continue,
@@ -310,17 +335,11 @@ fn poll(
     }
 }
 
-/// Copies a record out of the client's buffers.
+/// Copies a record out of the client's buffers, byte for byte: header names are read
+/// through librdkafka directly ([`super::headers`]), never through rdkafka's accessors,
+/// which panic on a name that is not UTF-8.
 pub fn to_inbound(message: &BorrowedMessage<'_>) -> InboundMessage {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let headers = super::headers::read(message);
     InboundMessage {
         source: SourceRef {
             topic: message.topic().to_string(),
@@ -330,5 +349,51 @@ pub fn to_inbound(message: &BorrowedMessage<'_>) -> InboundMessage {
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(events: &mpsc::Sender<GroupEvent>) -> GroupContext {
+        GroupContext {
+            health: Arc::new(Health::default()),
+            events: events.downgrade(),
+            flush_producer: Box::new(|_| Ok(())),
+            revoke_wait: Duration::from_secs(1),
+            leases: Held::default(),
+        }
+    }
+
+    #[test]
+    fn the_worker_sees_the_poll_thread_end_however_it_ends() {
+        for panics in [false, true] {
+            let (events, mut received) = mpsc::channel(1);
+            let context = context(&events);
+            // The poll thread owns the only strong sender.
+            let poller = std::thread::spawn(move || {
+                let _events = events;
+                if panics {
+                    panic!("the poll thread panics");
+                }
+            });
+            assert_eq!(poller.join().is_err(), panics);
+            // The context (owned by the consumer) lives on, yet the channel is closed:
+            // the worker's receive returns nothing, and it stops with an error.
+            assert!(received.blocking_recv().is_none());
+            assert!(!context.send(GroupEvent::Assigned(Vec::new())));
+        }
+    }
+
+    #[test]
+    fn rebalance_events_reach_the_worker_while_the_poll_thread_runs() {
+        let (events, mut received) = mpsc::channel(1);
+        let context = context(&events);
+        assert!(context.send(GroupEvent::Assigned(vec![("t".into(), 0)])));
+        assert!(matches!(
+            received.blocking_recv(),
+            Some(GroupEvent::Assigned(p)) if p == [("t".to_string(), 0)]
+        ));
     }
 }

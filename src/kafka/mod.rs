@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod changelog;
 pub mod consumer;
+pub mod headers;
 pub mod publisher;
 pub mod tools;
 

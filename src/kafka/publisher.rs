@@ -7,6 +7,16 @@
 //! The worker stores the message's offset only then. Counting deliveries in the delivery
 //! callback, rather than awaiting a future per send, keeps the cost per message to one
 //! hand-off from librdkafka's polling thread.
+//!
+//! A dead letter always fits and is never a reason to stop: its size is computed as
+//! librdkafka computes it, and what would not fit in `message.max.bytes` (less a margin)
+//! is left out, the payload first, then the record key, then the original headers, each
+//! with a header saying so and where the original is. If it still cannot be sent (not
+//! enqueued, or its delivery failed), a minimal one follows (the error and source
+//! headers only), and if that fails too, it is logged and counted in
+//! `dead_letters_failed_total{code}`: the message keeps its `rejected` outcome and its
+//! offset is committed. Outcome and changelog sends, by contrast, must not be lost: their
+//! failures come back to the worker, which stops.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -20,8 +30,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::util::{IntoOpaque, Timeout};
 use rdkafka::{ClientContext, Message};
 use tokio::sync::mpsc;
+use tracing::{error, warn};
 
-use crate::message::InboundMessage;
+use crate::message::{InboundMessage, SourceRef};
 use crate::outcome::{Failure, OutcomeEvent};
 
 /// Headers a dead letter carries beside the original headers.
@@ -32,12 +43,30 @@ pub mod dlq_headers {
     pub const SOURCE_PARTITION: &str = "nephoran.source.partition";
     pub const SOURCE_OFFSET: &str = "nephoran.source.offset";
     pub const IDEMPOTENCY_KEY: &str = "nephoran.idempotency.key";
-    /// Set when the original payload was too large to copy; says where to find it.
+    /// Set when the original payload was left out (too large to copy, or a minimal dead
+    /// letter); says why and where to find it.
     pub const PAYLOAD_OMITTED: &str = "nephoran.payload.omitted";
+    /// Set when the original record key was left out; says why and where to find it.
+    pub const KEY_OMITTED: &str = "nephoran.key.omitted";
+    /// Set when original headers were left out: all of them when they did not fit (or in
+    /// a minimal dead letter), else those whose names are not printable UTF-8 (a consumer
+    /// of the dead-letter topic could not read them; rdkafka's own accessors panic) or
+    /// that claim this service's `nephoran.` prefix (they could pass for its own). Says
+    /// which (by index and hex name) and where the original is.
+    pub const HEADERS_OMITTED: &str = "nephoran.headers.omitted";
 }
 
-/// Room left in a dead letter for the record overhead and the error headers.
-const DEAD_LETTER_SLACK_BYTES: usize = 16 * 1024;
+/// librdkafka's worst-case overhead of one record beside its key, value and headers
+/// (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`, 36 bytes), rounded up.
+const RECORD_OVERHEAD_BYTES: usize = 64;
+/// Overhead of one header beside its name and value: two varint lengths.
+const HEADER_OVERHEAD_BYTES: usize = 10;
+/// Kept free below `message.max.bytes`: the batch that carries the record, and any
+/// difference between this count and the broker's.
+const DEAD_LETTER_MARGIN_BYTES: usize = 1024;
+/// Omitted headers named one by one in the `nephoran.headers.omitted` note; the rest are
+/// counted.
+const OMITTED_NAMED: usize = 8;
 
 /// The sends of one message, acknowledged as one, and what the sender wants back with
 /// them (`of`).
@@ -45,7 +74,29 @@ pub struct Sends<M> {
     /// Sends not yet reported by librdkafka, plus one until the sender seals it.
     unreported: AtomicUsize,
     failure: Mutex<Option<PublishError>>,
+    /// The message's dead letter, if it has one: its failures are not in `failure`.
+    dead_letter: Mutex<DeadLetter>,
     pub of: M,
+}
+
+/// Where a message's dead letter stands.
+#[derive(Default)]
+struct DeadLetter {
+    /// The minimal dead letter to send if the full one fails; taken when it is sent.
+    minimal: Option<Minimal>,
+    /// What it is about, for the log line when no dead letter could be written.
+    about: Option<Minimal>,
+    /// The latest failure of a dead-letter send, until it is settled.
+    failed: Option<KafkaError>,
+}
+
+/// A dead letter with no key, payload or original headers: the error and source headers.
+#[derive(Clone)]
+struct Minimal {
+    code: &'static str,
+    source: SourceRef,
+    idempotency_key: String,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl<M> Sends<M> {
@@ -53,8 +104,15 @@ impl<M> Sends<M> {
         Arc::new(Self {
             unreported: AtomicUsize::new(1),
             failure: Mutex::new(None),
+            dead_letter: Mutex::new(DeadLetter::default()),
             of,
         })
+    }
+
+    fn dead_letter(&self) -> std::sync::MutexGuard<'_, DeadLetter> {
+        self.dead_letter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// `Ok` when every send was acknowledged by the broker; else the first failure.
@@ -91,22 +149,42 @@ impl<M> Sends<M> {
 /// not yet done, which the partition buffers bound.
 pub type Acknowledged<M> = mpsc::UnboundedReceiver<Arc<Sends<M>>>;
 
-/// What a record carries through librdkafka: the sends it counts in, if any.
-pub struct Ticket<M>(Option<Arc<Sends<M>>>);
+/// What a record carries through librdkafka: the sends it counts in, if any, and
+/// whether it is a dead letter (whose failure is not the message's).
+pub struct Ticket<M> {
+    sends: Option<Arc<Sends<M>>>,
+    dead_letter: bool,
+}
+
+/// The bit of a ticket's pointer that marks a dead letter: an `Arc`'s pointer is aligned
+/// to at least its counters' 8 bytes, so its lowest bit is free.
+const DEAD_LETTER_BIT: usize = 1;
 
 impl<M: Send + Sync> IntoOpaque for Ticket<M> {
     fn into_ptr(self) -> *mut c_void {
-        self.0
-            .map_or(std::ptr::null_mut(), |s| Arc::into_raw(s) as *mut c_void)
+        match self.sends {
+            None => std::ptr::null_mut(),
+            Some(sends) => {
+                let mark = if self.dead_letter { DEAD_LETTER_BIT } else { 0 };
+                Arc::into_raw(sends).map_addr(|a| a | mark) as *mut c_void
+            }
+        }
     }
 
     unsafe fn from_ptr(ptr: *mut c_void) -> Self {
         if ptr.is_null() {
-            Self(None)
-        } else {
-            // SAFETY: made by `into_ptr` from an `Arc<Sends<M>>`, and librdkafka hands
-            // each record's opaque back exactly once.
-            Self(Some(unsafe { Arc::from_raw(ptr as *const Sends<M>) }))
+            return Self {
+                sends: None,
+                dead_letter: false,
+            };
+        }
+        let dead_letter = ptr.addr() & DEAD_LETTER_BIT != 0;
+        let ptr = ptr.map_addr(|a| a & !DEAD_LETTER_BIT) as *const Sends<M>;
+        Self {
+            // SAFETY: made by `into_ptr` from an `Arc<Sends<M>>` (its mark cleared
+            // again), and librdkafka hands each record's opaque back exactly once.
+            sends: Some(unsafe { Arc::from_raw(ptr) }),
+            dead_letter,
         }
     }
 }
@@ -122,14 +200,18 @@ impl<M: Send + Sync + 'static> ProducerContext for Reports<M> {
     type DeliveryOpaque = Ticket<M>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Ticket<M>) {
-        let Some(sends) = ticket.0 else {
+        let Some(sends) = ticket.sends else {
             return;
         };
         if let Err((source, message)) = result {
-            sends.fail(PublishError {
-                topic: message.topic().to_string(),
-                source: source.clone(),
-            });
+            if ticket.dead_letter {
+                sends.dead_letter().failed = Some(source.clone());
+            } else {
+                sends.fail(PublishError {
+                    topic: message.topic().to_string(),
+                    source: source.clone(),
+                });
+            }
         }
         sends.reported(&self.acknowledged);
     }
@@ -241,71 +323,101 @@ impl<M: Send + Sync + 'static> Publisher<M> {
     }
 
     /// Enqueues a copy of `message` (same key, payload and headers) on the dead-letter
-    /// topic, with headers naming the error and where the message came from.
+    /// topic, with headers naming the error and where the message came from; what does
+    /// not fit is left out, and said so. Never fails: a dead letter that cannot be
+    /// enqueued is followed by a minimal one, and one whose delivery fails is settled by
+    /// [`Publisher::settle_dead_letter`] when the message's sends come back.
     pub async fn dead_letter(
         &self,
         sends: &Arc<Sends<M>>,
         message: &InboundMessage,
         idempotency_key: &str,
         failure: &Failure,
-    ) -> Result<(), PublishError> {
-        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len() + 6);
-        for (key, value) in &message.headers {
-            headers = headers.insert(Header {
-                key: key.as_str(),
-                value: value.as_deref(),
-            });
-        }
-        let partition = message.source.partition.to_string();
-        let offset = message.source.offset.to_string();
-        for (key, value) in [
-            (dlq_headers::ERROR_CODE, failure.code.as_str()),
-            (dlq_headers::ERROR_MESSAGE, failure.message.as_str()),
-            (dlq_headers::SOURCE_TOPIC, message.source.topic.as_str()),
-            (dlq_headers::SOURCE_PARTITION, partition.as_str()),
-            (dlq_headers::SOURCE_OFFSET, offset.as_str()),
-            (dlq_headers::IDEMPOTENCY_KEY, idempotency_key),
-        ] {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        let size = message.key.as_ref().map_or(0, Vec::len)
-            + message.payload.as_ref().map_or(0, Vec::len)
-            + message
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-                .sum::<usize>()
-            + failure.message.len();
-        let payload = message.payload.as_deref().filter(|payload| {
-            size + DEAD_LETTER_SLACK_BYTES <= self.max_message_bytes || payload.is_empty()
-        });
-        let omitted = match (&message.payload, payload) {
-            (Some(original), None) => Some(format!(
-                "the payload of {} bytes does not fit in message.max.bytes={}; it is at {}[{partition}]@{offset}",
-                original.len(),
-                self.max_message_bytes,
-                message.source.topic
-            )),
-            _ => None,
-        };
-        if let Some(note) = &omitted {
-            headers = headers.insert(Header {
-                key: dlq_headers::PAYLOAD_OMITTED,
-                value: Some(note.as_str()),
-            });
+    ) {
+        let letter = DeadLetterRecord::new(message, idempotency_key, failure, self.budget());
+        {
+            let mut state = sends.dead_letter();
+            state.minimal = Some(letter.minimal.clone());
+            state.about = Some(letter.minimal.clone());
         }
         let mut record: BaseRecord<'_, [u8], [u8], Ticket<M>> =
-            BaseRecord::with_opaque_to(&self.dlq_topic, ticket(sends)).headers(headers);
-        if let Some(key) = &message.key {
+            BaseRecord::with_opaque_to(&self.dlq_topic, dead_letter_ticket(sends))
+                .headers(letter.headers());
+        if let Some(key) = letter.key {
             record = record.key(key);
         }
-        if let Some(payload) = payload {
+        if let Some(payload) = letter.payload {
             record = record.payload(payload);
         }
-        self.enqueue(record).await
+        if let Err(e) = self.enqueue(record).await {
+            warn!(
+                topic = %message.source.topic, partition = message.source.partition,
+                offset = message.source.offset, key = %idempotency_key,
+                code = failure.code.as_str(), error = %e.source,
+                "dead letter not enqueued; sending a minimal one"
+            );
+            sends.dead_letter().failed = Some(e.source);
+            self.send_minimal(sends).await;
+        }
+    }
+
+    /// Settles a message's dead letter once its sends have come back. If the last
+    /// dead letter sent failed and the minimal one is still to try, sends it and returns
+    /// true: the sends come back again once it is reported. If none could be written,
+    /// logs and counts it. Returns false when the message is done.
+    pub async fn settle_dead_letter(&self, sends: &Arc<Sends<M>>) -> bool {
+        let (failed, untried, about) = {
+            let mut state = sends.dead_letter();
+            let Some(failed) = state.failed.take() else {
+                return false;
+            };
+            (failed, state.minimal.is_some(), state.about.clone())
+        };
+        if untried {
+            if let Some(about) = &about {
+                warn!(
+                    topic = %about.source.topic, partition = about.source.partition,
+                    offset = about.source.offset, key = %about.idempotency_key,
+                    code = about.code, error = %failed,
+                    "dead letter not delivered; sending a minimal one"
+                );
+            }
+            // Sealed again below: it comes back once the minimal letter is reported.
+            sends.unreported.fetch_add(1, Ordering::AcqRel);
+            self.send_minimal(sends).await;
+            self.seal(sends.clone());
+            return true;
+        }
+        if let Some(about) = about {
+            metrics::counter!("dead_letters_failed_total", "code" => about.code).increment(1);
+            error!(
+                topic = %about.source.topic, partition = about.source.partition,
+                offset = about.source.offset, key = %about.idempotency_key,
+                code = about.code, error = %failed,
+                "no dead letter could be written, not even a minimal one; the message keeps its outcome and its offset is committed"
+            );
+        }
+        false
+    }
+
+    /// Enqueues the minimal dead letter of `sends`, once.
+    async fn send_minimal(&self, sends: &Arc<Sends<M>>) {
+        let Some(minimal) = sends.dead_letter().minimal.take() else {
+            return;
+        };
+        metrics::counter!("dead_letters_minimal_total", "code" => minimal.code).increment(1);
+        let record: BaseRecord<'_, [u8], [u8], Ticket<M>> =
+            BaseRecord::with_opaque_to(&self.dlq_topic, dead_letter_ticket(sends))
+                .headers(owned_headers(&minimal.headers));
+        if let Err(e) = self.enqueue(record).await {
+            sends.dead_letter().failed = Some(e.source);
+        }
+    }
+
+    /// The most bytes a dead letter may take, by librdkafka's count.
+    fn budget(&self) -> usize {
+        self.max_message_bytes
+            .saturating_sub(DEAD_LETTER_MARGIN_BYTES)
     }
 
     /// Enqueues a dedup changelog record: `value` sets the key's entry, `None` is a
@@ -319,7 +431,13 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         key: &str,
         value: Option<&[u8]>,
     ) -> Result<(), PublishError> {
-        let ticket = sends.map_or(Ticket(None), ticket);
+        let ticket = sends.map_or(
+            Ticket {
+                sends: None,
+                dead_letter: false,
+            },
+            ticket,
+        );
         let mut record: BaseRecord<'_, str, [u8], Ticket<M>> =
             BaseRecord::with_opaque_to(topic, ticket)
                 .partition(partition)
@@ -348,7 +466,7 @@ impl<M: Send + Sync + 'static> Publisher<M> {
                 }
                 Err((source, back)) => {
                     // Never enqueued: it will not be reported.
-                    if let Some(sends) = &back.delivery_opaque.0 {
+                    if let Some(sends) = &back.delivery_opaque.sends {
                         sends.unreported.fetch_sub(1, Ordering::AcqRel);
                     }
                     return Err(PublishError {
@@ -375,7 +493,221 @@ impl<M: Send + Sync + 'static> Publisher<M> {
 /// A ticket counted in `sends`.
 fn ticket<M>(sends: &Arc<Sends<M>>) -> Ticket<M> {
     sends.unreported.fetch_add(1, Ordering::AcqRel);
-    Ticket(Some(sends.clone()))
+    Ticket {
+        sends: Some(sends.clone()),
+        dead_letter: false,
+    }
+}
+
+/// A dead letter's ticket counted in `sends`: its failure is settled apart.
+fn dead_letter_ticket<M>(sends: &Arc<Sends<M>>) -> Ticket<M> {
+    Ticket {
+        dead_letter: true,
+        ..ticket(sends)
+    }
+}
+
+fn owned_headers(headers: &[(&str, String)]) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len().max(1)),
+        |all, (key, value)| {
+            all.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            })
+        },
+    )
+}
+
+/// Bytes a record takes by librdkafka's count (`rd_kafka_msg_max_wire_size`).
+fn record_size<'a>(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    headers: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> usize {
+    RECORD_OVERHEAD_BYTES
+        + key.map_or(0, <[u8]>::len)
+        + payload.map_or(0, <[u8]>::len)
+        + headers
+            .into_iter()
+            .map(|(name, value)| HEADER_OVERHEAD_BYTES + name.len() + value.map_or(0, <[u8]>::len))
+            .sum::<usize>()
+}
+
+/// A dead letter, cut to fit.
+struct DeadLetterRecord<'m> {
+    key: Option<&'m [u8]>,
+    payload: Option<&'m [u8]>,
+    /// Original headers copied.
+    copied: Vec<(&'m str, Option<&'m [u8]>)>,
+    /// The error and source headers, and the notes on what was left out.
+    ours: Vec<(&'static str, String)>,
+    /// What to send if this cannot be.
+    minimal: Minimal,
+}
+
+impl<'m> DeadLetterRecord<'m> {
+    fn new(
+        message: &'m InboundMessage,
+        idempotency_key: &str,
+        failure: &Failure,
+        budget: usize,
+    ) -> Self {
+        let source = &message.source;
+        let at = format!("{}[{}]@{}", source.topic, source.partition, source.offset);
+        let ours = vec![
+            (dlq_headers::ERROR_CODE, failure.code.as_str().to_string()),
+            (dlq_headers::ERROR_MESSAGE, failure.message.clone()),
+            (dlq_headers::SOURCE_TOPIC, source.topic.clone()),
+            (dlq_headers::SOURCE_PARTITION, source.partition.to_string()),
+            (dlq_headers::SOURCE_OFFSET, source.offset.to_string()),
+            (dlq_headers::IDEMPOTENCY_KEY, idempotency_key.to_string()),
+        ];
+        let mut minimal = Minimal {
+            code: failure.code.as_str(),
+            source: source.clone(),
+            idempotency_key: idempotency_key.to_string(),
+            headers: ours.clone(),
+        };
+        let minimal_note = |what: &str| {
+            format!(
+                "{what} left out: this is a minimal dead letter, sent because the full one \
+                 could not be written; the original is at {at}"
+            )
+        };
+        for (present, header, what) in [
+            (
+                message.payload.is_some(),
+                dlq_headers::PAYLOAD_OMITTED,
+                "the payload",
+            ),
+            (
+                message.key.is_some(),
+                dlq_headers::KEY_OMITTED,
+                "the record key",
+            ),
+            (
+                !message.headers.is_empty(),
+                dlq_headers::HEADERS_OMITTED,
+                "the original headers",
+            ),
+        ] {
+            if present {
+                minimal.headers.push((header, minimal_note(what)));
+            }
+        }
+
+        let mut letter = Self {
+            key: message.key.as_deref(),
+            payload: message.payload.as_deref(),
+            copied: Vec::new(),
+            ours,
+            minimal,
+        };
+        let mut unreadable = Vec::new();
+        for (index, (name, value)) in message.headers.iter().enumerate() {
+            match std::str::from_utf8(name) {
+                Ok(name)
+                    if !name.chars().any(crate::decode::is_forbidden)
+                        && !name.starts_with("nephoran.") =>
+                {
+                    letter.copied.push((name, value.as_deref()));
+                }
+                _ => unreadable.push((index, name.as_slice())),
+            }
+        }
+        if !unreadable.is_empty() {
+            let named: Vec<String> = unreadable
+                .iter()
+                .take(OMITTED_NAMED)
+                .map(|(i, name)| {
+                    format!(
+                        "#{i} (hex {})",
+                        crate::hex::lower_hex(&name[..name.len().min(32)])
+                    )
+                })
+                .collect();
+            let more = match unreadable.len().saturating_sub(OMITTED_NAMED) {
+                0 => String::new(),
+                more => format!(" and {more} more"),
+            };
+            letter.ours.push((
+                dlq_headers::HEADERS_OMITTED,
+                format!(
+                    "{} original headers left out, whose names are not printable UTF-8 or \
+                     use the reserved nephoran. prefix: {}{more}; the original is at {at}",
+                    unreadable.len(),
+                    named.join(", ")
+                ),
+            ));
+        }
+
+        let limit = budget + DEAD_LETTER_MARGIN_BYTES;
+        let too_large = |what: &str, bytes: usize| {
+            format!(
+                "{what} of {bytes} bytes does not fit in message.max.bytes={limit}; it is at {at}"
+            )
+        };
+        if letter.size() > budget {
+            if let Some(payload) = letter.payload.filter(|p| !p.is_empty()) {
+                letter.payload = None;
+                letter.ours.push((
+                    dlq_headers::PAYLOAD_OMITTED,
+                    too_large("the payload", payload.len()),
+                ));
+            }
+        }
+        if letter.size() > budget {
+            if let Some(key) = letter.key.filter(|k| !k.is_empty()) {
+                letter.key = None;
+                letter.ours.push((
+                    dlq_headers::KEY_OMITTED,
+                    too_large("the record key", key.len()),
+                ));
+            }
+        }
+        if letter.size() > budget && !letter.copied.is_empty() {
+            let bytes = record_size(
+                None,
+                None,
+                letter.copied.iter().map(|(n, v)| (n.as_bytes(), *v)),
+            ) - RECORD_OVERHEAD_BYTES;
+            let note = format!(
+                "the {} original headers ({bytes} bytes) do not fit in \
+                 message.max.bytes={limit}; they are at {at}",
+                letter.copied.len()
+            );
+            letter.copied.clear();
+            // One note on headers: this one replaces the one on unreadable names.
+            letter
+                .ours
+                .retain(|(name, _)| *name != dlq_headers::HEADERS_OMITTED);
+            letter.ours.push((dlq_headers::HEADERS_OMITTED, note));
+        }
+        letter
+    }
+
+    fn size(&self) -> usize {
+        record_size(
+            self.key,
+            self.payload,
+            self.copied.iter().map(|(n, v)| (n.as_bytes(), *v)).chain(
+                self.ours
+                    .iter()
+                    .map(|(n, v)| (n.as_bytes(), Some(v.as_bytes()))),
+            ),
+        )
+    }
+
+    /// This service's headers first, then the copies: a reader that takes the first
+    /// header of a name gets this service's.
+    fn headers(&self) -> OwnedHeaders {
+        let mut headers = owned_headers(&self.ours);
+        for (key, value) in &self.copied {
+            headers = headers.insert(Header { key, value: *value });
+        }
+        headers
+    }
 }
 
 #[cfg(test)]
@@ -397,7 +729,7 @@ mod tests {
         // Sealed before the reports: nothing yet.
         sends.clone().reported(&tx);
         assert!(rx.try_recv().is_err());
-        for Ticket(counted) in tickets {
+        for Ticket { sends: counted, .. } in tickets {
             counted.expect("counted").reported(&tx);
         }
         let back = rx.try_recv().expect("handed back after the last report");
@@ -417,12 +749,174 @@ mod tests {
     #[test]
     fn tickets_survive_the_trip_through_librdkafka() {
         let sends = Sends::new(7);
-        let ptr = ticket(&sends).into_ptr();
-        // SAFETY: made by `into_ptr` just above, converted back once.
-        let Ticket(back) = unsafe { Ticket::<i32>::from_ptr(ptr) };
-        assert!(Arc::ptr_eq(&back.expect("a ticket"), &sends));
-        let none = Ticket::<i32>(None).into_ptr();
+        for dead_letter in [false, true] {
+            let made = if dead_letter {
+                dead_letter_ticket(&sends)
+            } else {
+                ticket(&sends)
+            };
+            let ptr = made.into_ptr();
+            // SAFETY: made by `into_ptr` just above, converted back once.
+            let back = unsafe { Ticket::<i32>::from_ptr(ptr) };
+            assert!(Arc::ptr_eq(&back.sends.expect("a ticket"), &sends));
+            assert_eq!(back.dead_letter, dead_letter);
+        }
+        let none = Ticket::<i32> {
+            sends: None,
+            dead_letter: false,
+        }
+        .into_ptr();
         // SAFETY: as above.
-        assert!(unsafe { Ticket::<i32>::from_ptr(none) }.0.is_none());
+        assert!(unsafe { Ticket::<i32>::from_ptr(none) }.sends.is_none());
+    }
+
+    fn inbound(
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+        headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> InboundMessage {
+        InboundMessage {
+            source: SourceRef {
+                topic: "requests".into(),
+                partition: 2,
+                offset: 9,
+            },
+            key,
+            payload,
+            headers,
+        }
+    }
+
+    const BUDGET: usize = 1_000_000 - DEAD_LETTER_MARGIN_BYTES;
+
+    fn letter(message: &InboundMessage) -> DeadLetterRecord<'_> {
+        let failure = Failure::new(crate::outcome::ErrorCode::InvalidRecord, "x".repeat(5000));
+        DeadLetterRecord::new(message, "sha256:00", &failure, BUDGET)
+    }
+
+    fn note<'a>(letter: &'a DeadLetterRecord<'_>, name: &str) -> Option<&'a str> {
+        letter
+            .ours
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_dead_letter_that_fits_is_a_full_copy() {
+        let payload = vec![b'{'; 360_000];
+        let m = inbound(
+            Some(b"k".to_vec()),
+            Some(payload.clone()),
+            vec![
+                (b"trace".to_vec(), Some(b"1".to_vec())),
+                (b"empty".to_vec(), None),
+            ],
+        );
+        let l = letter(&m);
+        assert_eq!(l.payload, Some(&payload[..]));
+        assert_eq!(l.key, Some(&b"k"[..]));
+        assert_eq!(l.copied, [("trace", Some(&b"1"[..])), ("empty", None)]);
+        assert!(l.ours.iter().all(|(n, _)| !n.ends_with(".omitted")));
+        // The failure message was bounded to 1 KiB.
+        assert!(note(&l, dlq_headers::ERROR_MESSAGE).unwrap().len() <= 1024);
+    }
+
+    #[test]
+    fn what_does_not_fit_is_left_out_in_order_and_said_so() {
+        // A 1 000 000-byte key: the payload goes first, then the key; the headers stay.
+        let m = inbound(
+            Some(vec![b'k'; 1_000_000]),
+            Some(b"not json".to_vec()),
+            vec![(b"trace".to_vec(), Some(b"1".to_vec()))],
+        );
+        let l = letter(&m);
+        assert!(l.size() <= BUDGET);
+        assert_eq!((l.payload, l.key), (None, None));
+        assert_eq!(l.copied.len(), 1);
+        let key_note = note(&l, dlq_headers::KEY_OMITTED).expect("the key note");
+        assert!(
+            key_note.contains("1000000 bytes")
+                && key_note.contains("message.max.bytes=1000000")
+                && key_note.contains("requests[2]@9"),
+            "{key_note}"
+        );
+        assert!(note(&l, dlq_headers::PAYLOAD_OMITTED).is_some());
+
+        // Headers too large together: all three left out.
+        let headers = (0..64)
+            .map(|i| (format!("h{i}").into_bytes(), Some(vec![b'v'; 16 * 1024])))
+            .collect();
+        let m = inbound(Some(b"k".to_vec()), Some(vec![b'p'; 10]), headers);
+        let l = letter(&m);
+        assert!(l.size() <= BUDGET, "{}", l.size());
+        assert!(l.copied.is_empty());
+        let headers_note = note(&l, dlq_headers::HEADERS_OMITTED).expect("the headers note");
+        assert!(
+            headers_note.contains("64 original headers"),
+            "{headers_note}"
+        );
+
+        // A large payload alone: only the payload.
+        let m = inbound(Some(b"k".to_vec()), Some(vec![b'p'; 999_000]), vec![]);
+        let l = letter(&m);
+        assert_eq!((l.payload, l.key), (None, Some(&b"k"[..])));
+        assert!(note(&l, dlq_headers::KEY_OMITTED).is_none());
+        // Just at the limit: kept.
+        let at_limit = BUDGET - letter(&inbound(None, Some(Vec::new()), vec![])).size();
+        let m = inbound(None, Some(vec![b'p'; at_limit]), vec![]);
+        assert_eq!(letter(&m).size(), BUDGET);
+        assert!(letter(&m).payload.is_some());
+    }
+
+    #[test]
+    fn headers_a_reader_could_not_read_or_could_mistake_are_left_out_with_a_note() {
+        let m = inbound(
+            None,
+            Some(b"x".to_vec()),
+            vec![
+                (vec![0xFF, 0xFE, b'x'], Some(b"v".to_vec())),
+                (b"idempotency-key\0x".to_vec(), Some(b"v".to_vec())),
+                (b"nephoran.error.code".to_vec(), Some(b"forged".to_vec())),
+                (b"trace".to_vec(), Some(b"1".to_vec())),
+            ],
+        );
+        let l = letter(&m);
+        assert_eq!(l.copied, [("trace", Some(&b"1"[..]))]);
+        let n = note(&l, dlq_headers::HEADERS_OMITTED).expect("a note");
+        assert!(n.starts_with("3 original headers"), "{n}");
+        assert!(
+            n.contains("#0 (hex fffe78)") && n.contains("requests[2]@9"),
+            "{n}"
+        );
+        // This service's own headers come first.
+        assert_eq!(l.ours[0].0, dlq_headers::ERROR_CODE);
+    }
+
+    #[test]
+    fn a_minimal_dead_letter_carries_only_the_error_and_source() {
+        let m = inbound(
+            Some(b"k".to_vec()),
+            Some(b"x".to_vec()),
+            vec![(b"trace".to_vec(), None)],
+        );
+        let minimal = letter(&m).minimal;
+        let names: Vec<_> = minimal.headers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                dlq_headers::ERROR_CODE,
+                dlq_headers::ERROR_MESSAGE,
+                dlq_headers::SOURCE_TOPIC,
+                dlq_headers::SOURCE_PARTITION,
+                dlq_headers::SOURCE_OFFSET,
+                dlq_headers::IDEMPOTENCY_KEY,
+                dlq_headers::PAYLOAD_OMITTED,
+                dlq_headers::KEY_OMITTED,
+                dlq_headers::HEADERS_OMITTED,
+            ]
+        );
+        assert!(minimal.headers[8].1.contains("minimal dead letter"));
+        assert_eq!(minimal.code, "invalid_record");
     }
 }

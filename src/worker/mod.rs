@@ -326,7 +326,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     self.finish(finished).await?;
                 }
                 _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
-                    self.done(&mut acknowledged)?;
+                    self.done(&mut acknowledged).await?;
                 }
                 () = sleep_until(next_deadline), if next_deadline.is_some() => {}
                 received = events.recv_many(&mut batch, EVENT_BATCH) => {
@@ -368,7 +368,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     self.finish(finished).await?;
                 }
                 _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
-                    self.done(&mut acknowledged)?;
+                    self.done(&mut acknowledged).await?;
                 }
                 Some(event) = events.recv() => {
                     if let GroupEvent::Revoked { partitions, handed_over } = event {
@@ -621,9 +621,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
         };
         let key = admitted.received.key.value.clone();
         if let Some(failure) = &completion.dead_letter {
+            // Never fails: a dead letter that cannot be written is logged and counted.
             self.publisher
                 .dead_letter(&admitted.sends, &admitted.message, &key, failure)
-                .await?;
+                .await;
         }
         if let Some(terminal) = completion.outcomes.iter().find(|e| e.stage.is_terminal()) {
             log_terminal(&key, &source, terminal);
@@ -685,12 +686,18 @@ impl<T: Translator + 'static> Worker<'_, T> {
 
     /// Messages' sends are all acknowledged: store their partitions' new committable
     /// positions, where they moved, and resume partitions whose buffer has drained.
-    fn done(&mut self, acknowledged: &mut Vec<Arc<Sends<Sent>>>) -> Result<(), PublishError> {
+    async fn done(&mut self, acknowledged: &mut Vec<Arc<Sends<Sent>>>) -> Result<(), PublishError> {
         // Each partition's latest position, stored once for the whole batch.
         let mut positions: Vec<(String, i32, i64)> = Vec::new();
         for sends in acknowledged.drain(..) {
             self.sealed = self.sealed.saturating_sub(1);
             sends.result()?;
+            // A dead letter that failed is followed by a minimal one: the message is done
+            // when that one is reported.
+            if self.publisher.settle_dead_letter(&sends).await {
+                self.sealed += 1;
+                continue;
+            }
             let sent = &sends.of;
             let source = &sent.source;
             let partition = (source.topic.clone(), source.partition);

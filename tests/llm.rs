@@ -71,7 +71,15 @@ fn calls_metric(model: &str, status: &str) -> f64 {
 async fn the_models_answer_becomes_the_intent_and_the_request_carries_the_contract() {
     let fake = FakeLlm::start(|_| smf_times_seven()).await;
     let model = "answer-model";
-    let t = translator(&fake, model, &["--llm-api-key", "sk-test-key"]);
+    // The key from a file: there is no flag for it (a command line is readable by all).
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, "sk-test-key").unwrap();
+    let t = translator(
+        &fake,
+        model,
+        &["--llm-api-key-file", key_file.to_str().unwrap()],
+    );
     let Translation { by, result } = t.translate(&service(PROSE)).await;
     assert_eq!(by, TranslatorKind::Llm);
     let spec = result.expect("translated");
@@ -405,7 +413,8 @@ async fn resubmitted_text_is_answered_from_the_cache() {
     let t = translator(&fake, "cache-model", &[]);
     let hits = metric("llm_cache_hits_total", &[]);
     assert_eq!(t.translate(&service(PROSE)).await.by, TranslatorKind::Llm);
-    let again = format!("  {}  ", PROSE.to_uppercase().replace(' ', "   "));
+    // Equal up to spacing (case is kept: `500m` and `500M` are different requests).
+    let again = format!("  {}  ", PROSE.replace(' ', "   "));
     let mut request = service(&again);
     if let Request::Service(s) = &mut request {
         s.parameters = Some(BTreeMap::from([(

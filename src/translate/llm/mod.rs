@@ -37,7 +37,7 @@ mod prompt;
 use answer::Rejection;
 use breaker::Breaker;
 use cache::{AnswerCache, CacheKey};
-pub use client::redacted;
+pub use client::{may_carry_a_key, redacted, shown_endpoint};
 use client::{CallError, ChatClient, Message, Reply};
 
 pub struct LlmTranslator {

@@ -141,6 +141,8 @@ pub struct LlmArgs {
     pub llm_api_key_flag: Option<Secret>,
 
     /// File holding the API key (read once at start; surrounding whitespace ignored).
+    /// Or set the LLM_API_KEY variable. There is no flag for the key itself: a command
+    /// line is readable by every user of the node.
     #[arg(long, env = "LLM_API_KEY_FILE")]
     pub llm_api_key_file: Option<std::path::PathBuf>,
 

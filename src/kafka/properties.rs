@@ -85,8 +85,8 @@ const RULES: &[Rule] = &[
     Rule {
         property: "bootstrap.servers",
         refused: Values::Any,
-        why: "the brokers have one setting, and given both, one would silently replace the \
-              other",
+        why: "it conflicts with KAFKA_BROKERS, the one setting for the brokers (it has a \
+              default, so with both set one would silently replace the other)",
         instead: Some("KAFKA_BROKERS (--brokers)"),
     },
     Rule {
@@ -223,16 +223,18 @@ pub fn names_of(name: &str) -> impl Iterator<Item = &str> {
     )
 }
 
-/// Whether `name` (or the property it is an alias of) holds a secret.
+/// Whether `name` (or the property it is an alias of) holds a secret. Compared without
+/// case: a misspelt secret on the command line is still a secret there.
 pub fn is_secret(name: &str) -> bool {
-    let property = canonical(name);
-    SECRETS.contains(&property)
+    let name = name.trim().to_ascii_lowercase();
+    SECRETS.contains(&canonical(&name))
 }
 
 /// Why `name=value` may not be set, if it may not: the property, the property it is an
 /// alias of, the reason, and what to use instead.
 pub fn refusal(name: &str, value: &str) -> Option<String> {
-    let property = canonical(name);
+    let lower = name.trim().to_ascii_lowercase();
+    let property = canonical(&lower);
     let rule = RULES.iter().find(|r| canonical(r.property) == property)?;
     let value = value.trim();
     let refused = match rule.refused {
@@ -244,7 +246,7 @@ pub fn refusal(name: &str, value: &str) -> Option<String> {
     if !refused {
         return None;
     }
-    let mut text = if name == rule.property {
+    let mut text = if lower == rule.property {
         format!("`{name}` may not be set")
     } else {
         format!(
@@ -360,6 +362,7 @@ mod tests {
         ] {
             assert!(is_secret(secret), "{secret}");
         }
+        assert!(is_secret("SASL.Password"));
         assert!(!is_secret("ssl.key.location") && !is_secret("security.protocol"));
     }
 }

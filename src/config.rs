@@ -247,14 +247,19 @@ impl LlmArgs {
             ));
         }
         let has_key = self.llm_api_key.is_some() || self.llm_api_key_file.is_some();
-        if has_key && !crate::translate::llm::may_carry_a_key(&url) {
+        let in_the_url = crate::translate::llm::carries_credentials(&url);
+        if (has_key || in_the_url) && !crate::translate::llm::may_carry_a_key(&url) {
+            let which = if has_key {
+                "an API key is set (LLM_API_KEY or LLM_API_KEY_FILE)"
+            } else {
+                "the URL holds credentials (a user, a password or a key in the query)"
+            };
             return Err(config_error(
                 "LLM_ENDPOINT (--llm-endpoint)",
                 format!(
-                    "{shown} is plain http to a host that is not loopback, and an API key is \
-                     set (LLM_API_KEY or LLM_API_KEY_FILE): the key would cross the network \
-                     readable by anyone on the path; use https:// (plain http only to \
-                     127.0.0.0/8, ::1 or localhost)"
+                    "{shown} is plain http to a host that is not loopback, and {which}: it \
+                     would cross the network readable by anyone on the path; use https:// \
+                     (plain http only to 127.0.0.0/8, ::1 or localhost)"
                 ),
             ));
         }
@@ -811,6 +816,20 @@ mod tests {
         parse(&["--llm-endpoint", "http://llm:8000/v1", "--llm-model", "m"])
             .validate()
             .unwrap();
+        // Credentials in the URL count as a key.
+        let err = parse(&[
+            "--llm-endpoint",
+            "http://llm:8000/v1?key=sk-z",
+            "--llm-model",
+            "m",
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("holds credentials") && !err.contains("sk-z"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -150,11 +150,13 @@ impl ChatClient {
         let url = Url::parse(&base)
             .and_then(|base| base.join("chat/completions"))
             .map_err(|e| format!("{} is not a URL: {e}", shown_endpoint(endpoint)))?;
-        if api_key.is_some() && !may_carry_a_key(&url) {
+        // The endpoint as given: joining drops its query string, not what it meant.
+        let in_the_url = Url::parse(endpoint).is_ok_and(|given| carries_credentials(&given));
+        if (api_key.is_some() || in_the_url) && !may_carry_a_key(&url) {
             return Err(format!(
-                "{} is plain http to a host that is not loopback: the API key would cross \
-                 the network readable by anyone on the path; use https:// (or a loopback \
-                 address for a local server)",
+                "{} is plain http to a host that is not loopback: the credentials would \
+                 cross the network readable by anyone on the path; use https:// (or a \
+                 loopback address for a local server)",
                 redacted(&url)
             ));
         }
@@ -488,6 +490,18 @@ pub fn may_carry_a_key(url: &Url) -> bool {
     }
 }
 
+/// Whether `url` itself holds credentials: a user or password, or a query parameter
+/// named like one (`api-key`, `token`, `secret`, `password`, `auth`, `sig`).
+pub fn carries_credentials(url: &Url) -> bool {
+    const CREDENTIAL_WORDS: [&str; 6] = ["key", "token", "secret", "password", "auth", "sig"];
+    !url.username().is_empty()
+        || url.password().is_some()
+        || url.query_pairs().any(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            CREDENTIAL_WORDS.iter().any(|word| name.contains(word))
+        })
+}
+
 /// The error for a `Retry-After` the budget cannot wait for, saying so.
 fn beyond_budget(e: CallError, wait: Duration, budget: Duration) -> CallError {
     match e {
@@ -782,6 +796,19 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.contains("https") && !err.contains("sk-q"), "{err}");
+        for in_the_url in [
+            "http://user:pw@llm.internal/v1",
+            "http://llm.internal/v1?api-key=sk-q",
+            "http://llm.internal/v1?access_token=t",
+        ] {
+            let url = Url::parse(in_the_url).unwrap();
+            assert!(carries_credentials(&url), "{in_the_url}");
+            let refused =
+                ChatClient::new(in_the_url, "m", None, Duration::from_secs(1), Value::Null);
+            assert!(refused.is_err(), "{in_the_url}");
+        }
+        let harmless = Url::parse("http://llm.internal/v1?api-version=2024-02-01").unwrap();
+        assert!(!carries_credentials(&harmless));
         let without_key = ChatClient::new(
             "http://llm.internal:8000/v1",
             "m",

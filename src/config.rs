@@ -6,6 +6,13 @@
 //! `RDKAFKA_`-prefixed variable (`RDKAFKA_SECURITY_PROTOCOL=SASL_SSL` sets
 //! `security.protocol`). Not `KAFKA_`: Kubernetes injects `KAFKA_PORT` and friends for a
 //! Service called `kafka`. A bad setting fails at start with a message naming it.
+//!
+//! Secrets come from variables or files only, never from flags: process arguments are
+//! readable by every user of the node (`/proc/<pid>/cmdline`, `ps`). The API key is
+//! `LLM_API_KEY` or `LLM_API_KEY_FILE`; a librdkafka secret is `RDKAFKA_SASL_PASSWORD` or
+//! `RDKAFKA_SASL_PASSWORD_FILE` (any `RDKAFKA_<NAME>_FILE` reads `<name>` from a file).
+//! librdkafka properties the service pins, their aliases, and values that would break a
+//! guarantee are refused ([`crate::kafka::properties`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +33,8 @@ pub struct KafkaArgs {
     pub brokers: String,
 
     /// A librdkafka property, `key=value`; repeatable. Overrides RDKAFKA_* variables.
+    /// Secrets (sasl.password, ...) are refused here: use RDKAFKA_<NAME> or
+    /// RDKAFKA_<NAME>_FILE.
     #[arg(long = "kafka-config", value_name = "KEY=VALUE")]
     pub kafka_config: Vec<Property>,
 }
@@ -122,16 +131,18 @@ pub struct LlmArgs {
     #[arg(long, env = "LLM_MODEL")]
     pub llm_model: Option<String>,
 
-    /// API key, sent as a bearer token. Prefer LLM_API_KEY_FILE (a mounted Secret).
-    #[arg(
-        long,
-        env = "LLM_API_KEY",
-        hide_env_values = true,
-        conflicts_with = "llm_api_key_file"
-    )]
+    /// The API key, sent as a bearer token: from the `LLM_API_KEY` variable only (there
+    /// is no flag), read when the arguments are parsed. Prefer LLM_API_KEY_FILE.
+    #[arg(skip = api_key_variable())]
     pub llm_api_key: Option<Secret>,
 
+    /// Refused: a key on the command line is readable by every user of the node.
+    #[arg(long = "llm-api-key", hide = true, value_name = "REFUSED")]
+    pub llm_api_key_flag: Option<Secret>,
+
     /// File holding the API key (read once at start; surrounding whitespace ignored).
+    /// Or set the LLM_API_KEY variable. There is no flag for the key itself: a command
+    /// line is readable by every user of the node.
     #[arg(long, env = "LLM_API_KEY_FILE")]
     pub llm_api_key_file: Option<std::path::PathBuf>,
 
@@ -186,22 +197,70 @@ impl FromStr for Secret {
     }
 }
 
+/// The variable that holds the API key.
+const API_KEY_VARIABLE: &str = "LLM_API_KEY";
+
+/// `LLM_API_KEY`, if set and not empty (an unset Secret key may come through as "").
+fn api_key_variable() -> Option<Secret> {
+    let value = std::env::var_os(API_KEY_VARIABLE)?;
+    let key = Secret::new(value.to_string_lossy().trim());
+    (!key.expose().is_empty()).then_some(key)
+}
+
+/// Longest `LLM_TIMEOUT`: an answer that takes longer is not coming.
+const MAX_LLM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+/// Longest `LLM_BREAKER_COOLDOWN`.
+const MAX_BREAKER_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 impl LlmArgs {
-    /// Checks the settings that only matter with an endpoint.
+    /// Checks the settings that only matter with an endpoint, and refuses a key on the
+    /// command line whether or not there is one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.llm_api_key_flag.is_some() {
+            return Err(config_error(
+                "--llm-api-key",
+                "a key on the command line is readable by every user of the node \
+                 (/proc/<pid>/cmdline, ps); set the LLM_API_KEY variable (from a Secret) or \
+                 LLM_API_KEY_FILE (a mounted Secret file) instead",
+            ));
+        }
+        if self.llm_api_key.is_some() && self.llm_api_key_file.is_some() {
+            return Err(config_error(
+                "LLM_API_KEY_FILE (--llm-api-key-file)",
+                "is set together with LLM_API_KEY; set one of them",
+            ));
+        }
         let Some(endpoint) = &self.llm_endpoint else {
             return Ok(());
         };
+        let shown = crate::translate::llm::shown_endpoint(endpoint);
         let url = reqwest::Url::parse(endpoint).map_err(|e| {
             config_error(
                 "LLM_ENDPOINT (--llm-endpoint)",
-                format!("{endpoint:?} is not a URL: {e}"),
+                format!("{shown} is not a URL: {e}"),
             )
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(config_error(
                 "LLM_ENDPOINT (--llm-endpoint)",
-                format!("{endpoint:?} is not an http or https URL"),
+                format!("{shown} is not an http or https URL"),
+            ));
+        }
+        let has_key = self.llm_api_key.is_some() || self.llm_api_key_file.is_some();
+        let in_the_url = crate::translate::llm::carries_credentials(&url);
+        if (has_key || in_the_url) && !crate::translate::llm::may_carry_a_key(&url) {
+            let which = if has_key {
+                "an API key is set (LLM_API_KEY or LLM_API_KEY_FILE)"
+            } else {
+                "the URL holds credentials (a user, a password or a key in the query)"
+            };
+            return Err(config_error(
+                "LLM_ENDPOINT (--llm-endpoint)",
+                format!(
+                    "{shown} is plain http to a host that is not loopback, and {which}: it \
+                     would cross the network readable by anyone on the path; use https:// \
+                     (plain http only to 127.0.0.0/8, ::1 or localhost)"
+                ),
             ));
         }
         if self
@@ -220,6 +279,16 @@ impl LlmArgs {
                 "must be longer than 0s",
             ));
         }
+        check_at_most(
+            "LLM_TIMEOUT (--llm-timeout)",
+            self.llm_timeout,
+            MAX_LLM_TIMEOUT,
+        )?;
+        check_at_most(
+            "LLM_BREAKER_COOLDOWN (--llm-breaker-cooldown)",
+            self.llm_breaker_cooldown,
+            MAX_BREAKER_COOLDOWN,
+        )?;
         if self.llm_max_concurrency == 0 {
             return Err(config_error(
                 "LLM_MAX_CONCURRENCY (--llm-max-concurrency)",
@@ -241,28 +310,83 @@ impl LlmArgs {
         Ok(())
     }
 
-    /// The API key, from the flag or variable, else from the file; `None` if neither.
+    /// The API key, from the variable, else from the file; `None` if neither. A key a
+    /// bearer token cannot carry (control characters, spaces, non-ASCII) is an error that
+    /// does not quote it.
     pub fn api_key(&self) -> Result<Option<Secret>, ConfigError> {
         if let Some(key) = &self.llm_api_key {
+            check_token(API_KEY_VARIABLE, key)?;
             return Ok(Some(key.clone()));
         }
         let Some(path) = &self.llm_api_key_file else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            config_error(
-                "LLM_API_KEY_FILE (--llm-api-key-file)",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let key = text.trim();
-        if key.is_empty() {
+        const SETTING: &str = "LLM_API_KEY_FILE (--llm-api-key-file)";
+        let text = read_secret_file(path).map_err(|problem| config_error(SETTING, problem))?;
+        let key = Secret::new(text.trim());
+        if key.expose().is_empty() {
             return Err(config_error(
-                "LLM_API_KEY_FILE (--llm-api-key-file)",
+                SETTING,
                 format!("{} is empty", path.display()),
             ));
         }
-        Ok(Some(Secret::new(key)))
+        check_token(SETTING, &key)?;
+        Ok(Some(key))
+    }
+}
+
+/// Fails unless `key` is visible ASCII, as an HTTP bearer token must be.
+fn check_token(setting: &'static str, key: &Secret) -> Result<(), ConfigError> {
+    if key.expose().bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(config_error(
+            setting,
+            "holds characters an API key (a bearer token) cannot: control characters, \
+             spaces or non-ASCII (value not shown)",
+        ))
+    }
+}
+
+/// Largest secret file read (a PEM key is a few KiB).
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// A secret file's text, bounded; the error names the path, never the content.
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_SECRET_FILE_BYTES} bytes",
+            path.display()
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// Fails if `value` is longer than `max`: durations are added to clocks, and a huge one
+/// would overflow them.
+fn check_at_most(
+    setting: &'static str,
+    value: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<(), ConfigError> {
+    if value <= max {
+        Ok(())
+    } else {
+        Err(config_error(
+            setting,
+            format!(
+                "{} is longer than the most it may be, {}",
+                humantime::format_duration(value),
+                humantime::format_duration(max)
+            ),
+        ))
     }
 }
 
@@ -306,24 +430,140 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 25s: {e}"))
 }
 
+/// Suffix of a variable naming a file that holds a property's value
+/// (`RDKAFKA_SASL_PASSWORD_FILE=/secrets/kafka/password`).
+pub const RDKAFKA_FILE_SUFFIX: &str = "_FILE";
+
+/// How errors name the librdkafka pass-through settings.
+const RDKAFKA_VARIABLES: &str = "RDKAFKA_<PROPERTY>";
+const KAFKA_CONFIG_FLAG: &str = "--kafka-config";
+
+/// A property's value and the variable or flag it came from.
+struct Given {
+    source: String,
+    value: String,
+}
+
 impl KafkaArgs {
-    /// librdkafka properties from the environment and the flags, flags last.
+    /// librdkafka properties from the environment and the flags, flags last; refused
+    /// properties ([`crate::kafka::properties`]) and secrets on the command line are
+    /// errors naming the variable or flag.
     pub fn properties(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        self.properties_from(std::env::vars_os())
+    }
+
+    /// [`Self::properties`] with the environment given.
+    fn properties_from(
+        &self,
+        environment: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        use crate::kafka::properties::{canonical, is_secret, refusal, FILE_PROPERTIES};
         if self.brokers.trim().is_empty() {
             return Err(config_error("KAFKA_BROKERS (--brokers)", "is empty"));
         }
-        let mut properties = BTreeMap::new();
-        for (name, value) in std::env::vars() {
-            if let Some(rest) = name.strip_prefix(RDKAFKA_ENV_PREFIX) {
-                if rest.is_empty() {
-                    continue;
-                }
-                properties.insert(rest.to_ascii_lowercase().replace('_', "."), value);
+        // Sorted, so that which of two conflicting variables an error names is stable.
+        let mut variables = BTreeMap::new();
+        for (name, value) in environment {
+            let prefixed = name
+                .as_encoded_bytes()
+                .starts_with(RDKAFKA_ENV_PREFIX.as_bytes());
+            if !prefixed {
+                continue;
             }
+            let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+                let shown = name.to_string_lossy().escape_debug().to_string();
+                return Err(config_error(
+                    RDKAFKA_VARIABLES,
+                    format!("{shown}: the variable's name or value is not UTF-8"),
+                ));
+            };
+            variables.insert(name.to_string(), value.to_string());
+        }
+        let mut given: BTreeMap<String, Given> = BTreeMap::new();
+        for (name, value) in variables {
+            let rest = &name[RDKAFKA_ENV_PREFIX.len()..];
+            if rest.is_empty() {
+                continue;
+            }
+            let dotted = rest.to_ascii_lowercase().replace('_', ".");
+            let from_file = rest.ends_with(RDKAFKA_FILE_SUFFIX)
+                && rest.len() > RDKAFKA_FILE_SUFFIX.len()
+                && !FILE_PROPERTIES.contains(&dotted.as_str());
+            let (property, value) = if from_file {
+                let property = dotted[..dotted.len() - RDKAFKA_FILE_SUFFIX.len()].to_string();
+                let text = read_secret_file(std::path::Path::new(&value)).map_err(|problem| {
+                    config_error(RDKAFKA_VARIABLES, format!("{name}: {problem}"))
+                })?;
+                // A file written by `echo` ends in a newline the value does not.
+                (property, text.trim_end_matches(['\n', '\r']).to_string())
+            } else {
+                (dotted, value)
+            };
+            if let Some(earlier) = given.get(&property) {
+                return Err(config_error(
+                    RDKAFKA_VARIABLES,
+                    format!(
+                        "{} and {name} both set `{property}`; set one of them",
+                        earlier.source
+                    ),
+                ));
+            }
+            given.insert(
+                property,
+                Given {
+                    source: name,
+                    value,
+                },
+            );
         }
         for Property { key, value } in &self.kafka_config {
-            properties.insert(key.clone(), value.clone());
+            if is_secret(key) {
+                let variable = format!(
+                    "{RDKAFKA_ENV_PREFIX}{}",
+                    key.to_ascii_uppercase().replace('.', "_")
+                );
+                return Err(config_error(
+                    KAFKA_CONFIG_FLAG,
+                    format!(
+                        "`{key}` is a secret, and a command line is readable by every user \
+                         of the node (/proc/<pid>/cmdline, ps); set {variable} (from a \
+                         Secret) or {variable}{RDKAFKA_FILE_SUFFIX} (a mounted Secret file) \
+                         instead"
+                    ),
+                ));
+            }
+            let source = format!("{KAFKA_CONFIG_FLAG} {key}=...");
+            given.insert(
+                key.clone(),
+                Given {
+                    source,
+                    value: value.clone(),
+                },
+            );
         }
+        let mut by_property: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, Given { source, value }) in &given {
+            let setting = if source.starts_with(KAFKA_CONFIG_FLAG) {
+                KAFKA_CONFIG_FLAG
+            } else {
+                RDKAFKA_VARIABLES
+            };
+            if let Some(why) = refusal(name, value) {
+                return Err(config_error(setting, format!("{source}: {why}")));
+            }
+            if let Some(other) = by_property.insert(canonical(name), source) {
+                return Err(config_error(
+                    setting,
+                    format!(
+                        "{other} and {source} set the same librdkafka property `{}` under \
+                         two names, and which one wins is not fixed; set one of them",
+                        canonical(name)
+                    ),
+                ));
+            }
+        }
+        let mut properties: BTreeMap<String, String> =
+            given.into_iter().map(|(name, g)| (name, g.value)).collect();
         properties.insert("bootstrap.servers".into(), self.brokers.clone());
         Ok(properties)
     }
@@ -400,7 +640,35 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        self.check_durations()?;
         self.llm.validate()
+    }
+}
+
+/// Longest `SHUTDOWN_TIMEOUT` and `REVOKE_DRAIN_TIMEOUT`.
+const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+/// Longest `DEDUP_WINDOW`.
+const MAX_DEDUP_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+impl Config {
+    /// Bounds the durations the worker adds to clocks, so none can overflow one.
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        check_at_most(
+            "SHUTDOWN_TIMEOUT (--shutdown-timeout)",
+            self.shutdown_timeout,
+            MAX_DRAIN,
+        )?;
+        check_at_most(
+            "REVOKE_DRAIN_TIMEOUT (--revoke-drain-timeout)",
+            self.revoke_drain_timeout,
+            MAX_DRAIN,
+        )?;
+        check_at_most(
+            "DEDUP_WINDOW (--dedup-window)",
+            self.dedup_window,
+            MAX_DEDUP_WINDOW,
+        )
     }
 }
 
@@ -487,9 +755,118 @@ mod tests {
 
     #[test]
     fn the_api_key_never_shows_in_debug_output() {
-        let c = parse(&["--llm-api-key", "sk-very-secret"]);
+        let mut c = parse(&[]);
+        c.llm.llm_api_key = Some(Secret::new("sk-very-secret"));
         assert_eq!(c.llm.api_key().unwrap().unwrap().expose(), "sk-very-secret");
         assert!(!format!("{c:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn an_api_key_on_the_command_line_is_refused_saying_why_and_what_instead() {
+        // Refused with or without an endpoint, and never quoted.
+        for args in [
+            &["--llm-api-key", "sk-on-the-command-line"][..],
+            &[
+                "--llm-api-key=sk-on-the-command-line",
+                "--llm-endpoint",
+                "https://h/v1",
+                "--llm-model",
+                "m",
+            ],
+        ] {
+            let c = parse(args);
+            assert!(!format!("{c:?}").contains("sk-on-the-command-line"));
+            let err = c.validate().unwrap_err().to_string();
+            for expected in ["--llm-api-key", "/proc", "LLM_API_KEY", "LLM_API_KEY_FILE"] {
+                assert!(err.contains(expected), "{err}");
+            }
+            assert!(!err.contains("sk-on-the-command-line"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_key_goes_over_plain_http_only_to_loopback() {
+        let with_key = |endpoint: &str| {
+            let mut c = parse(&["--llm-endpoint", endpoint, "--llm-model", "m"]);
+            c.llm.llm_api_key = Some(Secret::new("sk-1"));
+            c.validate()
+        };
+        let err = with_key("http://llm.internal:8000/v1?api-key=sk-q")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LLM_ENDPOINT") && err.contains("https") && err.contains("loopback"),
+            "{err}"
+        );
+        assert!(!err.contains("sk-q"), "the query string is redacted: {err}");
+        with_key("https://llm.internal/v1").unwrap();
+        with_key("http://127.0.0.1:8000/v1").unwrap();
+        with_key("http://localhost:11434/v1").unwrap();
+        with_key("http://[::1]:8000/v1").unwrap();
+        // A key file counts as a key; no key, no rule.
+        let c = parse(&[
+            "--llm-endpoint",
+            "http://llm:8000/v1",
+            "--llm-model",
+            "m",
+            "--llm-api-key-file",
+            "/run/secrets/key",
+        ]);
+        assert!(c.validate().unwrap_err().to_string().contains("https"));
+        parse(&["--llm-endpoint", "http://llm:8000/v1", "--llm-model", "m"])
+            .validate()
+            .unwrap();
+        // Credentials in the URL count as a key.
+        let err = parse(&[
+            "--llm-endpoint",
+            "http://llm:8000/v1?key=sk-z",
+            "--llm-model",
+            "m",
+        ])
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("holds credentials") && !err.contains("sk-z"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_that_would_overflow_a_clock_are_refused() {
+        for (args, setting) in [
+            (
+                &[
+                    "--llm-endpoint",
+                    "https://h/v1",
+                    "--llm-model",
+                    "m",
+                    "--llm-timeout",
+                    "100000000000y",
+                ][..],
+                "LLM_TIMEOUT",
+            ),
+            (
+                &[
+                    "--llm-endpoint",
+                    "https://h/v1",
+                    "--llm-model",
+                    "m",
+                    "--llm-breaker-cooldown",
+                    "500y",
+                ],
+                "LLM_BREAKER_COOLDOWN",
+            ),
+            (&["--shutdown-timeout", "100000000000y"], "SHUTDOWN_TIMEOUT"),
+            (&["--revoke-drain-timeout", "2h"], "REVOKE_DRAIN_TIMEOUT"),
+            (&["--dedup-window", "500y"], "DEDUP_WINDOW"),
+        ] {
+            let err = parse(args).validate().unwrap_err().to_string();
+            assert!(
+                err.contains(setting) && err.contains("longer than"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -506,8 +883,23 @@ mod tests {
             err.contains("LLM_API_KEY_FILE") && err.contains("/nonexistent/key"),
             "{err}"
         );
-        let both = Wrapper::try_parse_from(["x", "--llm-api-key", "a", "--llm-api-key-file", path]);
-        assert!(both.is_err());
+        let mut both = parse(&["--llm-api-key-file", path]);
+        both.llm.llm_api_key = Some(Secret::new("a"));
+        let err = both.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("LLM_API_KEY_FILE") && err.contains("LLM_API_KEY;"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("bad"), "sk-with\u{7}bell").unwrap();
+        let bad = parse(&[
+            "--llm-api-key-file",
+            dir.path().join("bad").to_str().unwrap(),
+        ]);
+        let err = bad.llm.api_key().unwrap_err().to_string();
+        assert!(
+            err.contains("bearer token") && !err.contains("sk-with"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -521,5 +913,182 @@ mod tests {
         let p = c.kafka.properties().unwrap();
         assert_eq!(p["session.timeout.ms"], "6000");
         assert_eq!(p["bootstrap.servers"], "b:1");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    fn kafka_error(args: &[&str], variables: &[(&str, &str)]) -> String {
+        parse(args)
+            .kafka
+            .properties_from(env(variables))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn variables_become_properties_and_flags_win() {
+        let c = parse(&["--kafka-config", "linger.ms=9"]);
+        let p = c
+            .kafka
+            .properties_from(env(&[
+                ("RDKAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+                ("RDKAFKA_SASL_PASSWORD", "pw"),
+                ("RDKAFKA_LINGER_MS", "5"),
+                ("RDKAFKA_", "ignored"),
+                ("KAFKA_PORT", "tcp://10.0.0.1:9092"),
+            ]))
+            .unwrap();
+        assert_eq!(p["security.protocol"], "SASL_SSL");
+        assert_eq!(p["sasl.password"], "pw");
+        assert_eq!(p["linger.ms"], "9");
+        assert_eq!(p.len(), 4, "{p:?}");
+    }
+
+    #[test]
+    fn a_secret_on_the_command_line_is_refused_and_taken_from_a_variable_or_file() {
+        for secret in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.key.pem",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+        ] {
+            let arg = format!("{secret}=hunter2");
+            let err = kafka_error(&["--kafka-config", &arg], &[]);
+            let variable = format!("RDKAFKA_{}", secret.to_uppercase().replace('.', "_"));
+            assert!(
+                err.contains("--kafka-config")
+                    && err.contains("/proc")
+                    && err.contains(&variable)
+                    && err.contains(&format!("{variable}_FILE")),
+                "{err}"
+            );
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret \n").unwrap();
+        let file = file.to_str().unwrap();
+        let p = parse(&[])
+            .kafka
+            .properties_from(env(&[("RDKAFKA_SASL_PASSWORD_FILE", file)]))
+            .unwrap();
+        assert_eq!(
+            p["sasl.password"], "s3cret ",
+            "only the line ending is dropped"
+        );
+        let err = kafka_error(
+            &[],
+            &[
+                ("RDKAFKA_SASL_PASSWORD", "a"),
+                ("RDKAFKA_SASL_PASSWORD_FILE", file),
+            ],
+        );
+        assert!(
+            err.contains("RDKAFKA_SASL_PASSWORD and RDKAFKA_SASL_PASSWORD_FILE"),
+            "{err}"
+        );
+        let err = kafka_error(&[], &[("RDKAFKA_SSL_KEY_PEM_FILE", "/nonexistent/key.pem")]);
+        assert!(
+            err.contains("RDKAFKA_SSL_KEY_PEM_FILE") && err.contains("/nonexistent/key.pem"),
+            "{err}"
+        );
+        // A property whose own name ends in .file is that property, not a file of one.
+        let p = parse(&[])
+            .kafka
+            .properties_from(env(&[(
+                "RDKAFKA_SASL_OAUTHBEARER_ASSERTION_FILE",
+                "/a.jwt",
+            )]))
+            .unwrap();
+        assert_eq!(p["sasl.oauthbearer.assertion.file"], "/a.jwt");
+    }
+
+    #[test]
+    fn pinned_properties_aliases_and_guarantee_breakers_are_refused_naming_the_setting() {
+        for (args, variables, expected) in [
+            (
+                &[][..],
+                &[("RDKAFKA_REQUEST_REQUIRED_ACKS", "1")][..],
+                &["RDKAFKA_REQUEST_REQUIRED_ACKS", "`acks`"][..],
+            ),
+            (
+                &["--kafka-config", "acks=1"],
+                &[],
+                &["--kafka-config acks", "no loss"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_BOOTSTRAP_SERVERS", "b:1")],
+                &["RDKAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"],
+            ),
+            (
+                &["--kafka-config", "metadata.broker.list=b:1"],
+                &[],
+                &["metadata.broker.list", "KAFKA_BROKERS"],
+            ),
+            (&[], &[("RDKAFKA_GROUP_ID", "g")], &["CONSUMER_GROUP"]),
+            (
+                &[],
+                &[("RDKAFKA_ISOLATION_LEVEL", "read_uncommitted")],
+                &["RDKAFKA_ISOLATION_LEVEL", "read_uncommitted", "committed"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_MESSAGE_TIMEOUT_MS", "0")],
+                &["RDKAFKA_MESSAGE_TIMEOUT_MS", "never times out"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_DELIVERY_TIMEOUT_MS", "0")],
+                &["`message.timeout.ms`", "never times out"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_ENABLE_AUTO_COMMIT", "false")],
+                &["enable.auto.commit"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_GROUP_INSTANCE_ID", "pod")],
+                &["static membership"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_TRANSACTIONAL_ID", "t")],
+                &["transactional"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_ENABLE_PARTITION_EOF", "true")],
+                &["not messages"],
+            ),
+            (
+                &[],
+                &[("RDKAFKA_ALLOW_AUTO_CREATE_TOPICS", "true")],
+                &["create-topics"],
+            ),
+            // Two names of one property: which wins would be left to chance.
+            (
+                &[],
+                &[
+                    ("RDKAFKA_LINGER_MS", "5"),
+                    ("RDKAFKA_QUEUE_BUFFERING_MAX_MS", "10"),
+                ],
+                &[
+                    "RDKAFKA_LINGER_MS",
+                    "RDKAFKA_QUEUE_BUFFERING_MAX_MS",
+                    "queue.buffering.max.ms",
+                ],
+            ),
+        ] {
+            let err = kafka_error(args, variables);
+            for text in expected {
+                assert!(err.contains(text), "{args:?} {variables:?}: {err}");
+            }
+        }
     }
 }

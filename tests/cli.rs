@@ -47,7 +47,7 @@ fn a_bad_setting_stops_the_worker_at_start_naming_it() {
             &["run"],
             &[
                 ("LLM_API_KEY_FILE", "/nonexistent/api-key"),
-                ("LLM_ENDPOINT", "http://llm/v1"),
+                ("LLM_ENDPOINT", "https://llm/v1"),
                 ("LLM_MODEL", "m"),
             ],
             "LLM_API_KEY_FILE",
@@ -63,6 +63,134 @@ fn a_bad_setting_stops_the_worker_at_start_naming_it() {
         assert!(!output.status.success(), "{args:?} {env:?} should fail");
         assert!(stderr.contains(setting), "{args:?} {env:?}: {stderr}");
     }
+}
+
+#[test]
+fn settings_that_leak_a_secret_or_break_a_guarantee_stop_the_worker_at_start() {
+    // (arguments, environment, what the error must name, the secret it must not show)
+    type Case = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+        Option<&'static str>,
+    );
+    let cases: [Case; 10] = [
+        (
+            &["run", "--llm-api-key", "sk-on-the-command-line"],
+            &[],
+            &["--llm-api-key", "/proc", "LLM_API_KEY", "LLM_API_KEY_FILE"],
+            Some("sk-on-the-command-line"),
+        ),
+        (
+            &["run", "--kafka-config", "sasl.password=hunter2"],
+            &[],
+            &[
+                "--kafka-config",
+                "sasl.password",
+                "RDKAFKA_SASL_PASSWORD_FILE",
+            ],
+            Some("hunter2"),
+        ),
+        (
+            &["submit", "--kafka-config", "ssl.key.password=hunter2"],
+            &[],
+            &[
+                "--kafka-config",
+                "ssl.key.password",
+                "RDKAFKA_SSL_KEY_PASSWORD",
+            ],
+            Some("hunter2"),
+        ),
+        (
+            &["run"],
+            &[("RDKAFKA_REQUEST_REQUIRED_ACKS", "1")],
+            &["RDKAFKA_REQUEST_REQUIRED_ACKS", "`acks`"],
+            None,
+        ),
+        (
+            &["run"],
+            &[("RDKAFKA_BOOTSTRAP_SERVERS", "elsewhere:9092")],
+            &["RDKAFKA_BOOTSTRAP_SERVERS", "KAFKA_BROKERS"],
+            None,
+        ),
+        (
+            &["run"],
+            &[("RDKAFKA_ISOLATION_LEVEL", "read_uncommitted")],
+            &["RDKAFKA_ISOLATION_LEVEL", "read_uncommitted"],
+            None,
+        ),
+        (
+            &["run"],
+            &[("RDKAFKA_MESSAGE_TIMEOUT_MS", "0")],
+            &["RDKAFKA_MESSAGE_TIMEOUT_MS", "never times out"],
+            None,
+        ),
+        (
+            &["run"],
+            &[("RDKAFKA_GROUP_INSTANCE_ID", "pod-0")],
+            &["RDKAFKA_GROUP_INSTANCE_ID", "static membership"],
+            None,
+        ),
+        (
+            &["run"],
+            &[
+                (
+                    "LLM_ENDPOINT",
+                    "http://llm.example:8000/v1?api-key=sk-in-query",
+                ),
+                ("LLM_MODEL", "m"),
+                ("LLM_API_KEY", "sk-over-plain-http"),
+            ],
+            &["LLM_ENDPOINT", "https", "loopback"],
+            Some("sk-"),
+        ),
+        (
+            &["translate", "Deploy AMF in namespace core5g"],
+            &[
+                ("LLM_ENDPOINT", "http://10.1.2.3/v1"),
+                ("LLM_MODEL", "m"),
+                ("LLM_API_KEY", "sk-over-plain-http"),
+            ],
+            &["LLM_ENDPOINT", "https"],
+            Some("sk-over-plain-http"),
+        ),
+    ];
+    for (args, env, named, secret) in cases {
+        let output = binary()
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?} {env:?} should fail");
+        for name in named {
+            assert!(stderr.contains(name), "{args:?} {env:?}: {stderr}");
+        }
+        if let Some(secret) = secret {
+            assert!(!stderr.contains(secret), "{args:?} {env:?}: {stderr}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_key_is_taken_from_its_variable() {
+    use common::openai::{answer, FakeLlm, Reply};
+    let fake = FakeLlm::start(|_| Reply::answer(answer(&["upf"], "edge", Some(4)))).await;
+    let output = tokio::process::Command::from(binary())
+        .args(["translate", "The edge sites need four user plane functions"])
+        .env("LLM_ENDPOINT", &fake.endpoint)
+        .env("LLM_MODEL", "cli-model")
+        .env("LLM_API_KEY", "sk-from-the-variable")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("translated by llm"));
+    assert_eq!(
+        fake.calls()[0].authorization.as_deref(),
+        Some("Bearer sk-from-the-variable"),
+        "plain http is fine to a loopback host"
+    );
 }
 
 fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {

@@ -147,9 +147,7 @@ fn reply_for(directive: Option<&Value>, redirect_to: &str) -> Reply {
         return Reply::answer(answer("kube-system", Some(0), Some("64")));
     };
     if d["redirect"].as_bool() == Some(true) {
-        // TODO(merge llmcfg): Reply::redirect(redirect_to)
-        let _ = redirect_to;
-        return Reply::status(500, "redirect placeholder");
+        return Reply::redirect(307, redirect_to);
     }
     if let Some(cpu) = d["cpu"].as_str() {
         return Reply::answer(answer("core5g", None, Some(cpu)));

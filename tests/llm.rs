@@ -71,7 +71,15 @@ fn calls_metric(model: &str, status: &str) -> f64 {
 async fn the_models_answer_becomes_the_intent_and_the_request_carries_the_contract() {
     let fake = FakeLlm::start(|_| smf_times_seven()).await;
     let model = "answer-model";
-    let t = translator(&fake, model, &["--llm-api-key", "sk-test-key"]);
+    // The key from a file: there is no flag for it (a command line is readable by all).
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, "sk-test-key").unwrap();
+    let t = translator(
+        &fake,
+        model,
+        &["--llm-api-key-file", key_file.to_str().unwrap()],
+    );
     let Translation { by, result } = t.translate(&service(PROSE)).await;
     assert_eq!(by, TranslatorKind::Llm);
     let spec = result.expect("translated");
@@ -405,7 +413,8 @@ async fn resubmitted_text_is_answered_from_the_cache() {
     let t = translator(&fake, "cache-model", &[]);
     let hits = metric("llm_cache_hits_total", &[]);
     assert_eq!(t.translate(&service(PROSE)).await.by, TranslatorKind::Llm);
-    let again = format!("  {}  ", PROSE.to_uppercase().replace(' ', "   "));
+    // Equal up to spacing (case is kept: `500m` and `500M` are different requests).
+    let again = format!("  {}  ", PROSE.replace(' ', "   "));
     let mut request = service(&again);
     if let Request::Service(s) = &mut request {
         s.parameters = Some(BTreeMap::from([(
@@ -696,4 +705,181 @@ async fn with_the_llm_down_every_message_still_gets_its_outcome_by_rules() {
         committed_offset(&topics.group, requests, partition as i32, |o| o == end).await;
     }
     worker.stop().await;
+}
+
+// The client against a hostile server: a huge Retry-After, redirects, error bodies that
+// echo the key and carry a blob.
+
+/// A translator to `fake` that sends `key`, read from a file as a mounted Secret is.
+fn keyed_translator(fake: &FakeLlm, model: &str, key: &str) -> LlmTranslator {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, key).unwrap();
+    translator(
+        fake,
+        model,
+        &["--llm-api-key-file", key_file.to_str().unwrap()],
+    )
+}
+
+/// An error body as a hostile server might send it: the key it was sent, a forged log
+/// line with terminal escapes, and 10 KB of filler.
+fn hostile_error_body(key: &str) -> String {
+    format!(
+        "denied for {key}\n2026-01-01T00:00:00Z INFO forged line\u{1b}[2K\u{202E}{}",
+        "#".repeat(10 * 1024)
+    )
+}
+
+/// Checks a quoted server error: bounded, one line, no escapes, no key.
+fn assert_quoted_safely(text: &str, key: &str) {
+    assert!(!text.contains(key), "the key is blanked: {text}");
+    assert!(text.contains("denied for ***"), "{text}");
+    let filler = text.matches('#').count();
+    assert!(
+        filler > 0 && filler <= 200,
+        "{filler} characters of the blob: {text}"
+    );
+    assert!(
+        !text.contains(['\n', '\u{1b}', '\u{202E}']),
+        "control and bidi characters are escaped: {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_neither_panics_nor_waits_past_the_budget() {
+    let huge = [
+        "18446744073709551615",
+        "340282366920938463463374607431768211456",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ];
+    for (i, retry_after) in huge.into_iter().enumerate() {
+        let fake =
+            FakeLlm::start(move |_| Reply::status(429, "quota").retry_after(retry_after)).await;
+        let model = format!("huge-retry-{i}");
+        let t = translator(&fake, &model, &[]);
+        // The rules apply what they can read, at once.
+        let applied = t
+            .translate(&service("Deploy AMF in namespace core5g"))
+            .await;
+        assert_eq!(applied.by, TranslatorKind::Rules, "{retry_after}");
+        assert_eq!(
+            applied.result.expect("the rules' intent").target_components,
+            [Component::Amf]
+        );
+        // What only the model could read is refused, saying the wait was beyond the budget.
+        let reason = t
+            .translate(&service(PROSE))
+            .await
+            .result
+            .unwrap_err()
+            .reason;
+        assert!(
+            reason.contains("429") && reason.contains("beyond the retry budget of 4s"),
+            "{retry_after}: {reason}"
+        );
+        assert_eq!(fake.calls().len(), 2, "one attempt per request, no retry");
+        assert_eq!(calls_metric(&model, "error"), 2.0);
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_error_names_it() {
+    let elsewhere = FakeLlm::start(|_| smf_times_seven()).await;
+    for status in [301, 302, 303, 307, 308] {
+        let target = format!(
+            "{}/chat/completions?token=sk-in-the-location",
+            elsewhere.endpoint
+        );
+        let fake = FakeLlm::start(move |_| Reply::redirect(status, &target)).await;
+        let model = format!("redirect-{status}");
+        let t = keyed_translator(&fake, &model, "sk-redirected-key");
+        let translation = t.translate(&service(PROSE)).await;
+        assert_eq!(translation.by, TranslatorKind::Rules);
+        let reason = translation.result.unwrap_err().reason;
+        assert!(
+            reason.contains(&format!("answered {status}, a redirect to"))
+                && reason.contains(&format!("{}/chat/completions?***", elsewhere.endpoint)),
+            "{reason}"
+        );
+        assert!(!reason.contains("sk-in-the-location"), "{reason}");
+        assert_eq!(fake.calls().len(), 1, "a failed call, not retried");
+        assert_eq!(calls_metric(&model, "error"), 1.0);
+        assert_eq!(calls_metric(&model, "success"), 0.0);
+    }
+    assert!(
+        elsewhere.calls().is_empty(),
+        "the redirect target never got the prompt or the key"
+    );
+}
+
+#[tokio::test]
+async fn an_error_body_is_quoted_bounded_escaped_and_without_the_key() {
+    const KEY: &str = "sk-echoed-back-by-the-server";
+    for body in [
+        hostile_error_body(KEY),
+        json!({"error": {"message": hostile_error_body(KEY)}}).to_string(),
+    ] {
+        let fake = FakeLlm::start(move |_| Reply::raw(403, body.clone())).await;
+        let t = keyed_translator(&fake, "hostile-body-model", KEY);
+        let reason = t
+            .translate(&service(PROSE))
+            .await
+            .result
+            .unwrap_err()
+            .reason;
+        assert!(reason.contains("403"), "{reason}");
+        assert_quoted_safely(&reason, KEY);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn through_kafka_an_error_body_reaches_outcome_and_dead_letter_bounded_without_the_key() {
+    use rdkafka::message::{Headers, Message};
+    const KEY: &str = "sk-echoed-into-kafka";
+    let fake = FakeLlm::start(|_| Reply::raw(403, hostile_error_body(KEY))).await;
+    let topics = TestTopics::create("llm-hostile-body", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let sink = dir.path().join("intents");
+    let producer = producer();
+    produce(
+        &producer,
+        &topics.service_requests,
+        Some("hostile-body"),
+        &service_request("hostile-body", "Write me a poem about the sea"),
+        &[],
+    )
+    .await;
+    let worker = llm_worker(
+        &topics,
+        &sink,
+        &fake.endpoint,
+        "kafka-hostile-body",
+        &["--llm-api-key-file", key_file.to_str().unwrap()],
+    );
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes.until_terminal(["hostile-body"]).await;
+    worker.stop().await;
+    assert_eq!(fake.calls().len(), 1, "the model was asked");
+    assert_eq!(
+        fake.calls()[0].authorization.as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    let rejected = outcomes.terminal("hostile-body")[0].clone();
+    assert_eq!(rejected.stage, Stage::Rejected);
+    let message = rejected.error.expect("the reason").message;
+    assert!(message.contains("403"), "{message}");
+    assert_quoted_safely(&message, KEY);
+
+    let dlq = TopicReader::new(&topics.dlq, 1);
+    let letter = dlq.next(PATIENCE).await.expect("a dead letter");
+    let quoted = header(&letter, "nephoran.error.message").expect("the error header");
+    assert_quoted_safely(&quoted, KEY);
+    for name in letter.headers().iter().flat_map(|h| h.iter()) {
+        let value = name.value.map(String::from_utf8_lossy).unwrap_or_default();
+        assert!(!value.contains(KEY), "header {}: {value}", name.key);
+    }
 }

@@ -3,12 +3,14 @@
 //! It turns consumed records into [`InboundMessage`](crate::message::InboundMessage)s,
 //! publishes outcome events and dead letters, stores offsets once a message is done, and
 //! creates topics for development. Client settings that the guarantees depend on are
-//! fixed here and cannot be overridden by pass-through properties.
+//! fixed here and cannot be overridden by pass-through properties ([`properties`] refuses
+//! them, and their aliases, at start).
 
 pub mod admin;
 pub mod changelog;
 pub mod consumer;
 pub mod headers;
+pub mod properties;
 pub mod publisher;
 pub mod tools;
 
@@ -29,7 +31,9 @@ fn admin_client(
         .context("could not create the Kafka admin client")
 }
 
-/// A client configuration from user properties with `fixed` settings applied on top.
+/// A client configuration from user properties with `fixed` settings applied on top. A
+/// fixed setting replaces the user's under any of its names: librdkafka applies the
+/// entries in no fixed order, so an alias left beside it would win at random.
 fn client_config(properties: &BTreeMap<String, String>, fixed: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("client.id", "nephoran-kafka-consumer");
@@ -37,7 +41,33 @@ fn client_config(properties: &BTreeMap<String, String>, fixed: &[(&str, &str)]) 
         config.set(key, value);
     }
     for (key, value) in fixed {
+        for name in properties::names_of(key) {
+            config.remove(name);
+        }
         config.set(*key, *value);
     }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_setting_replaces_the_users_under_every_name() {
+        let user = BTreeMap::from([
+            ("request.required.acks".to_string(), "1".to_string()),
+            ("fetch.message.max.bytes".to_string(), "1024".to_string()),
+            ("linger.ms".to_string(), "7".to_string()),
+        ]);
+        let config = client_config(
+            &user,
+            &[("acks", "all"), ("max.partition.fetch.bytes", "16777216")],
+        );
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("request.required.acks"), None);
+        assert_eq!(config.get("fetch.message.max.bytes"), None);
+        assert_eq!(config.get("max.partition.fetch.bytes"), Some("16777216"));
+        assert_eq!(config.get("linger.ms"), Some("7"));
+    }
 }

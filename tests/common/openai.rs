@@ -1,6 +1,7 @@
 //! An OpenAI-compatible chat completions server for the LLM tests: each request is
-//! answered by the test's own responder (an answer, an error status, a delay), and every
-//! request is recorded so a test can check what the service sent.
+//! answered by the test's own responder (an answer, an error status, a delay, or what a
+//! hostile server sends: redirects, raw error bodies, odd headers), and every request is
+//! recorded so a test can check what the service sent.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,9 +62,17 @@ impl Call {
 #[derive(Debug, Clone)]
 pub struct Reply {
     status: u16,
-    body: Value,
+    body: ReplyBody,
     retry_after: Option<String>,
+    headers: Vec<(String, String)>,
     delay: Duration,
+}
+
+/// A reply's body: JSON, or bytes as they are.
+#[derive(Debug, Clone)]
+enum ReplyBody {
+    Json(Value),
+    Raw(Vec<u8>),
 }
 
 impl Reply {
@@ -83,22 +92,44 @@ impl Reply {
     }
 
     pub fn ok(body: Value) -> Self {
+        Self::json(200, body)
+    }
+
+    fn json(status: u16, body: Value) -> Self {
         Self {
-            status: 200,
-            body,
+            status,
+            body: ReplyBody::Json(body),
             retry_after: None,
+            headers: Vec::new(),
             delay: Duration::ZERO,
         }
     }
 
     /// An error status with an OpenAI-style error body.
     pub fn status(status: u16, message: &str) -> Self {
-        Self {
+        Self::json(
             status,
-            body: json!({"error": {"message": message, "type": "test"}}),
-            retry_after: None,
-            delay: Duration::ZERO,
+            json!({"error": {"message": message, "type": "test"}}),
+        )
+    }
+
+    /// `status` with `body` sent byte for byte (not JSON).
+    pub fn raw(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            body: ReplyBody::Raw(body.into()),
+            ..Self::json(status, Value::Null)
         }
+    }
+
+    /// A redirect (`status` 3xx) to `location`.
+    pub fn redirect(status: u16, location: &str) -> Self {
+        Self::raw(status, Vec::new()).header("location", location)
+    }
+
+    /// An extra response header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     pub fn retry_after(mut self, value: &str) -> Self {
@@ -216,7 +247,12 @@ async fn complete(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
     if let Some(retry_after) = reply.retry_after {
         response = response.header("retry-after", retry_after);
     }
-    response
-        .body(Body::from(reply.body.to_string()))
-        .expect("response")
+    for (name, value) in reply.headers {
+        response = response.header(name, value);
+    }
+    let body = match reply.body {
+        ReplyBody::Json(value) => value.to_string().into_bytes(),
+        ReplyBody::Raw(bytes) => bytes,
+    };
+    response.body(Body::from(body)).expect("response")
 }

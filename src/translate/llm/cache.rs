@@ -1,8 +1,11 @@
 //! The response cache: a request whose text was translated before costs no second call.
 //!
-//! Keyed by the model and the normalised text (trimmed, whitespace runs collapsed,
-//! lower-cased) plus the requester's hints that shape the answer (namespace,
-//! environment, priority), hashed so that a key is 32 bytes whatever the text. Only
+//! Keyed by the model and the text with its whitespace normalised (trimmed, runs
+//! collapsed to one space) plus the requester's hints that shape the answer (namespace,
+//! environment, priority, trimmed), hashed so that a key is 32 bytes whatever the text.
+//! Nothing is case-folded: `500m cpu` (half a core) and `500M cpu` are different
+//! requests, and Unicode lower-casing maps look-alikes together (the Kelvin sign in
+//! `\u{212A}ube-system` lower-cases to `kube-system`). Only
 //! accepted answers are kept. Bounded by entry count; at the bound the least recently
 //! used entry goes. Hits and misses are counted in `llm_cache_hits_total` and
 //! `llm_cache_misses_total`.
@@ -29,14 +32,14 @@ impl CacheKey {
             request.target_environment.as_deref().unwrap_or(""),
             request.priority.as_deref().unwrap_or(""),
         ] {
-            hash.update(part.trim().to_lowercase().as_bytes());
+            hash.update(part.trim().as_bytes());
             hash.update([0]);
         }
         for (i, word) in request.intent.split_whitespace().enumerate() {
             if i > 0 {
                 hash.update(b" ");
             }
-            hash.update(word.to_lowercase().as_bytes());
+            hash.update(word.as_bytes());
         }
         Self(hash.finalize().into())
     }
@@ -102,10 +105,21 @@ mod tests {
     }
 
     #[test]
-    fn the_key_ignores_case_and_spacing_but_not_model_or_hints() {
+    fn the_key_ignores_spacing_but_not_case_model_or_hints() {
         let key = |r: &ServiceRequest, m| CacheKey::of(r, m);
         let a = request("Deploy AMF  in core5g");
-        assert_eq!(key(&a, "m"), key(&request(" deploy amf in\tCORE5G "), "m"));
+        assert_eq!(key(&a, "m"), key(&request(" Deploy AMF in\tcore5g\n"), "m"));
+        assert_ne!(key(&a, "m"), key(&request("deploy amf in core5g"), "m"));
+        assert_ne!(
+            key(&request("Deploy AMF with 500m cpu"), "m"),
+            key(&request("Deploy AMF with 500M cpu"), "m"),
+            "half a core is not 500 mega-cores"
+        );
+        let mut kelvin = a.clone();
+        kelvin.target_namespace = Some("\u{212A}ube-system".into());
+        let mut kube = a.clone();
+        kube.target_namespace = Some("kube-system".into());
+        assert_ne!(key(&kelvin, "m"), key(&kube, "m"));
         assert_ne!(key(&a, "m"), key(&a, "other-model"));
         assert_ne!(key(&a, "m"), key(&request("Deploy SMF in core5g"), "m"));
         let mut hinted = a.clone();

@@ -11,13 +11,21 @@
 //! once and from then on, and the request sent again without it.
 //! Every HTTP attempt is counted in `llm_api_calls_total{status,model}`, the metric the
 //! integration guide's `LLMAPIFailure` alert divides.
+//!
+//! The server is not trusted: redirects are not followed (the prompt and the key go to
+//! `LLM_ENDPOINT` and nowhere else; a 3xx is a failed call naming the redirect), the key
+//! is only sent over https or to a loopback host, a `Retry-After` is read with saturating
+//! arithmetic and never waited past the retry budget, and what the server says in an
+//! error is quoted at most [`MAX_QUOTED_CHARS`] characters, with control and bidi
+//! characters escaped and the key blanked. Query strings and passwords of the endpoint
+//! are redacted wherever it is shown.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backoff::ExponentialBackoff;
 use metrics::{counter, histogram};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -29,8 +37,11 @@ use crate::config::Secret;
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 /// Most tokens an answer may take: an answer object is a few hundred.
 const MAX_ANSWER_TOKENS: u32 = 1024;
-/// Longest server message quoted in an error.
-const MAX_QUOTED_CHARS: usize = 300;
+/// Longest server message quoted in an error (an outcome, a dead-letter header, a log
+/// line): enough for what went wrong, too short to carry a payload.
+pub const MAX_QUOTED_CHARS: usize = 200;
+/// Longest wait a `Retry-After` is read as; a longer one is beyond any retry budget anyway.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// One chat message.
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +96,17 @@ pub enum CallError {
     },
     #[error("{url} sent a response that is not a chat completion: {problem}")]
     Malformed { url: String, problem: String },
+    #[error(
+        "{url} answered {status}, a redirect to {location}; redirects are not followed \
+         (the prompt and the API key go to LLM_ENDPOINT only): point LLM_ENDPOINT at the \
+         final address"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        /// Where it pointed, without query string or password.
+        location: String,
+    },
 }
 
 /// A client for one endpoint and model.
@@ -111,7 +133,8 @@ enum Failed {
 
 impl ChatClient {
     /// `endpoint` is the API's base URL (`.../v1`); requests go to `chat/completions`
-    /// under it. Each attempt is bounded by `timeout`, the retries by twice that.
+    /// under it. Each attempt is bounded by `timeout`, the retries by twice that. With an
+    /// API key the endpoint must be https or a loopback host ([`may_carry_a_key`]).
     pub fn new(
         endpoint: &str,
         model: &str,
@@ -126,10 +149,22 @@ impl ChatClient {
         };
         let url = Url::parse(&base)
             .and_then(|base| base.join("chat/completions"))
-            .map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
+            .map_err(|e| format!("{} is not a URL: {e}", shown_endpoint(endpoint)))?;
+        // The endpoint as given: joining drops its query string, not what it meant.
+        let in_the_url = Url::parse(endpoint).is_ok_and(|given| carries_credentials(&given));
+        if (api_key.is_some() || in_the_url) && !may_carry_a_key(&url) {
+            return Err(format!(
+                "{} is plain http to a host that is not loopback: the credentials would \
+                 cross the network readable by anyone on the path; use https:// (or a \
+                 loopback address for a local server)",
+                redacted(&url)
+            ));
+        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // A redirect would post the prompt (and the key) to a host nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
@@ -148,10 +183,15 @@ impl ChatClient {
         &self.model
     }
 
+    /// How long the retries of one completion may take: twice the attempt timeout.
+    fn budget(&self) -> Duration {
+        self.timeout.saturating_mul(2)
+    }
+
     /// Asks for one completion of `messages`, retrying within the budget.
     pub async fn complete(&self, messages: &[Message]) -> Result<Reply, CallError> {
         let started = Instant::now();
-        let budget = self.timeout * 2;
+        let budget = self.budget();
         let policy = ExponentialBackoff {
             initial_interval: Duration::from_millis(200),
             randomization_factor: 0.5,
@@ -165,8 +205,10 @@ impl ChatClient {
                 Ok(reply) => Ok(reply),
                 Err(Failed::GiveUp(e)) => Err(backoff::Error::permanent(e)),
                 // backoff waits a Retry-After without looking at its budget: cap it here.
-                Err(Failed::Retry(e, Some(wait))) if started.elapsed() + wait > budget => {
-                    Err(backoff::Error::permanent(e))
+                Err(Failed::Retry(e, Some(wait)))
+                    if started.elapsed().saturating_add(wait) > budget =>
+                {
+                    Err(backoff::Error::permanent(beyond_budget(e, wait, budget)))
                 }
                 Err(Failed::Retry(e, Some(wait))) => Err(backoff::Error::retry_after(e, wait)),
                 Err(Failed::Retry(e, None)) => Err(backoff::Error::transient(e)),
@@ -242,6 +284,14 @@ impl ChatClient {
         }
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
+        if status.is_redirection() {
+            // Not followed (the client's policy), and not read as an answer either.
+            return Err(Failed::GiveUp(CallError::Redirect {
+                url: self.shown_url.clone(),
+                status: status.as_u16(),
+                location: self.location(response.headers()),
+            }));
+        }
         let retry_after = retry_after(response.headers());
         let bytes = self.read_body(response).await?;
         if status.is_success() {
@@ -299,6 +349,19 @@ impl ChatClient {
         }
     }
 
+    /// Where a redirect pointed, as it may be shown: resolved against the endpoint,
+    /// without password, query string or fragment.
+    fn location(&self, headers: &HeaderMap) -> String {
+        let Some(value) = headers.get(LOCATION) else {
+            return "nowhere (no Location header)".into();
+        };
+        let text = String::from_utf8_lossy(value.as_bytes());
+        match self.url.join(&text) {
+            Ok(url) => self.quote(&redacted(&url)),
+            Err(_) => format!("an unreadable Location ({} bytes)", value.len()),
+        }
+    }
+
     fn transport(&self, e: reqwest::Error) -> Failed {
         let problem = if e.is_timeout() {
             format!(
@@ -306,7 +369,9 @@ impl ChatClient {
                 humantime::format_duration(self.timeout)
             )
         } else {
-            // The source chain says what failed (refused connection, DNS, TLS).
+            // The source chain says what failed (refused connection, DNS, TLS). Without the
+            // URL: it is in the error already, redacted.
+            let e = e.without_url();
             let mut problem = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(inner) = source {
@@ -332,27 +397,129 @@ impl ChatClient {
         }
     }
 
-    /// Shortens text from the server for an error, and blanks the API key should the
-    /// server echo it.
+    /// Text from the server as an error may quote it: the API key blanked should the
+    /// server echo it (before shortening, so no part of it survives a cut), control and
+    /// bidi characters escaped (no forged log lines, no reordered text), at most
+    /// [`MAX_QUOTED_CHARS`] characters.
     fn quote(&self, text: &str) -> String {
-        let mut quoted: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-        if quoted.len() < text.len() {
-            quoted.push('…');
-        }
-        match &self.api_key {
-            Some(key) if !key.expose().is_empty() => quoted.replace(key.expose(), "***"),
-            _ => quoted,
-        }
+        let text = match &self.api_key {
+            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "***"),
+            _ => text.to_string(),
+        };
+        quote(&text)
     }
 }
 
-/// `url` without its password, for logs and errors.
+/// `text` escaped and shortened to [`MAX_QUOTED_CHARS`] characters, with `…` when cut.
+fn quote(text: &str) -> String {
+    let mut quoted = String::new();
+    let mut chars = 0;
+    for c in text.chars() {
+        let escaped: String = if is_unprintable(c) {
+            c.escape_unicode().to_string()
+        } else {
+            c.to_string()
+        };
+        chars += escaped.chars().count();
+        if chars > MAX_QUOTED_CHARS {
+            quoted.push('…');
+            return quoted;
+        }
+        quoted.push_str(&escaped);
+    }
+    quoted
+}
+
+/// Control characters, and the format characters that reorder or hide text.
+fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `url` without its password and query string (`?api-key=...` is a common way to pass
+/// a key), for logs and errors.
 pub fn redacted(url: &Url) -> String {
     let mut url = url.clone();
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
     }
+    if url.query().is_some() {
+        url.set_query(Some("***"));
+    }
+    url.set_fragment(None);
     url.to_string()
+}
+
+/// An endpoint as it may be shown, whether or not it parses: [`redacted`], or for a
+/// text that is no URL, the text without anything after `?` or `#` and without userinfo.
+pub fn shown_endpoint(endpoint: &str) -> String {
+    if let Ok(url) = Url::parse(endpoint) {
+        return redacted(&url);
+    }
+    let cut = endpoint.find(['?', '#']).unwrap_or(endpoint.len());
+    let mut shown = endpoint[..cut].to_string();
+    if let Some(at) = shown.rfind('@') {
+        let start = shown.find("//").map_or(0, |i| i + 2);
+        if start <= at {
+            shown.replace_range(start..=at, "***@");
+        }
+    }
+    if cut < endpoint.len() {
+        shown.push_str("?***");
+    }
+    quote(&shown)
+}
+
+/// Whether a request to `url` may carry the API key: over https, or to a loopback host
+/// (127.0.0.0/8, ::1, `localhost`), where plain http never leaves the machine.
+pub fn may_carry_a_key(url: &Url) -> bool {
+    if url.scheme() == "https" {
+        return true;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // An IPv6 host is shown in brackets; an IPv4 one is already in dotted form.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Whether `url` itself holds credentials: a user or password, or a query parameter
+/// named like one (`api-key`, `token`, `secret`, `password`, `auth`, `sig`).
+pub fn carries_credentials(url: &Url) -> bool {
+    const CREDENTIAL_WORDS: [&str; 6] = ["key", "token", "secret", "password", "auth", "sig"];
+    !url.username().is_empty()
+        || url.password().is_some()
+        || url.query_pairs().any(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            CREDENTIAL_WORDS.iter().any(|word| name.contains(word))
+        })
+}
+
+/// The error for a `Retry-After` the budget cannot wait for, saying so.
+fn beyond_budget(e: CallError, wait: Duration, budget: Duration) -> CallError {
+    match e {
+        CallError::Status {
+            url,
+            status,
+            message,
+        } => CallError::Status {
+            url,
+            status,
+            message: format!(
+                "{message} (Retry-After {}, beyond the retry budget of {}: not retried)",
+                humantime::format_duration(wait),
+                humantime::format_duration(budget)
+            ),
+        },
+        other => other,
+    }
 }
 
 fn is_retryable(status: StatusCode) -> bool {
@@ -380,16 +547,20 @@ fn refuses(message: &str, parameter: &str) -> bool {
     terms.iter().any(|term| message.contains(term))
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
+/// `Retry-After` as seconds or as an HTTP date, at most [`MAX_RETRY_AFTER`]: a number too
+/// large for any integer or a date centuries away is read as that bound (beyond any
+/// budget, so not waited for), a date in the past as no wait.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(
         at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .min(MAX_RETRY_AFTER),
     )
 }
 
@@ -518,5 +689,133 @@ mod tests {
         );
         assert_eq!(client.quote("bad key sk-secret"), "bad key ***");
         assert!(client.quote(&"x".repeat(1000)).chars().count() <= MAX_QUOTED_CHARS + 1);
+        // A key straddling the cut leaves no prefix of itself behind.
+        let straddling = format!("{}sk-secret", "x".repeat(MAX_QUOTED_CHARS - 4));
+        assert!(!client.quote(&straddling).contains("sk-"));
+    }
+
+    #[test]
+    fn quotes_escape_control_and_bidi_characters() {
+        let quoted = quote("line\n2024-01-01 INFO forged\u{1b}[31m \u{202E}txt.exe");
+        assert!(
+            !quoted.contains('\n') && !quoted.contains('\u{1b}') && !quoted.contains('\u{202E}')
+        );
+        assert!(
+            quoted.contains("\\u{a}") && quoted.contains("\\u{202e}"),
+            "{quoted}"
+        );
+        // Escapes count towards the bound.
+        let quoted = quote(&"\u{0}".repeat(1000));
+        assert!(quoted.chars().count() <= MAX_QUOTED_CHARS + 1, "{quoted}");
+    }
+
+    #[test]
+    fn a_huge_or_distant_retry_after_is_read_as_the_bound() {
+        let mut headers = HeaderMap::new();
+        for huge in ["18446744073709551615", "99999999999999999999999999"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(huge));
+            assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&headers), None);
+        // And the budget check cannot overflow whatever the wait.
+        let waited = Duration::from_secs(5).saturating_add(Duration::MAX);
+        assert_eq!(waited, Duration::MAX);
+        let message = beyond_budget(
+            CallError::Status {
+                url: "u".into(),
+                status: 429,
+                message: "quota".into(),
+            },
+            MAX_RETRY_AFTER,
+            Duration::from_secs(4),
+        )
+        .to_string();
+        assert!(
+            message.contains("beyond the retry budget of 4s"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn passwords_and_query_strings_are_redacted() {
+        let url = Url::parse("https://user:pw@llm.example/v1?api-key=sk-1&x=2#frag").unwrap();
+        let shown = redacted(&url);
+        assert_eq!(shown, "https://user:***@llm.example/v1?***");
+        for text in [
+            "https://llm.example/v1?api-key=sk-1",
+            "not a url?api-key=sk-1",
+            "http://u:sk-1@[bad/v1",
+        ] {
+            let shown = shown_endpoint(text);
+            assert!(!shown.contains("sk-1"), "{text}: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_key_goes_only_over_https_or_to_loopback() {
+        let may = |u: &str| may_carry_a_key(&Url::parse(u).unwrap());
+        for ok in [
+            "https://api.openai.com/v1",
+            "http://127.0.0.1:8000/v1",
+            "http://127.8.9.10/v1",
+            "http://localhost:11434/v1",
+            "http://LOCALHOST/v1",
+            "http://[::1]:8000/v1",
+            "http://[::ffff:127.0.0.1]/v1",
+        ] {
+            assert!(may(ok), "{ok}");
+        }
+        for refused in [
+            "http://llm:8000/v1",
+            "http://10.0.0.1/v1",
+            "http://localhost.evil.example/v1",
+            "http://128.0.0.1/v1",
+            "http://[::2]/v1",
+            "http://0.0.0.0/v1",
+        ] {
+            assert!(!may(refused), "{refused}");
+        }
+        let err = ChatClient::new(
+            "http://llm.internal:8000/v1?api-key=sk-q",
+            "m",
+            Some(Secret::new("sk-secret")),
+            Duration::from_secs(1),
+            Value::Null,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("https") && !err.contains("sk-q"), "{err}");
+        for in_the_url in [
+            "http://user:pw@llm.internal/v1",
+            "http://llm.internal/v1?api-key=sk-q",
+            "http://llm.internal/v1?access_token=t",
+        ] {
+            let url = Url::parse(in_the_url).unwrap();
+            assert!(carries_credentials(&url), "{in_the_url}");
+            let refused =
+                ChatClient::new(in_the_url, "m", None, Duration::from_secs(1), Value::Null);
+            assert!(refused.is_err(), "{in_the_url}");
+        }
+        let harmless = Url::parse("http://llm.internal/v1?api-version=2024-02-01").unwrap();
+        assert!(!carries_credentials(&harmless));
+        let without_key = ChatClient::new(
+            "http://llm.internal:8000/v1",
+            "m",
+            None,
+            Duration::from_secs(1),
+            Value::Null,
+        );
+        assert!(without_key.is_ok());
     }
 }

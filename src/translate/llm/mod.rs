@@ -37,7 +37,7 @@ mod prompt;
 use answer::Rejection;
 use breaker::Breaker;
 use cache::{AnswerCache, CacheKey};
-pub use client::redacted;
+pub use client::{carries_credentials, may_carry_a_key, redacted, shown_endpoint};
 use client::{CallError, ChatClient, Message, Reply};
 
 pub struct LlmTranslator {
@@ -102,7 +102,7 @@ impl LlmTranslator {
         }
         let key = CacheKey::of(service, self.client.model());
         if let Some(mut spec) = self.cache.get(&key) {
-            // The cached answer came from a text equal up to case and spacing.
+            // The cached answer came from a text equal up to spacing.
             spec.intent = service.intent.trim().to_string();
             spec.parameters = service.parameters.clone().unwrap_or_default();
             return llm(spec);

@@ -18,7 +18,8 @@ use crate::request::Request;
 /// The limits an intent must respect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest replica count the LLM prompt states. The bound itself is the policy's
+    /// Largest replica count the LLM prompt states and its answers are held to
+    /// ([`validate_spec`]). The bound for every translator is the policy's
     /// ([`crate::policy`]), which takes it from the same `MAX_REPLICAS`.
     pub max_replicas: u32,
     /// Longest intent text, in characters.
@@ -64,7 +65,7 @@ pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> 
             format!("{:?} is not a DNS-1123 label", meta.name),
         ));
     }
-    validate_spec(spec, limits)?;
+    check_shape(spec, limits)?;
     if meta.namespace != spec.target_namespace {
         return Err(invalid(
             "metadata.namespace",
@@ -75,8 +76,35 @@ pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> 
 }
 
 /// Checks a spec alone (what a translator produced, before it has a name): the LLM
-/// translator uses it to judge an answer before accepting it.
+/// translator uses it to judge an answer before accepting it. Besides the shape, an
+/// answer must keep to the replica ceiling its prompt states (`limits.max_replicas`), so
+/// that a model going past it is asked again (or the rules answer) rather than its
+/// answer applied; the bound that holds for every translator is the policy's.
 pub fn validate_spec(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), Invalid> {
+    check_shape(spec, limits)?;
+    if let Some(scaling) = &spec.scaling {
+        let max = limits.max_replicas;
+        for (field, value) in [
+            ("spec.scaling.replicas", scaling.replicas),
+            ("spec.scaling.minReplicas", scaling.min_replicas),
+            ("spec.scaling.maxReplicas", scaling.max_replicas),
+        ] {
+            if let Some(n) = value.filter(|n| *n > max) {
+                return Err(invalid(field, format!("{n} is above the limit of {max}")));
+            }
+        }
+        if let Some(step) = scaling.scale_by.filter(|s| s.unsigned_abs() > max) {
+            return Err(invalid(
+                "spec.scaling.scaleBy",
+                format!("{step} is outside ±1..={max}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shape of a spec: DNS names, markup, counts of things, quantities that parse.
+fn check_shape(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), Invalid> {
     if !is_dns1123_label(&spec.target_namespace) {
         return Err(invalid(
             "spec.targetNamespace",
@@ -338,6 +366,35 @@ mod tests {
             ..Scaling::default()
         });
         assert_eq!(field_of(s), "spec.scaling.scaleBy");
+    }
+
+    #[test]
+    fn an_answer_keeps_to_the_replica_ceiling_its_prompt_states() {
+        let mut s = spec();
+        s.scaling.as_mut().unwrap().replicas = Some(20);
+        let limits = Limits {
+            max_replicas: 10,
+            ..Limits::default()
+        };
+        let err = validate_spec(&s, &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.scaling.replicas: 20 is above the limit of 10"
+        );
+        let mut s = spec();
+        s.scaling = Some(Scaling {
+            scale_by: Some(-11),
+            ..Scaling::default()
+        });
+        assert_eq!(
+            validate_spec(&s, &limits).unwrap_err().field,
+            "spec.scaling.scaleBy"
+        );
+        s.scaling = Some(Scaling {
+            scale_by: Some(-10),
+            ..Scaling::default()
+        });
+        validate_spec(&s, &limits).unwrap();
     }
 
     #[test]

@@ -80,9 +80,9 @@ impl<T: Translator> Pipeline<T> {
         (received, event)
     }
 
-    /// Translates, validates, checks against the policy and applies a received message. Nothing is applied once
-    /// `lease` has ended (the partition was handed over during the translation), and a
-    /// translation still running then is dropped.
+    /// Checks, translates, validates, judges by the policy and applies a received message.
+    /// Nothing is applied once `lease` has ended (the partition was handed over during the
+    /// translation), and a translation still running then is dropped.
     pub async fn complete(&self, received: &Received, lease: &Lease) -> Result<Completion, Fenced> {
         let Received {
             key,

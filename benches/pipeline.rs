@@ -10,6 +10,7 @@ use nephoran_kafka_consumer::apply::{IntentSink, SinkSpec};
 use nephoran_kafka_consumer::decode::decode;
 use nephoran_kafka_consumer::message::{InboundMessage, SourceRef};
 use nephoran_kafka_consumer::pipeline::Pipeline;
+use nephoran_kafka_consumer::policy::Policy;
 use nephoran_kafka_consumer::translate::RuleTranslator;
 use nephoran_kafka_consumer::validate::Limits;
 
@@ -59,6 +60,7 @@ fn main() {
         RuleTranslator::new(100),
         IntentSink::new(SinkSpec::Discard),
         Limits::default(),
+        Policy::default(),
     );
 
     let start = Instant::now();

@@ -34,6 +34,7 @@ use nephoran_kafka_consumer::kafka::admin;
 use nephoran_kafka_consumer::kafka::consumer::to_inbound;
 use nephoran_kafka_consumer::lease::Lease;
 use nephoran_kafka_consumer::pipeline::Pipeline;
+use nephoran_kafka_consumer::policy::Policy;
 use nephoran_kafka_consumer::request::Request;
 use nephoran_kafka_consumer::translate::{RuleTranslator, Translation, Translator, TranslatorKind};
 use nephoran_kafka_consumer::validate::Limits;
@@ -508,6 +509,7 @@ async fn pipeline_passthrough(
         RuleTranslator::new(100),
         IntentSink::new(SinkSpec::Discard),
         Limits::default(),
+        Policy::default(),
     );
     let lease = Lease::new(1);
     let mut deliveries = Vec::with_capacity(messages * RECORDS_PER_MESSAGE);
@@ -668,6 +670,7 @@ fn start_worker<T: Translator + 'static>(
         translator,
         IntentSink::new(config.intent_sink.clone()),
         Limits::default(),
+        Policy::default(),
     );
     let health = Arc::new(Health::default());
     let worker_health = health.clone();

@@ -20,9 +20,10 @@ use crate::kafka::admin;
 use crate::kafka::tools::{OutcomeReader, Read, Submitter};
 use crate::outcome::{OutcomeEvent, Stage};
 use crate::pipeline::Pipeline;
+use crate::policy::PolicyArgs;
 use crate::request::{NetworkEvent, Request, ServiceRequest};
 use crate::translate::{self, Translation, Translator};
-use crate::validate::{validate, Limits};
+use crate::validate::{check_request, validate, Limits};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,7 +52,7 @@ pub enum Command {
     /// Print outcome events; with --keys, wait until each key has a terminal outcome.
     Outcomes(Outcomes),
     /// Print the NetworkIntent a request would become, without Kafka (exit 2: rejected).
-    Translate(Translate),
+    Translate(Box<Translate>),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +73,8 @@ pub struct Translate {
     pub max_replicas: u32,
     #[command(flatten)]
     pub llm: LlmArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -135,7 +138,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::CreateTopics(args)) => create_topics(args).await,
         Some(Command::Submit(args)) => submit(args).await,
         Some(Command::Outcomes(args)) => outcomes(args).await,
-        Some(Command::Translate(args)) => return translate(args).await,
+        Some(Command::Translate(args)) => return translate(*args).await,
     };
     done.map(|()| ExitCode::SUCCESS)
 }
@@ -151,17 +154,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_replicas: config.max_replicas,
         ..Limits::default()
     };
+    let (policy, source) = config.policy.policy(config.max_replicas)?;
+    policy.log_in_force(&source);
     let translator = translate::configured(&config.llm, limits.clone())?;
     let pipeline = Pipeline::new(
         translator,
         IntentSink::new(config.intent_sink.clone()),
         limits,
+        policy,
     );
     crate::worker::run(&config, pipeline, health, shutdown_signal()).await
 }
 
 /// Translates one request the way a worker would (same translator settings, same
-/// validation) and prints the intent; a rejection goes to stderr with exit code 2.
+/// validation, same policy) and prints the intent; a rejection goes to stderr with exit code 2.
 async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
     const REJECTED: u8 = 2;
     let request = if args.event {
@@ -179,6 +185,11 @@ async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
         max_replicas: args.max_replicas,
         ..Limits::default()
     };
+    let (policy, _) = args.policy.policy(args.max_replicas)?;
+    if let Err(invalid) = check_request(&request, &limits) {
+        eprintln!("rejected (invalid_intent): {invalid}");
+        return Ok(ExitCode::from(REJECTED));
+    }
     let translator = translate::configured(&args.llm, limits.clone())?;
     let Translation { by, result } = translator.translate(&request).await;
     let by = by.as_str();
@@ -196,6 +207,10 @@ async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
     let intent = NetworkIntent::new(&key, spec);
     if let Err(invalid) = validate(&intent, &limits) {
         eprintln!("rejected (invalid_intent) by {by}: {invalid}");
+        return Ok(ExitCode::from(REJECTED));
+    }
+    if let Err(denial) = policy.check(&intent.spec) {
+        eprintln!("rejected (policy_denied) by {by}: {denial}");
         return Ok(ExitCode::from(REJECTED));
     }
     let printed = if args.json {

@@ -117,6 +117,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub llm: LlmArgs,
+
+    #[command(flatten)]
+    pub policy: crate::policy::PolicyArgs,
 }
 
 /// The LLM translator. Without `LLM_ENDPOINT` the service translates by rules alone.

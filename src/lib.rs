@@ -5,10 +5,13 @@
 //! outcome event (and, if it cannot be acted upon, a dead letter):
 //!
 //! ```text
-//! kafka::consumer -> decode -> dedup -> schedule -> translate -> validate -> apply -> kafka::publisher
-//!                    (Kafka-agnostic: pipeline, dedup, schedule)               (outcome, dead letter)
+//! kafka::consumer -> decode -> dedup -> schedule -> validate -> translate -> validate -> policy -> apply -> kafka::publisher
+//!                    (Kafka-agnostic: pipeline, dedup, schedule)  (request)           (shape)                 (outcome, dead letter)
 //! worker: the loop that drives it and stores offsets once outcomes are acknowledged
 //! ```
+//!
+//! Translators propose; [`policy`] decides, the same way for every translator, after
+//! [`validate`] has checked that the intent is well formed and before anything is applied.
 
 pub mod apply;
 pub mod cli;
@@ -24,7 +27,9 @@ pub mod message;
 pub mod offsets;
 pub mod outcome;
 pub mod pipeline;
+pub mod policy;
 pub mod prometheus;
+pub mod quantity;
 pub mod request;
 pub mod schedule;
 pub mod telemetry;

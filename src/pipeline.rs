@@ -1,4 +1,5 @@
-//! The stages one message goes through, in order: decode, translate, validate, apply.
+//! The stages one message goes through, in order: decode, check the request, translate,
+//! validate (shape), policy (what may be applied), apply.
 //!
 //! Kafka-agnostic: a message comes in as an [`InboundMessage`], and what comes out is the
 //! list of outcome events to publish and, for a message that cannot be acted upon, the
@@ -18,9 +19,10 @@ use crate::intent::NetworkIntent;
 use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::outcome::{ErrorCode, Failure, IntentRef, OutcomeEvent, Stage};
+use crate::policy::Policy;
 use crate::request::Request;
 use crate::translate::Translator;
-use crate::validate::{validate, Limits};
+use crate::validate::{check_request, validate, Limits};
 
 /// How long a failing apply is retried before the message is given up as `failed`.
 const APPLY_RETRY_BUDGET: Duration = Duration::from_secs(10);
@@ -50,14 +52,16 @@ pub struct Pipeline<T> {
     translator: T,
     sink: IntentSink,
     limits: Limits,
+    policy: Policy,
 }
 
 impl<T: Translator> Pipeline<T> {
-    pub fn new(translator: T, sink: IntentSink, limits: Limits) -> Self {
+    pub fn new(translator: T, sink: IntentSink, limits: Limits, policy: Policy) -> Self {
         Self {
             translator,
             sink,
             limits,
+            policy,
         }
     }
 
@@ -76,9 +80,9 @@ impl<T: Translator> Pipeline<T> {
         (received, event)
     }
 
-    /// Translates, validates and applies a received message. Nothing is applied once
-    /// `lease` has ended (the partition was handed over during the translation), and a
-    /// translation still running then is dropped.
+    /// Checks, translates, validates, judges by the policy and applies a received message.
+    /// Nothing is applied once `lease` has ended (the partition was handed over during the
+    /// translation), and a translation still running then is dropped.
     pub async fn complete(&self, received: &Received, lease: &Lease) -> Result<Completion, Fenced> {
         let Received {
             key,
@@ -92,6 +96,15 @@ impl<T: Translator> Pipeline<T> {
             Err(failure) => return Ok(rejected(event(Stage::Rejected), failure.clone())),
         };
         let message_type = Some(request.message_type());
+        // What the producer wrote, before any translator reads (or folds) it.
+        if let Err(invalid) = check_request(request, &self.limits) {
+            let mut rejection = event(Stage::Rejected);
+            rejection.message_type = message_type;
+            return Ok(rejected(
+                rejection,
+                Failure::new(ErrorCode::InvalidIntent, invalid.to_string()),
+            ));
+        }
 
         // A translation still waiting when the partition is handed over is dropped.
         let translation = tokio::select! {
@@ -131,6 +144,13 @@ impl<T: Translator> Pipeline<T> {
                 Failure::new(ErrorCode::InvalidIntent, invalid.to_string()),
             ));
         }
+        // The policy reads the intent alone, whichever translator made it.
+        if let Err(denial) = self.policy.check(&intent.spec) {
+            return Ok(rejected(
+                described(Stage::Rejected),
+                Failure::new(ErrorCode::PolicyDenied, denial.to_string()),
+            ));
+        }
         let translated = described(Stage::Translated);
         if !lease.is_held() {
             return Err(Fenced);
@@ -152,12 +172,12 @@ impl<T: Translator> Pipeline<T> {
     }
 
     async fn apply_with_retries(&self, intent: &NetworkIntent) -> Result<(), ApplyError> {
-        let policy = ExponentialBackoff {
+        let retry = ExponentialBackoff {
             initial_interval: Duration::from_millis(100),
             max_elapsed_time: Some(APPLY_RETRY_BUDGET),
             ..ExponentialBackoff::default()
         };
-        backoff::future::retry(policy, || async {
+        backoff::future::retry(retry, || async {
             self.sink.apply(intent).await.map_err(|e| match e {
                 ApplyError::Io { .. } => {
                     warn!(intent = %intent.metadata.name, error = %e, "apply failed, retrying");

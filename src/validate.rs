@@ -1,15 +1,26 @@
-//! Validation of a NetworkIntent before anything is applied.
+//! Validation of shape: is a request or a NetworkIntent well formed at all?
 //!
-//! Every translator's output passes through here, so the limits hold whatever produced
+//! Every translator's output passes through here, so the checks hold whatever produced
 //! the spec: component names are allowlisted by type ([`Component`](crate::intent::Component)); this module checks
-//! the rest (counts, names, text) and reports the first violation with the field it is in.
+//! the rest (DNS names, markup, counts of things, quantities that parse) and reports the
+//! first violation with the field it is in, as `invalid_intent`. Whether a well-formed
+//! intent is *allowed* (namespaces, replica and resource bounds, parameters) is the
+//! policy's decision ([`crate::policy`]), which runs after this.
+//!
+//! Nothing here normalises: a namespace that is not exactly a DNS-1123 label is invalid,
+//! never lower-cased into one (`\u{212A}ube-system`, with a Kelvin sign, Unicode-lowercases
+//! to `kube-system`).
 
 use crate::intent::{NetworkIntent, NetworkIntentSpec, ParamValue};
+use crate::quantity::{Quantity, QuantityError};
+use crate::request::Request;
 
 /// The limits an intent must respect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest replica count (and `maxReplicas`) an intent may ask for.
+    /// Largest replica count the LLM prompt states and its answers are held to
+    /// ([`validate_spec`]). The bound for every translator is the policy's
+    /// ([`crate::policy`]), which takes it from the same `MAX_REPLICAS`.
     pub max_replicas: u32,
     /// Longest intent text, in characters.
     pub max_intent_chars: usize,
@@ -54,7 +65,7 @@ pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> 
             format!("{:?} is not a DNS-1123 label", meta.name),
         ));
     }
-    validate_spec(spec, limits)?;
+    check_shape(spec, limits)?;
     if meta.namespace != spec.target_namespace {
         return Err(invalid(
             "metadata.namespace",
@@ -65,8 +76,35 @@ pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> 
 }
 
 /// Checks a spec alone (what a translator produced, before it has a name): the LLM
-/// translator uses it to judge an answer before accepting it.
+/// translator uses it to judge an answer before accepting it. Besides the shape, an
+/// answer must keep to the replica ceiling its prompt states (`limits.max_replicas`), so
+/// that a model going past it is asked again (or the rules answer) rather than its
+/// answer applied; the bound that holds for every translator is the policy's.
 pub fn validate_spec(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), Invalid> {
+    check_shape(spec, limits)?;
+    if let Some(scaling) = &spec.scaling {
+        let max = limits.max_replicas;
+        for (field, value) in [
+            ("spec.scaling.replicas", scaling.replicas),
+            ("spec.scaling.minReplicas", scaling.min_replicas),
+            ("spec.scaling.maxReplicas", scaling.max_replicas),
+        ] {
+            if let Some(n) = value.filter(|n| *n > max) {
+                return Err(invalid(field, format!("{n} is above the limit of {max}")));
+            }
+        }
+        if let Some(step) = scaling.scale_by.filter(|s| s.unsigned_abs() > max) {
+            return Err(invalid(
+                "spec.scaling.scaleBy",
+                format!("{step} is outside ±1..={max}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shape of a spec: DNS names, markup, counts of things, quantities that parse.
+fn check_shape(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), Invalid> {
     if !is_dns1123_label(&spec.target_namespace) {
         return Err(invalid(
             "spec.targetNamespace",
@@ -95,18 +133,7 @@ pub fn validate_spec(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), In
         }
     }
     if let Some(scaling) = &spec.scaling {
-        let max = limits.max_replicas;
-        for (field, value) in [
-            ("spec.scaling.replicas", scaling.replicas),
-            ("spec.scaling.minReplicas", scaling.min_replicas),
-            ("spec.scaling.maxReplicas", scaling.max_replicas),
-        ] {
-            if let Some(n) = value {
-                if n > max {
-                    return Err(invalid(field, format!("{n} is above the limit of {max}")));
-                }
-            }
-        }
+        // The bounds are the policy's; a shape that cannot mean anything is refused here.
         if let (Some(lo), Some(hi)) = (scaling.min_replicas, scaling.max_replicas) {
             if lo > hi {
                 return Err(invalid(
@@ -115,13 +142,11 @@ pub fn validate_spec(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), In
                 ));
             }
         }
-        if let Some(step) = scaling.scale_by {
-            if step == 0 || step.unsigned_abs() > max {
-                return Err(invalid(
-                    "spec.scaling.scaleBy",
-                    format!("{step} is outside ±1..={max}"),
-                ));
-            }
+        if scaling.scale_by == Some(0) {
+            return Err(invalid(
+                "spec.scaling.scaleBy",
+                "is 0, which changes nothing",
+            ));
         }
     }
     if let Some(resources) = &spec.resources {
@@ -130,10 +155,10 @@ pub fn validate_spec(spec: &NetworkIntentSpec, limits: &Limits) -> Result<(), In
             ("spec.resources.memory", &resources.memory),
         ] {
             if let Some(q) = value {
-                if !is_quantity(q) {
+                if let Err(QuantityError::Malformed(why)) = Quantity::parse(q) {
                     return Err(invalid(
                         field,
-                        format!("{q:?} is not a Kubernetes quantity"),
+                        format!("{q:?} is not a Kubernetes quantity: it {why}"),
                     ));
                 }
             }
@@ -189,20 +214,80 @@ pub fn check_text(text: &str, limits: &Limits) -> Result<(), Invalid> {
     if has_markup(text) {
         return Err(invalid(
             "spec.intent",
-            "contains markup or control characters (HTML/XML tags, template braces, backticks)",
+            "contains markup, control or invisible formatting characters (HTML/XML tags, template braces, backticks, bidi overrides, zero-width characters)",
         ));
     }
     Ok(())
 }
 
 /// True when text carries markup that has no place in an intent: tags, template
-/// expressions, code fences, or control characters.
+/// expressions, code fences, control characters, or invisible formatting characters
+/// (bidi overrides, zero-width characters: what shows differently from what it is).
 pub fn has_markup(text: &str) -> bool {
-    text.chars()
-        .any(|c| matches!(c, '<' | '>' | '`') || (c.is_control() && c != ' '))
-        || text.contains("{{")
+    text.chars().any(|c| {
+        matches!(c, '<' | '>' | '`') || (c.is_control() && c != ' ') || is_invisible_format(c)
+    }) || text.contains("{{")
         || text.contains("}}")
         || text.contains("${")
+}
+
+/// Unicode's format characters (general category Cf: bidi controls such as U+202E,
+/// zero-width spaces and joiners, the byte-order mark, tags, ...), the line and paragraph
+/// separators, and the fillers that render as nothing. Unicode 15.1; the ranges include
+/// the unassigned code points between them, which no text needs either.
+pub fn is_invisible_format(c: char) -> bool {
+    const RANGES: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),   // soft hyphen
+        (0x034F, 0x034F),   // combining grapheme joiner
+        (0x0600, 0x0605),   // Arabic number signs
+        (0x061C, 0x061C),   // Arabic letter mark
+        (0x06DD, 0x06DD),   // Arabic end of ayah
+        (0x070F, 0x070F),   // Syriac abbreviation mark
+        (0x0890, 0x0891),   // Arabic pound and piastre marks above
+        (0x08E2, 0x08E2),   // Arabic disputed end of ayah
+        (0x115F, 0x1160),   // Hangul fillers
+        (0x17B4, 0x17B5),   // Khmer inherent vowels
+        (0x180B, 0x180F),   // Mongolian variation selectors and vowel separator
+        (0x200B, 0x200F),   // zero-width space, joiners, LRM, RLM
+        (0x2028, 0x202E),   // line/paragraph separators, bidi embeddings and overrides
+        (0x2060, 0x206F),   // word joiner, invisible operators, bidi isolates
+        (0x3164, 0x3164),   // Hangul filler
+        (0xFE00, 0xFE0F),   // variation selectors
+        (0xFEFF, 0xFEFF),   // byte-order mark, zero-width no-break space
+        (0xFFA0, 0xFFA0),   // halfwidth Hangul filler
+        (0xFFF9, 0xFFFB),   // interlinear annotation
+        (0x110BD, 0x110BD), // Kaithi number sign
+        (0x110CD, 0x110CD), // Kaithi number sign above
+        (0x13430, 0x1343F), // Egyptian hieroglyph format controls
+        (0x1BCA0, 0x1BCA3), // shorthand format controls
+        (0x1D173, 0x1D17A), // musical symbol format controls
+        (0xE0000, 0xE0FFF), // tags and variation selectors supplement
+    ];
+    let c = u32::from(c);
+    RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// Checks what a request says before any translator reads it: the text (not empty, not
+/// too long, no markup) and a namespace the producer names, which must be exactly a
+/// DNS-1123 label. A translator must never fold `Core5G` or `\u{212A}ube-system` into
+/// a namespace: what the producer wrote is what is checked, and refused if it is not one.
+pub fn check_request(request: &Request, limits: &Limits) -> Result<(), Invalid> {
+    let (field, namespace) = match request {
+        Request::Service(service) => {
+            check_text(service.intent.trim(), limits).map_err(|e| invalid("intent", e.problem))?;
+            ("target_namespace", service.target_namespace.as_deref())
+        }
+        Request::Event(event) => ("namespace", event.namespace.as_deref()),
+    };
+    match namespace {
+        Some(ns) if !is_dns1123_label(ns) => Err(invalid(
+            field,
+            format!(
+                "{ns:?} is not a DNS-1123 label (lower-case letters, digits and '-', at most 63); namespaces are never normalised"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// RFC 1123 label, as Kubernetes checks names and namespaces: 1-63 characters of
@@ -216,20 +301,6 @@ pub fn is_dns1123_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
-}
-
-/// A Kubernetes quantity such as `500m`, `2`, `1.5`, `512Mi`, `1G`.
-fn is_quantity(s: &str) -> bool {
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits_end);
-    !number.is_empty()
-        && number.parse::<f64>().is_ok()
-        && matches!(
-            suffix,
-            "" | "m" | "k" | "M" | "G" | "T" | "Ki" | "Mi" | "Gi" | "Ti"
-        )
 }
 
 #[cfg(test)]
@@ -278,10 +349,10 @@ mod tests {
     }
 
     #[test]
-    fn replicas_are_bounded() {
+    fn scaling_must_make_sense_but_its_bounds_are_the_policys() {
         let mut s = spec();
-        s.scaling.as_mut().unwrap().replicas = Some(101);
-        assert_eq!(field_of(s), "spec.scaling.replicas");
+        s.scaling.as_mut().unwrap().replicas = Some(5000);
+        check(s).expect("the replica bounds are the policy's");
         let mut s = spec();
         s.scaling = Some(Scaling {
             min_replicas: Some(5),
@@ -298,18 +369,32 @@ mod tests {
     }
 
     #[test]
-    fn the_replica_limit_is_configurable() {
+    fn an_answer_keeps_to_the_replica_ceiling_its_prompt_states() {
         let mut s = spec();
         s.scaling.as_mut().unwrap().replicas = Some(20);
         let limits = Limits {
             max_replicas: 10,
             ..Limits::default()
         };
-        let err = validate(&NetworkIntent::new("k", s), &limits).unwrap_err();
+        let err = validate_spec(&s, &limits).unwrap_err();
         assert_eq!(
             err.to_string(),
             "spec.scaling.replicas: 20 is above the limit of 10"
         );
+        let mut s = spec();
+        s.scaling = Some(Scaling {
+            scale_by: Some(-11),
+            ..Scaling::default()
+        });
+        assert_eq!(
+            validate_spec(&s, &limits).unwrap_err().field,
+            "spec.scaling.scaleBy"
+        );
+        s.scaling = Some(Scaling {
+            scale_by: Some(-10),
+            ..Scaling::default()
+        });
+        validate_spec(&s, &limits).unwrap();
     }
 
     #[test]
@@ -331,6 +416,14 @@ mod tests {
             "Deploy ${HOME}",
             "Deploy `rm -rf`",
             "Deploy amf\u{0}",
+            "Deploy amf in namespace core5g\u{202E}",
+            "Deploy \u{202E}fma",
+            "Deploy a\u{200B}mf",
+            "Deploy amf\u{2066}",
+            "Deploy amf\u{FEFF}",
+            "Deploy amf\u{2028}in namespace kube-system",
+            "Deploy amf\u{E0041}",
+            "Deploy amf\u{AD}",
         ] {
             let mut s = spec();
             s.intent = bad.to_string();
@@ -370,6 +463,84 @@ mod tests {
             memory: None,
         });
         assert_eq!(field_of(s), "spec.resources.cpu");
+        for (cpu, memory, field) in [
+            ("1e3", "1Gi", "spec.resources.cpu"),
+            ("-1", "1Gi", "spec.resources.cpu"),
+            ("1", "1E3", "spec.resources.memory"),
+        ] {
+            let mut s = spec();
+            s.resources = Some(Resources {
+                cpu: Some(cpu.into()),
+                memory: Some(memory.into()),
+            });
+            assert_eq!(field_of(s), field, "{cpu} {memory}");
+        }
+        let mut s = spec();
+        s.resources = Some(Resources {
+            cpu: Some("100000".into()),
+            memory: Some("999999Ti".into()),
+        });
+        check(s).expect("well formed; the bounds are the policy's");
+    }
+
+    #[test]
+    fn every_format_character_is_markup() {
+        for c in [
+            '\u{200B}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{2060}', '\u{2069}', '\u{FEFF}',
+        ] {
+            assert!(has_markup(&format!("a{c}b")), "U+{:04X}", u32::from(c));
+        }
+        for fine in [
+            "Deploy AMF in namespace core5g",
+            "Déployer l'AMF",
+            "5G NR – eMBB",
+            "a\u{00A0}b",
+        ] {
+            assert!(!has_markup(fine), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_before_translation_without_normalising() {
+        use crate::request::{NetworkEvent, ServiceRequest};
+        let limits = Limits::default();
+        let service = |ns: &str| {
+            let mut r = ServiceRequest::new("Deploy AMF in namespace core5g\n");
+            r.target_namespace = Some(ns.to_string());
+            Request::Service(r)
+        };
+        check_request(&service("core5g"), &limits).unwrap();
+        for bad in [
+            "\u{212A}ube-system",
+            "Core5G",
+            " core5g",
+            "core5g\u{200B}",
+            "",
+        ] {
+            let err = check_request(&service(bad), &limits).unwrap_err();
+            assert_eq!(err.field, "target_namespace", "{bad:?}");
+            assert!(err.problem.contains("never normalised"), "{err}");
+        }
+        let text = Request::Service(ServiceRequest::new("Deploy AMF\u{202E} in core5g"));
+        assert_eq!(check_request(&text, &limits).unwrap_err().field, "intent");
+        let event = |ns: &str| {
+            Request::Event(NetworkEvent {
+                event_id: None,
+                event_type: "kpi_threshold_crossed".into(),
+                source: None,
+                nf_type: Some("amf".into()),
+                namespace: Some(ns.into()),
+                severity: None,
+                metric: None,
+                value: None,
+                threshold: None,
+                description: None,
+                timestamp: None,
+            })
+        };
+        check_request(&event("core5g"), &limits).unwrap();
+        let err = check_request(&event("\u{212A}ube-system"), &limits).unwrap_err();
+        assert_eq!(err.field, "namespace");
     }
 
     #[test]

@@ -269,7 +269,7 @@ async fn bad_messages_are_rejected_dead_lettered_and_do_not_block_the_partition(
         ("garbage-1", ErrorCode::InvalidJson),
         ("shape-1", ErrorCode::InvalidSchema),
         ("untranslatable-1", ErrorCode::Untranslatable),
-        ("invalid-1", ErrorCode::InvalidIntent),
+        ("invalid-1", ErrorCode::PolicyDenied),
     ] {
         assert_eq!(
             outcomes.stages(key),
@@ -345,9 +345,9 @@ async fn bad_messages_are_rejected_dead_lettered_and_do_not_block_the_partition(
     assert_eq!(
         codes,
         [
-            "invalid_intent",
             "invalid_json",
             "invalid_schema",
+            "policy_denied",
             "unknown_message_type",
             "untranslatable",
         ]
@@ -420,6 +420,7 @@ async fn a_missing_topic_stops_the_worker_at_start_naming_the_setting() {
     let pipeline = nephoran_kafka_consumer::pipeline::Pipeline::new(
         nephoran_kafka_consumer::translate::RuleTranslator::new(100),
         nephoran_kafka_consumer::apply::IntentSink::new(config.intent_sink.clone()),
+        Default::default(),
         Default::default(),
     );
     let health = std::sync::Arc::new(nephoran_kafka_consumer::health::Health::default());

@@ -20,9 +20,10 @@ use clap::Parser;
 use common::openai::{Call, FakeLlm, Reply};
 use nephoran_kafka_consumer::config::LlmArgs;
 use nephoran_kafka_consumer::intent::{NetworkIntent, NetworkIntentSpec};
+use nephoran_kafka_consumer::policy::Policy;
 use nephoran_kafka_consumer::request::{Request, ServiceRequest};
 use nephoran_kafka_consumer::translate::{LlmTranslator, RuleTranslator, Translator};
-use nephoran_kafka_consumer::validate::{validate, Limits};
+use nephoran_kafka_consumer::validate::{check_request, validate, Limits};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -152,17 +153,31 @@ fn answer_of(f: &Fields) -> Value {
     })
 }
 
+/// The default policy, except that the namespace `default` is allowed: the set reads
+/// "the default namespace" (a priority word too) to measure the reading, which matters
+/// wherever the denylist is configured without it.
+fn policy() -> Policy {
+    let mut policy = Policy::default();
+    policy.namespaces.denied.retain(|p| p.as_str() != "default");
+    policy
+}
+
 /// What became of one case: the intent that would be applied, or the reason it is not.
 type Verdict = Result<NetworkIntentSpec, String>;
 
+/// As the pipeline decides: the request checked, translated, validated, and judged by
+/// the policy ([`policy`]).
 async fn verdict(translator: &impl Translator, case: &Case, limits: &Limits) -> Verdict {
+    let request = case.request();
+    check_request(&request, limits).map_err(|e| e.to_string())?;
     let spec = translator
-        .translate(&case.request())
+        .translate(&request)
         .await
         .result
         .map_err(|e| e.reason)?;
     let intent = NetworkIntent::new("evaluation", spec);
     validate(&intent, limits).map_err(|e| e.to_string())?;
+    policy().check(&intent.spec).map_err(|e| e.to_string())?;
     Ok(intent.spec)
 }
 

@@ -141,7 +141,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker with the translator its configuration asks for (the rules, or an LLM).
+    /// A worker with the translator and the policy its configuration asks for (the rules,
+    /// or an LLM).
     pub fn start(config: Config) -> Self {
         let translator = translate::configured(&config.llm, Limits::default()).expect("translator");
         Self::start_with(config, translator)
@@ -151,11 +152,16 @@ impl Worker {
         let (stop, stopped) = oneshot::channel::<()>();
         let health = Arc::new(Health::default());
         let worker_health = health.clone();
+        let (policy, _) = config
+            .policy
+            .policy(config.max_replicas)
+            .expect("test policy settings");
         let task = tokio::spawn(async move {
             let pipeline = Pipeline::new(
                 translator,
                 IntentSink::new(config.intent_sink.clone()),
                 Limits::default(),
+                policy,
             );
             let shutdown = async {
                 let _ = stopped.await;

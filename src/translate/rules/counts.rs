@@ -524,13 +524,15 @@ mod tests {
             "Deploy a dozen AMF replicas in namespace core5g",
             &["'dozen'"],
         );
-        // a large but representable count is parsed; validation refuses it
+        // a large but representable count is parsed; the policy denies it
         let spec = translate(request("Deploy AMF with 500 replicas in namespace core5g"))
             .expect("500 is parsed");
         assert_eq!(spec.scaling.as_ref().and_then(|s| s.replicas), Some(500));
-        let err = validate(&NetworkIntent::new("k", spec), &Limits::default())
-            .expect_err("validation refuses 500");
-        assert_eq!(err.field, "spec.scaling.replicas");
+        validate(&NetworkIntent::new("k", spec.clone()), &Limits::default()).expect("well formed");
+        let denial = crate::policy::Policy::default()
+            .check(&spec)
+            .expect_err("the policy denies 500");
+        assert_eq!(denial.field, "spec.scaling.replicas");
     }
 
     #[test]

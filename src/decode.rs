@@ -103,7 +103,8 @@ pub fn decode(message: &InboundMessage) -> Decoded {
         key,
         request,
         fingerprint,
-        claims_key: true,
+        // A tombstone (no value) claims nothing: all of them would share one derived key.
+        claims_key: message.payload.is_some(),
     }
 }
 

@@ -13,9 +13,7 @@ use common::{
     brokers, committed_and_end, intent_files, produce, produce_all, producer, CountingTranslator,
     Outcomes, TestTopics, Worker,
 };
-use nephoran_kafka_consumer::dedup::{
-    changelog_topic, now_secs, Check, Entry, Limits, Outcome, State,
-};
+use nephoran_kafka_consumer::dedup::{changelog_topic, now_secs, Entry, Limits, Outcome, State};
 use nephoran_kafka_consumer::intent::intent_name;
 use nephoran_kafka_consumer::kafka::changelog;
 use nephoran_kafka_consumer::outcome::Stage;
@@ -102,9 +100,12 @@ fn completed_keys(topics: &TestTopics, keys: &HashSet<String>) -> HashSet<String
     let topic = changelog_topic(&topics.group, &topics.service_requests);
     let mut completed = HashSet::new();
     for partition in 0..topics.partitions {
-        let (mut store, _) = changelog::restore(&properties, &topic, partition, limits).unwrap();
+        let (store, _) = changelog::restore(&properties, &topic, partition, limits).unwrap();
         for key in keys {
-            if matches!(store.check(key, -1, now_secs()), Check::Duplicate(_)) {
+            if store
+                .get(key)
+                .is_some_and(|e| matches!(e.state, State::Done(_)))
+            {
                 completed.insert(key.clone());
             }
         }
@@ -267,6 +268,7 @@ fn applied_entry(offset: i64, last_seen: u32) -> Entry {
         since: last_seen,
         last_seen,
         namespace: 0,
+        fingerprint: None,
     }
 }
 

@@ -156,7 +156,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         translator,
         IntentSink::new(config.intent_sink.clone()),
         limits,
-    );
+    )
+    .with_event_cooldown(config.event_cooldown);
     crate::worker::run(&config, pipeline, health, shutdown_signal()).await
 }
 

@@ -13,6 +13,7 @@ use backoff::ExponentialBackoff;
 use tracing::warn;
 
 use crate::apply::{ApplyError, IntentSink};
+use crate::cooldown::Cooldown;
 use crate::decode::{decode, Fingerprint, IdempotencyKey};
 use crate::intent::NetworkIntent;
 use crate::lease::{Fenced, Lease};
@@ -50,6 +51,8 @@ pub struct Pipeline<T> {
     translator: T,
     sink: IntentSink,
     limits: Limits,
+    /// Closed-loop scale-outs fold within it; off unless [`Pipeline::with_event_cooldown`].
+    cooldown: Cooldown,
 }
 
 impl<T: Translator> Pipeline<T> {
@@ -58,7 +61,15 @@ impl<T: Translator> Pipeline<T> {
             translator,
             sink,
             limits,
+            cooldown: Cooldown::default(),
         }
+    }
+
+    /// Folds closed-loop scale-outs of one network function within `period` into the
+    /// first (`EVENT_COOLDOWN`; zero: off). See [`crate::cooldown`].
+    pub fn with_event_cooldown(mut self, period: Duration) -> Self {
+        self.cooldown = Cooldown::new(period, crate::cooldown::DEFAULT_MAX_TARGETS);
+        self
     }
 
     /// Decodes a message and makes its `received` event.
@@ -135,11 +146,28 @@ impl<T: Translator> Pipeline<T> {
         if !lease.is_held() {
             return Err(Fenced);
         }
+        // A closed-loop scale-out of a function already scaled out within the cool-down
+        // is not applied: it folds into the first (`original` names it).
+        let cooldown = match self.cooldown.claim(request, &intent, source) {
+            Ok(ticket) => ticket,
+            Err(into) => {
+                let mut folded = described(Stage::Duplicate);
+                folded.intent = None;
+                folded.original = Some(into);
+                return Ok(Completion {
+                    outcomes: vec![folded],
+                    dead_letter: None,
+                });
+            }
+        };
         Ok(match self.apply_with_retries(&intent).await {
-            Ok(()) => Completion {
-                outcomes: vec![translated, described(Stage::Applied)],
-                dead_letter: None,
-            },
+            Ok(()) => {
+                cooldown.applied();
+                Completion {
+                    outcomes: vec![translated, described(Stage::Applied)],
+                    dead_letter: None,
+                }
+            }
             Err(e) => {
                 let failure = Failure::new(ErrorCode::ApplyFailed, e.to_string());
                 let mut failed = described(Stage::Failed);
@@ -158,12 +186,13 @@ impl<T: Translator> Pipeline<T> {
             ..ExponentialBackoff::default()
         };
         backoff::future::retry(policy, || async {
-            self.sink.apply(intent).await.map_err(|e| match e {
-                ApplyError::Io { .. } => {
+            self.sink.apply(intent).await.map_err(|e| {
+                if e.is_transient() {
                     warn!(intent = %intent.metadata.name, error = %e, "apply failed, retrying");
                     backoff::Error::transient(e)
+                } else {
+                    backoff::Error::permanent(e)
                 }
-                ApplyError::Serialise(_) => backoff::Error::permanent(e),
             })
         })
         .await

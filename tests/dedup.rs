@@ -42,12 +42,14 @@ async fn duplicates_spread_over_time_get_one_intent_and_one_translation_per_key(
     let worker = Worker::start_with(topics.config(dir.path()), translator.clone());
     let mut outcomes = Outcomes::new(&topics);
 
-    // 100 requests, 40 keys: each batch mixes new keys and repeats of earlier ones.
+    // 100 requests, 40 keys: each batch mixes new keys and repeats of earlier ones. A
+    // repeat carries the same payload (another payload would be a conflict).
     let key = |i: usize| format!("dup-{}", (i * 7) % 40);
     for batch in 0..4 {
         for i in batch * 25..(batch + 1) * 25 {
             let k = key(i);
-            let text = format!("Deploy AMF with {} replicas in namespace core5g", i % 3 + 1);
+            let replicas = (i * 7) % 40 % 3 + 1;
+            let text = format!("Deploy AMF with {replicas} replicas in namespace core5g");
             produce(
                 &producer,
                 &topics.service_requests,
@@ -64,6 +66,7 @@ async fn duplicates_spread_over_time_get_one_intent_and_one_translation_per_key(
 
     assert_eq!(outcomes.count("applied"), 40);
     assert_eq!(outcomes.count("duplicate"), 60);
+    assert_eq!(outcomes.count("rejected"), 0, "no conflicts");
     assert_eq!(intent_files(dir.path()), 40);
     let calls = translator.calls();
     assert_eq!(calls.len(), 40);
@@ -217,7 +220,8 @@ async fn workers_joining_and_leaving_apply_each_key_once() {
         async move {
             for i in batch * 100..(batch + 1) * 100 {
                 let k = key(i);
-                let text = format!("Deploy UPF with {} replicas in namespace edge", i % 4 + 1);
+                let replicas = (i * 7) % 150 % 4 + 1; // the key's: repeats are duplicates
+                let text = format!("Deploy UPF with {replicas} replicas in namespace edge");
                 produce(producer, &topic, Some(&k), &request(&k, &text), &[]).await;
             }
         }
@@ -240,6 +244,7 @@ async fn workers_joining_and_leaving_apply_each_key_once() {
     third.stop().await;
     outcomes.drain(Duration::from_millis(500)).await;
 
+    assert_eq!(outcomes.count("rejected"), 0, "no conflicts");
     let calls = translator.calls();
     assert_eq!(calls.len(), 150, "every key translated");
     let twice: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();

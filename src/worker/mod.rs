@@ -5,7 +5,9 @@
 //! and it waits in its key's lane ([`Scheduler`]). When it may start, its idempotency key
 //! is looked up in its partition's dedup state (restored from the changelog the first
 //! time the partition is seen after an assignment): a key already completed gets a
-//! `duplicate` event at once; a new key (or one whose attempt never finished) is
+//! `duplicate` event at once, or a `rejected` conflict when another payload claimed it;
+//! a message that claims no key (a tombstone, a bad key header) skips the lookup and is
+//! rejected by the pipeline; a new key (or one whose attempt never finished) is
 //! translated, validated and applied by a future of its own, polled side by side with
 //! the others by this task (no hand-off between threads: an LLM call waits on I/O, and a
 //! translator must not block). When it finishes, its changelog entry, dead letter and

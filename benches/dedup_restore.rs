@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             since: now,
             last_seen: now,
             namespace: 0,
+            fingerprint: Some(i.to_be_bytes()),
         };
         let key = format!("order-{i:012}");
         let value = entry.encode(Some("core5g"));

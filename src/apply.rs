@@ -5,15 +5,28 @@
 //! a temporary file and a rename, so a reader never sees half a file and applying the same
 //! intent twice leaves one file with the same content. `stdout` prints each intent as a
 //! YAML document. Both are idempotent, like the server-side apply that comes later.
+//!
+//! A sink never overwrites another request's intent: before writing, `dir:` reads the
+//! file already there (at most [`MAX_EXISTING_BYTES`]; it may hold anything) and writes
+//! only if its `nephoran.com/idempotency-key` annotation is this intent's key. Anything
+//! else (another key, no annotation, not YAML, too large, not a regular file) is a
+//! [`ApplyError::Conflict`], which is permanent: retrying cannot change whose it is.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::intent::NetworkIntent;
+use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION};
+
+/// The most of an existing intent file read to learn whose it is; a larger file is not
+/// one this service wrote, and is not overwritten.
+pub const MAX_EXISTING_BYTES: u64 = 1024 * 1024;
+
+/// The most of another key quoted in a conflict (characters, before escaping).
+const MAX_SHOWN_KEY_CHARS: usize = 128;
 
 /// Where intents go, as configured by `INTENT_SINK`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +73,64 @@ pub enum ApplyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The intent's place is taken by something that is not this request's intent.
+    #[error("conflict: {path} {holder}; not overwritten")]
+    Conflict { path: PathBuf, holder: Holder },
+}
+
+impl ApplyError {
+    /// Whether trying again may succeed (an I/O error); a conflict or an intent that
+    /// cannot be serialised stays as it is.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Io { .. })
+    }
+}
+
+/// What holds an intent's place instead of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// The intent of another idempotency key (escaped and bounded).
+    OtherKey(String),
+    /// A file whose idempotency-key annotation cannot be read, and why.
+    Unreadable(String),
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OtherKey(key) => write!(
+                f,
+                "holds the intent of another idempotency key, \"{}\"",
+                shown(key)
+            ),
+            Self::Unreadable(why) => write!(
+                f,
+                "exists and its {IDEMPOTENCY_KEY_ANNOTATION} annotation cannot be read ({why})"
+            ),
+        }
+    }
+}
+
+/// A key from a file, as it may be quoted: at most [`MAX_SHOWN_KEY_CHARS`] characters,
+/// anything but printable ASCII escaped, so it can forge neither log lines nor markup.
+fn shown(key: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in key.chars().enumerate() {
+        if i == MAX_SHOWN_KEY_CHARS {
+            out.push('…');
+            break;
+        }
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' => out.push(c),
+            c if c.is_ascii_graphic() => out.push(c),
+            c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        }
+    }
+    out
 }
 
 /// The configured sink.
@@ -83,6 +154,8 @@ impl IntentSink {
         match &self.spec {
             SinkSpec::Dir(dir) => {
                 let yaml = serde_yaml::to_string(intent)?;
+                let path = intent_path(dir, intent);
+                check_holder(&path, intent).await?;
                 let n = self.writes.fetch_add(1, Ordering::Relaxed);
                 write_atomically(dir, intent, yaml.as_bytes(), n).await
             }
@@ -110,6 +183,59 @@ impl IntentSink {
 pub fn intent_path(dir: &Path, intent: &NetworkIntent) -> PathBuf {
     dir.join(&intent.metadata.namespace)
         .join(format!("{}.yaml", intent.metadata.name))
+}
+
+/// Succeeds when `path` is free or holds `intent`'s own request (the same idempotency
+/// key): writing then creates it, or changes nothing that another request owns.
+async fn check_holder(path: &Path, intent: &NetworkIntent) -> Result<(), ApplyError> {
+    let conflict = |holder| ApplyError::Conflict {
+        path: path.to_path_buf(),
+        holder,
+    };
+    let unreadable = |why: String| conflict(Holder::Unreadable(why));
+    // Not followed: a symbolic link, a FIFO or a device is nothing this service wrote,
+    // and opening one could block or read without end.
+    match tokio::fs::symlink_metadata(path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(unreadable(e.to_string())),
+        Ok(meta) if !meta.is_file() => return Err(unreadable("not a regular file".into())),
+        Ok(_) => {}
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_EXISTING_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() as u64 > MAX_EXISTING_BYTES {
+        return Err(unreadable(format!(
+            "larger than {MAX_EXISTING_BYTES} bytes"
+        )));
+    }
+    let document: serde_yaml::Value =
+        serde_yaml::from_slice(&bytes).map_err(|_| unreadable("not YAML".into()))?;
+    let holder = document
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(IDEMPOTENCY_KEY_ANNOTATION));
+    let Some(holder) = holder else {
+        return Err(unreadable("no such annotation".into()));
+    };
+    let Some(holder) = holder.as_str() else {
+        return Err(unreadable("not a string".into()));
+    };
+    let own = intent
+        .metadata
+        .annotations
+        .get(IDEMPOTENCY_KEY_ANNOTATION)
+        .map(String::as_str);
+    if own == Some(holder) {
+        Ok(())
+    } else {
+        Err(conflict(Holder::OtherKey(holder.to_string())))
+    }
 }
 
 async fn write_atomically(
@@ -154,8 +280,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn intent() -> NetworkIntent {
+        intent_of("order-1")
+    }
+
+    fn intent_of(key: &str) -> NetworkIntent {
         NetworkIntent::new(
-            "order-1",
+            key,
             NetworkIntentSpec {
                 intent: "Deploy AMF".into(),
                 intent_type: IntentType::Deployment,
@@ -208,5 +338,85 @@ mod tests {
         let sink = IntentSink::new(SinkSpec::Dir(blocker.clone()));
         let err = sink.apply(&intent()).await.unwrap_err().to_string();
         assert!(err.contains(&blocker.display().to_string()), "{err}");
+    }
+
+    /// An intent of key `key` that lands where `intent()` does: as if two keys had the
+    /// same name (a file from elsewhere, or names of an older build).
+    fn squatter(key: &str) -> NetworkIntent {
+        let mut other = intent_of(key);
+        other.metadata.name = intent().metadata.name;
+        other
+    }
+
+    #[tokio::test]
+    async fn an_intent_of_another_key_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf()));
+        let path = intent_path(dir.path(), &intent());
+        let hostile = "victim\u{1b}[31m\"\n".to_string() + &"x".repeat(500);
+        sink.apply(&squatter(&hostile)).await.unwrap();
+        let before = std::fs::read(&path).unwrap();
+
+        let err = sink.apply(&intent()).await.unwrap_err();
+        assert!(!err.is_transient(), "a conflict is not retried");
+        let message = err.to_string();
+        assert!(message.starts_with("conflict: "), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(
+            message.contains(r#"another idempotency key, "victim\u{1b}[31m\"\u{a}xxx"#),
+            "{message}"
+        );
+        assert!(message.len() < 400, "the other key is bounded: {message}");
+        assert!(!message.chars().any(char::is_control), "{message}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "untouched");
+
+        // the same key overwrites, as before (idempotent)
+        let mut changed = squatter(&hostile);
+        changed.spec.intent = "Deploy AMF again".into();
+        sink.apply(&changed).await.unwrap();
+        let back: NetworkIntent = serde_yaml::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, changed);
+    }
+
+    #[tokio::test]
+    async fn a_file_whose_owner_cannot_be_read_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf()));
+        let path = intent_path(dir.path(), &intent());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let big = vec![b'a'; MAX_EXISTING_BYTES as usize + 1];
+        let no_annotation = serde_yaml::to_string(&intent())
+            .unwrap()
+            .replace(IDEMPOTENCY_KEY_ANNOTATION, "nephoran.com/other");
+        let cases: [(&[u8], &str); 5] = [
+            (b"\xff\xfe not yaml: [", "not YAML"),
+            (b"just a string", "no such annotation"),
+            (no_annotation.as_bytes(), "no such annotation"),
+            (
+                b"metadata:\n  annotations:\n    nephoran.com/idempotency-key: [1]\n",
+                "not a string",
+            ),
+            (&big, "larger than"),
+        ];
+        for (content, why) in cases {
+            std::fs::write(&path, content).unwrap();
+            let err = sink.apply(&intent()).await.unwrap_err();
+            assert!(!err.is_transient());
+            let message = err.to_string();
+            assert!(
+                message.contains("cannot be read") && message.contains(why),
+                "{why}: {message}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), content, "{why}: untouched");
+        }
+        // a directory (or a link, a FIFO) in its place
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let message = sink.apply(&intent()).await.unwrap_err().to_string();
+        assert!(message.contains("not a regular file"), "{message}");
+        std::fs::remove_dir(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let message = sink.apply(&intent()).await.unwrap_err().to_string();
+        assert!(message.contains("not a regular file"), "{message}");
     }
 }

@@ -162,7 +162,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         IntentSink::new(config.intent_sink.clone()),
         limits,
         policy,
-    );
+    )
+    .with_event_cooldown(config.event_cooldown);
     crate::worker::run(&config, pipeline, health, shutdown_signal()).await
 }
 

@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "REVOKE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub revoke_drain_timeout: std::time::Duration,
 
+    /// Closed-loop cool-down: KPI events that scale out the same network function in
+    /// the same namespace within it fold into the first scale-out (0s: off).
+    #[arg(long, env = "EVENT_COOLDOWN", default_value = "5m", value_parser = parse_duration)]
+    pub event_cooldown: std::time::Duration,
+
     #[command(flatten)]
     pub llm: LlmArgs,
 

@@ -134,6 +134,7 @@ pub fn decode(message: &InboundMessage) -> Decoded {
         key,
         request,
         fingerprint,
+        // A tombstone never gets here: the record screen refuses it, claiming nothing.
         claims_key: true,
     }
 }

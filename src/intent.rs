@@ -249,11 +249,14 @@ impl NetworkIntent {
 }
 
 /// Derives the NetworkIntent name from an idempotency key: a readable, DNS-1123-safe
-/// prefix of the key plus 10 hex digits of its SHA-256, at most 63 characters. Two keys
-/// that sanitise to the same prefix still get different names through the hash.
+/// prefix of the key (at most [`NAME_PREFIX_MAX`] characters), `-`, and 26 base32
+/// characters of the key's SHA-256 (130 bits), at most 63 characters in all.
+///
+/// The name is a pure function of the whole key, and only the digest makes it unique:
+/// keys that share a prefix, or a key crafted to sanitise to another's prefix, get a
+/// different name unless they collide in 130 bits of SHA-256, which nobody can arrange.
 pub fn intent_name(idempotency_key: &str) -> String {
-    const PREFIX_MAX: usize = 52; // 52 + '-' + 10 hex = 63, the DNS-1123 label limit
-    let mut prefix = String::with_capacity(PREFIX_MAX);
+    let mut prefix = String::with_capacity(NAME_PREFIX_MAX);
     for c in idempotency_key.chars() {
         let c = c.to_ascii_lowercase();
         let c = if c.is_ascii_alphanumeric() { c } else { '-' };
@@ -261,15 +264,40 @@ pub fn intent_name(idempotency_key: &str) -> String {
             continue;
         }
         prefix.push(c);
-        if prefix.len() == PREFIX_MAX {
+        if prefix.len() == NAME_PREFIX_MAX {
             break;
         }
     }
     let prefix = prefix.trim_end_matches('-');
     let prefix = if prefix.is_empty() { "intent" } else { prefix };
     let digest = Sha256::digest(idempotency_key.as_bytes());
-    let hash = crate::hex::lower_hex(&digest[..5]);
-    format!("{prefix}-{hash}")
+    format!("{prefix}-{}", base32_130(&digest))
+}
+
+/// Characters of an intent name's digest: 26 base32 characters of 5 bits each.
+const NAME_DIGEST_CHARS: usize = 26;
+/// The longest readable prefix: a DNS-1123 label has 63 characters, less `-` and the digest.
+pub const NAME_PREFIX_MAX: usize = 63 - 1 - NAME_DIGEST_CHARS;
+
+/// The first 130 bits of `digest` (at least 17 bytes) in lowercase base32 (RFC 4648
+/// alphabet, lowercased: letters and the digits 2-7, all DNS-safe).
+fn base32_130(digest: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::with_capacity(NAME_DIGEST_CHARS);
+    let (mut bits, mut held) = (0u32, 0u32);
+    for &byte in digest {
+        bits = (bits << 8) | u32::from(byte);
+        held += 8;
+        while held >= 5 && out.len() < NAME_DIGEST_CHARS {
+            held -= 5;
+            out.push(char::from(ALPHABET[((bits >> held) & 31) as usize]));
+        }
+        bits &= (1 << held) - 1;
+        if out.len() == NAME_DIGEST_CHARS {
+            break;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -282,6 +310,67 @@ mod tests {
         assert_eq!(intent_name("order-42"), intent_name("order-42"));
         assert_ne!(intent_name("order-42"), intent_name("order-43"));
         assert!(intent_name("order-42").starts_with("order-42-"));
+        // a known value: the format is a contract (the names of intents already applied)
+        assert_eq!(
+            intent_name("order-42"),
+            "order-42-hp4lcv6eeoho7znojjtozka4no"
+        );
+    }
+
+    #[test]
+    fn base32_digest_matches_rfc_4648() {
+        // RFC 4648 test vector "foobar" -> MZXW6YTBOI (10 characters = 50 bits); padded
+        // with zero bytes, the first 26 characters start the same way.
+        let mut bytes = b"foobar".to_vec();
+        bytes.resize(17, 0);
+        assert!(base32_130(&bytes).starts_with("mzxw6ytboi"));
+        assert_eq!(base32_130(&bytes).len(), 26);
+    }
+
+    #[test]
+    fn keys_that_share_a_long_prefix_get_different_names() {
+        let shared = "tenant-a/order/".repeat(10);
+        let names: std::collections::HashSet<String> = (0..10_000)
+            .map(|i| intent_name(&format!("{shared}{i}")))
+            .collect();
+        assert_eq!(names.len(), 10_000);
+        for name in &names {
+            assert!(name.len() <= 63 && is_dns1123_label(name), "{name}");
+            assert!(
+                name.starts_with("tenant-a-order-tenant-a-order-tenan"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_crafted_to_look_like_anothers_gets_its_own_name() {
+        let victim = "order-42";
+        // all of these sanitise to the victim's readable prefix
+        for hostile in [
+            "ORDER-42",
+            "order_42",
+            "order/42",
+            "order--42",
+            "-order-42-",
+            "order-42\u{0}",
+            "order-42\u{1b}[0m",
+            "order-42\u{202e}",
+            " order 42 ",
+        ] {
+            let name = intent_name(hostile);
+            assert!(name.starts_with("order-42-"), "{hostile:?} gave {name}");
+            assert_ne!(name, intent_name(victim), "{hostile:?}");
+            assert!(is_dns1123_label(&name), "{hostile:?} gave {name}");
+        }
+        // and a long one whose prefix is cut exactly where the victim's ends
+        let long_victim = "x".repeat(NAME_PREFIX_MAX);
+        let long_hostile = format!("{long_victim}-and-more");
+        assert_eq!(
+            intent_name(&long_victim)[..NAME_PREFIX_MAX],
+            intent_name(&long_hostile)[..NAME_PREFIX_MAX]
+        );
+        assert_ne!(intent_name(&long_victim), intent_name(&long_hostile));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod cooldown;
 pub mod decode;
 pub mod dedup;
 pub mod health;

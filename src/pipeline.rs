@@ -14,6 +14,7 @@ use backoff::ExponentialBackoff;
 use tracing::warn;
 
 use crate::apply::{ApplyError, IntentSink};
+use crate::cooldown::Cooldown;
 use crate::decode::{decode, Fingerprint, IdempotencyKey};
 use crate::intent::NetworkIntent;
 use crate::lease::{Fenced, Lease};
@@ -53,6 +54,8 @@ pub struct Pipeline<T> {
     sink: IntentSink,
     limits: Limits,
     policy: Policy,
+    /// Closed-loop scale-outs fold within it; off unless [`Pipeline::with_event_cooldown`].
+    cooldown: Cooldown,
 }
 
 impl<T: Translator> Pipeline<T> {
@@ -62,7 +65,15 @@ impl<T: Translator> Pipeline<T> {
             sink,
             limits,
             policy,
+            cooldown: Cooldown::default(),
         }
+    }
+
+    /// Folds closed-loop scale-outs of one network function within `period` into the
+    /// first (`EVENT_COOLDOWN`; zero: off). See [`crate::cooldown`].
+    pub fn with_event_cooldown(mut self, period: Duration) -> Self {
+        self.cooldown = Cooldown::new(period, crate::cooldown::DEFAULT_MAX_TARGETS);
+        self
     }
 
     /// Decodes a message and makes its `received` event.
@@ -155,11 +166,28 @@ impl<T: Translator> Pipeline<T> {
         if !lease.is_held() {
             return Err(Fenced);
         }
+        // A closed-loop scale-out of a function already scaled out within the cool-down
+        // is not applied: it folds into the first (`original` names it).
+        let cooldown = match self.cooldown.claim(request, &intent, source) {
+            Ok(ticket) => ticket,
+            Err(into) => {
+                let mut folded = described(Stage::Duplicate);
+                folded.intent = None;
+                folded.original = Some(into);
+                return Ok(Completion {
+                    outcomes: vec![folded],
+                    dead_letter: None,
+                });
+            }
+        };
         Ok(match self.apply_with_retries(&intent).await {
-            Ok(()) => Completion {
-                outcomes: vec![translated, described(Stage::Applied)],
-                dead_letter: None,
-            },
+            Ok(()) => {
+                cooldown.applied();
+                Completion {
+                    outcomes: vec![translated, described(Stage::Applied)],
+                    dead_letter: None,
+                }
+            }
             Err(e) => {
                 let failure = Failure::new(ErrorCode::ApplyFailed, e.to_string());
                 let mut failed = described(Stage::Failed);
@@ -178,12 +206,13 @@ impl<T: Translator> Pipeline<T> {
             ..ExponentialBackoff::default()
         };
         backoff::future::retry(retry, || async {
-            self.sink.apply(intent).await.map_err(|e| match e {
-                ApplyError::Io { .. } => {
+            self.sink.apply(intent).await.map_err(|e| {
+                if e.is_transient() {
                     warn!(intent = %intent.metadata.name, error = %e, "apply failed, retrying");
                     backoff::Error::transient(e)
+                } else {
+                    backoff::Error::permanent(e)
                 }
-                ApplyError::Serialise(_) => backoff::Error::permanent(e),
             })
         })
         .await

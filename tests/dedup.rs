@@ -1,6 +1,9 @@
 //! Effectively once, against the real broker: duplicates by idempotency key yield no
 //! second intent and no second translation, across restarts, crashes and rebalances,
-//! with bounded state restored from the changelog.
+//! with bounded state restored from the changelog. Keys are claimed by their content
+//! (another payload under a claimed key is a conflict), messages that cannot claim a
+//! key (tombstones, bad key headers) leave no entry, and closed-loop KPI events for one
+//! network function fold into one scale-out within the cool-down.
 
 mod common;
 
@@ -8,17 +11,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::raw::produce_raw;
 use common::recorder::{metric, recorder};
 use common::{
-    brokers, committed_and_end, intent_files, produce, produce_all, producer, CountingTranslator,
-    Outcomes, TestTopics, Worker,
+    brokers, committed_and_end, header, intent_files, produce, produce_all, producer,
+    CountingTranslator, Outcomes, TestTopics, TopicReader, Worker,
 };
-use nephoran_kafka_consumer::dedup::{
-    changelog_topic, now_secs, Check, Entry, Limits, Outcome, State,
-};
-use nephoran_kafka_consumer::intent::intent_name;
+use nephoran_kafka_consumer::decode::fingerprint;
+use nephoran_kafka_consumer::dedup::{changelog_topic, now_secs, Entry, Limits, Outcome, State};
+use nephoran_kafka_consumer::intent::{intent_name, NetworkIntent};
 use nephoran_kafka_consumer::kafka::changelog;
-use nephoran_kafka_consumer::outcome::Stage;
+use nephoran_kafka_consumer::outcome::{event_id, ErrorCode, Stage};
 use nephoran_kafka_consumer::request::MessageType;
 use nephoran_kafka_consumer::translate::TranslatorKind;
 use rdkafka::producer::FutureRecord;
@@ -39,12 +42,14 @@ async fn duplicates_spread_over_time_get_one_intent_and_one_translation_per_key(
     let worker = Worker::start_with(topics.config(dir.path()), translator.clone());
     let mut outcomes = Outcomes::new(&topics);
 
-    // 100 requests, 40 keys: each batch mixes new keys and repeats of earlier ones.
+    // 100 requests, 40 keys: each batch mixes new keys and repeats of earlier ones. A
+    // repeat carries the same payload (another payload would be a conflict).
     let key = |i: usize| format!("dup-{}", (i * 7) % 40);
     for batch in 0..4 {
         for i in batch * 25..(batch + 1) * 25 {
             let k = key(i);
-            let text = format!("Deploy AMF with {} replicas in namespace core5g", i % 3 + 1);
+            let replicas = (i * 7) % 40 % 3 + 1;
+            let text = format!("Deploy AMF with {replicas} replicas in namespace core5g");
             produce(
                 &producer,
                 &topics.service_requests,
@@ -61,6 +66,7 @@ async fn duplicates_spread_over_time_get_one_intent_and_one_translation_per_key(
 
     assert_eq!(outcomes.count("applied"), 40);
     assert_eq!(outcomes.count("duplicate"), 60);
+    assert_eq!(outcomes.count("rejected"), 0, "no conflicts");
     assert_eq!(intent_files(dir.path()), 40);
     let calls = translator.calls();
     assert_eq!(calls.len(), 40);
@@ -102,9 +108,12 @@ fn completed_keys(topics: &TestTopics, keys: &HashSet<String>) -> HashSet<String
     let topic = changelog_topic(&topics.group, &topics.service_requests);
     let mut completed = HashSet::new();
     for partition in 0..topics.partitions {
-        let (mut store, _) = changelog::restore(&properties, &topic, partition, limits).unwrap();
+        let (store, _) = changelog::restore(&properties, &topic, partition, limits).unwrap();
         for key in keys {
-            if matches!(store.check(key, -1, now_secs()), Check::Duplicate(_)) {
+            if store
+                .get(key)
+                .is_some_and(|e| matches!(e.state, State::Done(_)))
+            {
                 completed.insert(key.clone());
             }
         }
@@ -211,7 +220,8 @@ async fn workers_joining_and_leaving_apply_each_key_once() {
         async move {
             for i in batch * 100..(batch + 1) * 100 {
                 let k = key(i);
-                let text = format!("Deploy UPF with {} replicas in namespace edge", i % 4 + 1);
+                let replicas = (i * 7) % 150 % 4 + 1; // the key's: repeats are duplicates
+                let text = format!("Deploy UPF with {replicas} replicas in namespace edge");
                 produce(producer, &topic, Some(&k), &request(&k, &text), &[]).await;
             }
         }
@@ -234,6 +244,7 @@ async fn workers_joining_and_leaving_apply_each_key_once() {
     third.stop().await;
     outcomes.drain(Duration::from_millis(500)).await;
 
+    assert_eq!(outcomes.count("rejected"), 0, "no conflicts");
     let calls = translator.calls();
     assert_eq!(calls.len(), 150, "every key translated");
     let twice: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();
@@ -267,6 +278,7 @@ fn applied_entry(offset: i64, last_seen: u32) -> Entry {
         since: last_seen,
         last_seen,
         namespace: 0,
+        fingerprint: None,
     }
 }
 
@@ -454,4 +466,389 @@ async fn at_the_entry_bound_the_oldest_keys_go_first() {
         .map(|(k, v)| (k.clone(), v.len()))
         .collect();
     assert_eq!(by_key.len(), 15);
+}
+
+/// The dead letters on the test's dead-letter topic, as (error code, source offset).
+async fn dead_letters(topics: &TestTopics, n: usize) -> Vec<(String, String)> {
+    let reader = TopicReader::new(&topics.dlq, topics.partitions);
+    let mut letters = Vec::new();
+    while letters.len() < n {
+        let message = reader
+            .next(common::PATIENCE)
+            .await
+            .expect("the dead letters arrive");
+        letters.push((
+            header(&message, "nephoran.error.code").unwrap_or_default(),
+            header(&message, "nephoran.source.offset").unwrap_or_default(),
+        ));
+    }
+    letters
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_key_with_another_payload_is_a_conflict_and_the_original_stands() {
+    recorder();
+    let topics = TestTopics::create("conflict", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let original = request(
+        "claimed-1",
+        "Deploy AMF with 3 replicas in namespace core5g",
+    );
+    let hijack = request(
+        "claimed-1",
+        "Deploy AMF with 9 replicas in namespace core5g",
+    );
+    for payload in [&original, &hijack, &original] {
+        produce(
+            &producer,
+            &topics.service_requests,
+            Some("claimed-1"),
+            payload,
+            &[],
+        )
+        .await;
+    }
+    let worker = Worker::start(topics.config(dir.path()));
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes.until_terminal_messages(3).await;
+    worker.stop().await;
+
+    let terminal = outcomes.terminal("claimed-1");
+    let stages: Vec<_> = terminal.iter().map(|e| e.stage).collect();
+    assert_eq!(
+        stages,
+        [Stage::Applied, Stage::Rejected, Stage::Duplicate],
+        "{:?}",
+        outcomes.stages("claimed-1")
+    );
+    let conflict = terminal[1];
+    assert_eq!(conflict.source.offset, 1);
+    let error = conflict.error.as_ref().expect("a conflict says why");
+    assert_eq!(error.code, ErrorCode::IdempotencyKeyConflict);
+    assert!(
+        error.message.contains("conflict") && error.message.contains("offset 0"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        conflict.intent, None,
+        "a conflict names no intent of its own"
+    );
+    // its events are its own, not re-publications of the original's
+    assert_ne!(conflict.event_id, event_id("claimed-1", Stage::Rejected));
+    assert!(outcomes.stages("claimed-1").contains(&"dead_lettered"));
+    // the same payload again is a duplicate of the original, not of the conflict
+    let duplicate = terminal[2].original.as_ref().expect("names the original");
+    assert_eq!(
+        (duplicate.stage, duplicate.source.offset),
+        (Stage::Applied, 0)
+    );
+
+    // one intent, the original's, untouched
+    assert_eq!(intent_files(dir.path()), 1);
+    let path = dir
+        .path()
+        .join("core5g")
+        .join(format!("{}.yaml", intent_name("claimed-1")));
+    let intent: NetworkIntent = serde_yaml::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(intent.spec.scaling.and_then(|s| s.replicas), Some(3));
+
+    // the conflict went to the dead-letter topic; nothing else did
+    let letters = dead_letters(&topics, 1).await;
+    assert_eq!(
+        letters,
+        [("idempotency_key_conflict".to_string(), "1".to_string())]
+    );
+    // and the claimant's entry still holds its payload's fingerprint and offset
+    let entry = changelog_entry(&topics, "claimed-1").expect("the original's entry");
+    assert_eq!(entry.offset, 0);
+    assert_eq!(entry.fingerprint, Some(fingerprint(Some(&original))));
+    let labels = [("topic", topics.service_requests.as_str())];
+    assert_eq!(metric("dedup_conflicts_total", &labels), 1.0);
+}
+
+/// The entry of `key` in the changelog of the test's request topic, as a restore reads it.
+fn changelog_entry(topics: &TestTopics, key: &str) -> Option<Entry> {
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), brokers())]);
+    let limits = Limits {
+        window_secs: u32::MAX,
+        max_entries: usize::MAX,
+    };
+    let topic = changelog_topic(&topics.group, &topics.service_requests);
+    (0..topics.partitions).find_map(|partition| {
+        let (store, _) = changelog::restore(&properties, &topic, partition, limits).unwrap();
+        store.get(key).copied()
+    })
+}
+
+/// Every key in the changelog of the test's request topic.
+fn changelog_len(topics: &TestTopics) -> usize {
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), brokers())]);
+    let limits = Limits {
+        window_secs: u32::MAX,
+        max_entries: usize::MAX,
+    };
+    let topic = changelog_topic(&topics.group, &topics.service_requests);
+    (0..topics.partitions)
+        .map(|partition| {
+            changelog::restore(&properties, &topic, partition, limits)
+                .unwrap()
+                .0
+                .len()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tombstones_are_each_rejected_and_claim_no_key() {
+    let topics = TestTopics::create("tombstones", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    for key in [Some(&b"gone"[..]), Some(&b"gone"[..]), None] {
+        produce_raw(&producer, &topics.service_requests, 0, key, None, &[]).await;
+    }
+    produce(
+        &producer,
+        &topics.service_requests,
+        Some("after-tombstones"),
+        &request("after-tombstones", "Deploy SMF in namespace core5g"),
+        &[],
+    )
+    .await;
+    let worker = Worker::start(topics.config(dir.path()));
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes.until_terminal_messages(4).await;
+    worker.stop().await;
+
+    let tombstones: Vec<_> = outcomes
+        .in_order
+        .iter()
+        .filter(|e| e.stage.is_terminal() && e.source.offset < 3)
+        .collect();
+    assert_eq!(tombstones.len(), 3, "{:?}", outcomes.in_order);
+    for event in &tombstones {
+        assert_eq!(event.stage, Stage::Rejected, "{event:?}");
+        let code = event.error.as_ref().map(|f| f.code);
+        assert!(
+            matches!(
+                code,
+                Some(ErrorCode::InvalidRecord | ErrorCode::InvalidJson)
+            ),
+            "{event:?}"
+        );
+    }
+    assert_eq!(outcomes.count("duplicate"), 0);
+    assert_eq!(
+        outcomes.terminal("after-tombstones")[0].stage,
+        Stage::Applied
+    );
+    assert_eq!(dead_letters(&topics, 3).await.len(), 3);
+    // only the good request has an entry
+    assert_eq!(changelog_len(&topics), 1);
+    assert!(changelog_entry(&topics, "after-tombstones").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_bad_key_header_does_not_poison_its_corrected_resend() {
+    let topics = TestTopics::create("resend", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    // No key in the payload: without a good header, its key is derived from the bytes.
+    let payload = serde_json::json!({"intent": "Deploy NRF in namespace core5g"})
+        .to_string()
+        .into_bytes();
+    let too_long = "k".repeat(300);
+    let sends: [&[(&str, &str)]; 3] = [
+        &[("idempotency-key", &too_long)],
+        &[("idempotency-key", "fixed-1")],
+        &[],
+    ];
+    for headers in sends {
+        produce(&producer, &topics.service_requests, None, &payload, headers).await;
+    }
+    let worker = Worker::start(topics.config(dir.path()));
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes.until_terminal_messages(3).await;
+    worker.stop().await;
+
+    let by_offset = |offset: i64| {
+        outcomes
+            .in_order
+            .iter()
+            .find(|e| e.stage.is_terminal() && e.source.offset == offset)
+            .cloned()
+            .expect("a terminal outcome")
+    };
+    let bad = by_offset(0);
+    assert_eq!(bad.stage, Stage::Rejected);
+    assert_eq!(
+        bad.error.map(|f| f.code),
+        Some(ErrorCode::InvalidIdempotencyKey)
+    );
+    let fixed = by_offset(1);
+    assert_eq!(
+        (fixed.stage, fixed.idempotency_key.as_str()),
+        (Stage::Applied, "fixed-1")
+    );
+    // the same bytes with no key at all: keyed by their hash, which the rejected message
+    // never claimed
+    let keyless = by_offset(2);
+    assert_eq!(keyless.stage, Stage::Applied, "{keyless:?}");
+    assert_eq!(intent_files(dir.path()), 2);
+    assert_eq!(
+        changelog_len(&topics),
+        2,
+        "the rejected message left no entry"
+    );
+}
+
+fn kpi_event(id: &str, nf: &str, value: f64) -> Vec<u8> {
+    serde_json::json!({
+        "event_id": id, "event_type": "kpi_threshold_crossed", "source": format!("{nf}-1"),
+        "nf_type": nf, "namespace": "core5g", "severity": "major",
+        "metric": "cpu_utilization", "value": value, "threshold": 80.0,
+        "timestamp": "2026-11-26T10:00:00Z"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kpi_events_for_one_function_within_the_cooldown_fold_into_one_scale_out() {
+    recorder();
+    let topics = TestTopics::create("cooldown", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let storm: Vec<String> = (1..=5).map(|i| format!("upf-kpi-{i}")).collect();
+    for id in &storm {
+        let event = kpi_event(id, "upf", 91.0);
+        produce(&producer, &topics.network_events, Some(id), &event, &[]).await;
+    }
+    // another function in the same namespace is another target
+    let amf = kpi_event("amf-kpi-1", "amf", 95.0);
+    produce(
+        &producer,
+        &topics.network_events,
+        Some("amf-kpi-1"),
+        &amf,
+        &[],
+    )
+    .await;
+    let mut config = topics.config(dir.path());
+    config.event_cooldown = Duration::from_secs(300);
+    let worker = Worker::start(config);
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes
+        .until_terminal(storm.iter().map(String::as_str).chain(["amf-kpi-1"]))
+        .await;
+    worker.stop().await;
+
+    let terminal = |key: &str| outcomes.terminal(key)[0].clone();
+    assert_eq!(terminal("amf-kpi-1").stage, Stage::Applied);
+    let applied: Vec<_> = storm
+        .iter()
+        .map(|k| terminal(k))
+        .filter(|e| e.stage == Stage::Applied)
+        .collect();
+    assert_eq!(applied.len(), 1, "one scale-out: {:?}", outcomes.by_key);
+    let first = &applied[0];
+    for key in &storm {
+        let event = terminal(key);
+        if event.idempotency_key == first.idempotency_key {
+            continue;
+        }
+        assert_eq!(event.stage, Stage::Duplicate, "{key}");
+        let original = event.original.as_ref().expect("names what it folded into");
+        assert_eq!(original.stage, Stage::Applied);
+        assert_eq!(original.intent, first.intent, "{key}");
+        assert_eq!(original.source, first.source, "{key}");
+        assert_eq!(event.intent, None, "{key}: no intent of its own");
+        assert!(!outcomes.stages(key).contains(&"applied"), "{key}");
+    }
+    assert_eq!(
+        intent_files(dir.path()),
+        2,
+        "the UPF's scale-out and the AMF's"
+    );
+    assert_eq!(metric("events_folded_total", &[("component", "upf")]), 4.0);
+}
+
+/// Sets the group's committed offset of partition 0 of `topic` back to `offset`, as if
+/// the worker had crashed before committing (the group must have no member).
+fn rewind(group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("offset consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Offset(offset))
+        .expect("tpl");
+    consumer.commit(&tpl, CommitMode::Sync).expect("rewind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redelivered_messages_that_claim_no_key_are_processed_again_with_the_same_event_ids() {
+    let topics = TestTopics::create("redeliver", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    produce_raw(
+        &producer,
+        &topics.service_requests,
+        0,
+        Some(b"t"),
+        None,
+        &[],
+    )
+    .await;
+    let too_long = "k".repeat(300);
+    let payload = request("has-a-field", "Deploy UDM in namespace core5g");
+    let bad_header = [("idempotency-key", too_long.as_str())];
+    produce(
+        &producer,
+        &topics.service_requests,
+        None,
+        &payload,
+        &bad_header,
+    )
+    .await;
+    produce(&producer, &topics.service_requests, None, &payload, &[]).await;
+
+    let mut outcomes = Outcomes::new(&topics);
+    let terminals = |n: usize| {
+        move |o: &Outcomes| o.in_order.iter().filter(|e| e.stage.is_terminal()).count() >= n
+    };
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes.until(terminals(3)).await;
+    worker.stop().await;
+    rewind(&topics.group, &topics.service_requests, 0);
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes.until(terminals(6)).await;
+    worker.stop().await;
+
+    for offset in 0..3 {
+        let events: Vec<_> = outcomes
+            .in_order
+            .iter()
+            .filter(|e| e.stage.is_terminal() && e.source.offset == offset)
+            .collect();
+        assert_eq!(events.len(), 2, "offset {offset}: {events:?}");
+        assert_eq!(events[0].event_id, events[1].event_id, "offset {offset}");
+        assert_eq!(events[0].stage, events[1].stage, "offset {offset}");
+        let expected = if offset == 2 {
+            Stage::Applied
+        } else {
+            Stage::Rejected
+        };
+        assert_eq!(events[0].stage, expected, "offset {offset}");
+    }
+    assert_eq!(outcomes.count("duplicate"), 0);
+    assert_eq!(
+        changelog_len(&topics),
+        1,
+        "only the keyed request has an entry"
+    );
 }

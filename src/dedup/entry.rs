@@ -1,11 +1,17 @@
 //! One key's dedup entry, and its encoding as a changelog record value.
 //!
-//! An entry is small on purpose (24 bytes beside its key): it holds what a `duplicate`
-//! outcome must name and what the window and the bound need, nothing more. The intent
-//! name is not stored, since it is a pure function of the key; its namespace is interned
-//! by the partition's store (there are few). The changelog value is a 23-byte binary
-//! layout with a version byte, followed by the namespace: cheap to restore by the million.
+//! An entry is small on purpose (32 bytes beside its key): it holds what a `duplicate`
+//! outcome must name, the fingerprint of the payload that claimed the key (so the same
+//! key with another payload is a conflict, not a duplicate), and what the window and the
+//! bound need, nothing more. The intent name is not stored, since it is a pure function
+//! of the key; its namespace is interned by the partition's store (there are few).
+//!
+//! The changelog value is a fixed binary layout with a version byte, followed by the
+//! namespace: cheap to restore by the million. Version 2 (31 bytes) adds the fingerprint;
+//! version 1 values (23 bytes, written by earlier builds) are still read, with the
+//! fingerprint unknown, which matches any payload (as those builds behaved).
 
+use crate::decode::Fingerprint;
 use crate::outcome::{ErrorCode, Stage};
 use crate::request::MessageType;
 use crate::translate::TranslatorKind;
@@ -22,6 +28,9 @@ pub struct Entry {
     pub last_seen: u32,
     /// The intent's namespace, as an index into the store's namespaces (0: none).
     pub namespace: u16,
+    /// The fingerprint of the payload that claimed the key; `None` when unknown (an
+    /// entry written by a build before fingerprints), which matches any payload.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,17 +50,25 @@ pub struct Outcome {
     pub error: Option<ErrorCode>,
 }
 
-const VERSION: u8 = 1;
-const FIXED_LEN: usize = 23;
+/// The version this build writes; it reads [`VERSION_1`] too.
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
+/// Fixed part of a version 1 value: version, four codes, two reserved bytes, offset,
+/// since, last seen.
+const FIXED_LEN_V1: usize = 23;
+/// Version 2 adds the fingerprint after the version 1 fields; byte 5 holds flags.
+const FIXED_LEN: usize = FIXED_LEN_V1 + 8;
+/// Flag: the fingerprint bytes hold a fingerprint (else it is unknown).
+const FLAG_FINGERPRINT: u8 = 1;
 
 /// Why a changelog value could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("changelog value of {0} bytes; expected at least {FIXED_LEN}")]
-    Length(usize),
+    #[error("changelog value of version {version} with {len} bytes; expected at least {min}")]
+    Length { version: u8, len: usize, min: usize },
     #[error("changelog value with a namespace that is not UTF-8")]
     Namespace,
-    #[error("changelog value of version {0}; this build reads version {VERSION}")]
+    #[error("changelog value of version {0}; this build reads versions {VERSION_1} and {VERSION}")]
     Version(u8),
     #[error("changelog value with an unknown {0} code {1}")]
     Code(&'static str, u8),
@@ -75,21 +92,40 @@ impl Entry {
         out[7..15].copy_from_slice(&self.offset.to_be_bytes());
         out[15..19].copy_from_slice(&self.since.to_be_bytes());
         out[19..23].copy_from_slice(&self.last_seen.to_be_bytes());
+        if let Some(fingerprint) = self.fingerprint {
+            out[5] |= FLAG_FINGERPRINT;
+            out[FIXED_LEN_V1..FIXED_LEN].copy_from_slice(&fingerprint);
+        }
         out[FIXED_LEN..].copy_from_slice(namespace);
         out
     }
 
     /// Reads a changelog value: the entry (its `namespace` index unset) and the namespace.
     pub fn decode(bytes: &[u8]) -> Result<(Self, Option<&str>), DecodeError> {
-        if bytes.len() < FIXED_LEN {
-            return Err(DecodeError::Length(bytes.len()));
+        let version = *bytes.first().ok_or(DecodeError::Length {
+            version: 0,
+            len: 0,
+            min: FIXED_LEN_V1,
+        })?;
+        let fixed = match version {
+            VERSION => FIXED_LEN,
+            VERSION_1 => FIXED_LEN_V1,
+            other => return Err(DecodeError::Version(other)),
+        };
+        if bytes.len() < fixed {
+            return Err(DecodeError::Length {
+                version,
+                len: bytes.len(),
+                min: fixed,
+            });
         }
-        let namespace =
-            std::str::from_utf8(&bytes[FIXED_LEN..]).map_err(|_| DecodeError::Namespace)?;
+        let namespace = std::str::from_utf8(&bytes[fixed..]).map_err(|_| DecodeError::Namespace)?;
         let namespace = (!namespace.is_empty()).then_some(namespace);
-        if bytes[0] != VERSION {
-            return Err(DecodeError::Version(bytes[0]));
-        }
+        let fingerprint = (version == VERSION && bytes[5] & FLAG_FINGERPRINT != 0).then(|| {
+            let mut fingerprint = Fingerprint::default();
+            fingerprint.copy_from_slice(&bytes[FIXED_LEN_V1..FIXED_LEN]);
+            fingerprint
+        });
         let word = |range: std::ops::Range<usize>| {
             let mut b = [0u8; 4];
             b.copy_from_slice(&bytes[range]);
@@ -112,6 +148,7 @@ impl Entry {
             since: word(15..19),
             last_seen: word(19..23),
             namespace: 0,
+            fingerprint,
         };
         Ok((entry, namespace))
     }
@@ -129,11 +166,13 @@ fn optional<T>(
 }
 
 // Wire codes: fixed forever (the changelog outlives builds); 0 means "none".
-const STAGES: [(Stage, u8); 4] = [
+const STAGES: [(Stage, u8); 5] = [
     (Stage::Applied, 1),
     (Stage::Rejected, 2),
     (Stage::Failed, 3),
     (Stage::Deployed, 4),
+    // A closed-loop event folded into an earlier scale-out ([`crate::cooldown`]).
+    (Stage::Duplicate, 5),
 ];
 const ERRORS: [(ErrorCode, u8); 11] = [
     (ErrorCode::InvalidJson, 1),
@@ -198,15 +237,15 @@ fn translator_from(code: u8) -> Option<TranslatorKind> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_round_trip() {
-        let entries = [
+    fn entries() -> [Entry; 4] {
+        [
             Entry {
                 state: State::InProgress,
                 offset: 0,
                 since: 1,
                 last_seen: 2,
                 namespace: 0,
+                fingerprint: Some([1, 2, 3, 4, 5, 6, 7, 8]),
             },
             Entry {
                 state: State::Done(Outcome {
@@ -219,6 +258,7 @@ mod tests {
                 since: u32::MAX,
                 last_seen: 7,
                 namespace: 0,
+                fingerprint: Some([0; 8]),
             },
             Entry {
                 state: State::Done(Outcome {
@@ -231,9 +271,27 @@ mod tests {
                 since: 3,
                 last_seen: 4,
                 namespace: 0,
+                fingerprint: None,
             },
-        ];
-        for entry in entries {
+            Entry {
+                state: State::Done(Outcome {
+                    stage: Stage::Duplicate,
+                    message_type: Some(MessageType::NetworkEvent),
+                    translator: Some(TranslatorKind::Rules),
+                    error: None,
+                }),
+                offset: 43,
+                since: 5,
+                last_seen: 6,
+                namespace: 0,
+                fingerprint: Some([0xff; 8]),
+            },
+        ]
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        for entry in entries() {
             assert_eq!(Entry::decode(&entry.encode(None)), Ok((entry, None)));
             assert_eq!(
                 Entry::decode(&entry.encode(Some("core5g"))),
@@ -244,20 +302,92 @@ mod tests {
         for error in ErrorCode::ALL {
             assert_eq!(error_from(error_code(error)), Some(error), "{error:?}");
         }
+        // and so does every terminal stage
+        for stage in Stage::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert_eq!(stage_from(stage_code(stage)), Some(stage), "{stage:?}");
+        }
+    }
+
+    /// A version 1 value, byte for byte as the build before fingerprints wrote it.
+    fn version_1(entry: &Entry, namespace: &str) -> Vec<u8> {
+        let mut out = vec![0u8; FIXED_LEN_V1];
+        out[0] = 1;
+        if let State::Done(o) = entry.state {
+            out[1] = stage_code(o.stage);
+            out[2] = o.message_type.map_or(0, message_type_code);
+            out[3] = o.translator.map_or(0, translator_code);
+            out[4] = o.error.map_or(0, error_code);
+        }
+        out[7..15].copy_from_slice(&entry.offset.to_be_bytes());
+        out[15..19].copy_from_slice(&entry.since.to_be_bytes());
+        out[19..23].copy_from_slice(&entry.last_seen.to_be_bytes());
+        out.extend_from_slice(namespace.as_bytes());
+        out
+    }
+
+    #[test]
+    fn version_1_values_are_read_with_an_unknown_fingerprint() {
+        for entry in entries() {
+            let old = version_1(&entry, "core5g");
+            let expected = Entry {
+                fingerprint: None,
+                ..entry
+            };
+            assert_eq!(Entry::decode(&old), Ok((expected, Some("core5g"))));
+            let old = version_1(&entry, "");
+            assert_eq!(Entry::decode(&old), Ok((expected, None)));
+        }
+        // A literal one, in case the helper above drifts with the encoder.
+        let literal = [
+            1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 10, 0, 0, 0, 11, b'n', b's',
+        ];
+        let (entry, namespace) = Entry::decode(&literal).unwrap();
+        assert_eq!(namespace, Some("ns"));
+        assert_eq!((entry.offset, entry.since, entry.last_seen), (9, 10, 11));
+        assert_eq!(entry.fingerprint, None);
+        assert!(matches!(entry.state, State::Done(o) if o.stage == Stage::Applied));
     }
 
     #[test]
     fn bad_values_are_errors_not_panics() {
-        assert_eq!(Entry::decode(&[1, 2, 3]), Err(DecodeError::Length(3)));
+        assert!(matches!(
+            Entry::decode(&[]),
+            Err(DecodeError::Length { len: 0, .. })
+        ));
+        assert_eq!(
+            Entry::decode(&[1, 2, 3]),
+            Err(DecodeError::Length {
+                version: 1,
+                len: 3,
+                min: FIXED_LEN_V1
+            })
+        );
+        // a version 2 value cut after the version 1 fields
+        let mut bytes = [0u8; FIXED_LEN_V1];
+        bytes[0] = VERSION;
+        assert_eq!(
+            Entry::decode(&bytes),
+            Err(DecodeError::Length {
+                version: 2,
+                len: FIXED_LEN_V1,
+                min: FIXED_LEN
+            })
+        );
         let mut bytes = [0u8; FIXED_LEN];
         assert_eq!(Entry::decode(&bytes), Err(DecodeError::Version(0)));
+        bytes[0] = 3;
+        assert_eq!(Entry::decode(&bytes), Err(DecodeError::Version(3)));
         bytes[0] = VERSION;
         bytes[1] = 99;
         assert_eq!(Entry::decode(&bytes), Err(DecodeError::Code("stage", 99)));
+        bytes[1] = 0;
+        let mut with_namespace = bytes.to_vec();
+        with_namespace.extend_from_slice(&[0xff, 0xfe]);
+        assert_eq!(Entry::decode(&with_namespace), Err(DecodeError::Namespace));
     }
 
     #[test]
     fn an_entry_is_small() {
-        assert!(std::mem::size_of::<Entry>() <= 24);
+        assert!(std::mem::size_of::<Entry>() <= 32);
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use super::entry::{DecodeError, Entry, State};
+use crate::decode::Fingerprint;
 
 /// How much a partition's state may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +30,12 @@ pub enum Check {
     /// This very message (same offset) was completed but its offset not committed:
     /// publish its outcome again, do nothing else.
     Redelivery(Entry),
-    /// Another message with this key was completed: publish `duplicate`, nothing else.
+    /// Another message with this key and the same payload was completed: publish
+    /// `duplicate`, nothing else.
     Duplicate(Entry),
+    /// The key was claimed by a message with another payload (completed or not): this
+    /// one is `rejected` as a conflict, and the entry stays the claimant's.
+    Conflict(Entry),
 }
 
 #[derive(Debug)]
@@ -78,6 +83,11 @@ impl PartitionStore {
         self.entries.reserve(additional);
     }
 
+    /// A key's entry as it stands, without counting as a sighting.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -102,8 +112,10 @@ impl PartitionStore {
         Ok(())
     }
 
-    /// Looks a message's key up at `now`; a duplicate refreshes the key's last sighting.
-    pub fn check(&mut self, key: &str, offset: i64, now: u32) -> Check {
+    /// Looks up the key of the message at `offset` whose payload has `fingerprint`, at
+    /// `now`; a duplicate refreshes the key's last sighting (a conflict does not: it is
+    /// not a sighting of the claimant's request).
+    pub fn check(&mut self, key: &str, offset: i64, fingerprint: Fingerprint, now: u32) -> Check {
         let window = self.limits.window_secs;
         let Some(entry) = self.entries.get_mut(key) else {
             return Check::New;
@@ -112,7 +124,11 @@ impl PartitionStore {
             self.entries.remove(key);
             return Check::New;
         }
+        // The same offset is the same record, whatever the fingerprint says.
+        let same_payload =
+            entry.offset == offset || entry.fingerprint.is_none_or(|f| f == fingerprint);
         match entry.state {
+            _ if !same_payload => Check::Conflict(*entry),
             State::InProgress => Check::TakeOver(*entry),
             State::Done(_) if entry.offset == offset => Check::Redelivery(*entry),
             State::Done(_) => {
@@ -200,8 +216,12 @@ mod tests {
             since: at,
             last_seen: at,
             namespace: 0,
+            fingerprint: Some(PAYLOAD),
         }
     }
+
+    const PAYLOAD: Fingerprint = [7; 8];
+    const OTHER: Fingerprint = [8; 8];
 
     fn store(max_entries: usize) -> PartitionStore {
         PartitionStore::new(Limits {
@@ -213,27 +233,64 @@ mod tests {
     #[test]
     fn checks_follow_the_entry() {
         let mut s = store(10);
-        assert_eq!(s.check("k", 5, 1000), Check::New);
+        assert_eq!(s.check("k", 5, PAYLOAD, 1000), Check::New);
         let started = Entry {
             state: State::InProgress,
             ..done(5, 1000)
         };
         s.insert("k", started, None);
-        assert_eq!(s.check("k", 5, 1001), Check::TakeOver(started));
+        assert_eq!(s.check("k", 5, PAYLOAD, 1001), Check::TakeOver(started));
         s.insert("k", done(5, 1002), Some("core5g"));
-        let Check::Redelivery(entry) = s.check("k", 5, 1003) else {
+        let Check::Redelivery(entry) = s.check("k", 5, PAYLOAD, 1003) else {
             panic!("the same message again is a redelivery")
         };
         assert_eq!(s.namespace(&entry), Some("core5g"));
-        let Check::Duplicate(original) = s.check("k", 9, 1050) else {
+        let Check::Duplicate(original) = s.check("k", 9, PAYLOAD, 1050) else {
             panic!("a second message with the key is a duplicate")
         };
         assert_eq!(original.offset, 5);
         // the duplicate refreshed the sighting: still within the window 100 s later
-        assert!(matches!(s.check("k", 10, 1149), Check::Duplicate(_)));
+        assert!(matches!(
+            s.check("k", 10, PAYLOAD, 1149),
+            Check::Duplicate(_)
+        ));
         // and past the window the key is new again
-        assert_eq!(s.check("k", 11, 1250), Check::New);
+        assert_eq!(s.check("k", 11, PAYLOAD, 1250), Check::New);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn another_payload_under_a_claimed_key_is_a_conflict() {
+        let mut s = store(10);
+        let started = Entry {
+            state: State::InProgress,
+            ..done(5, 1000)
+        };
+        s.insert("k", started, None);
+        // an attempt in flight (or crashed) is the claimant too
+        assert_eq!(s.check("k", 6, OTHER, 1001), Check::Conflict(started));
+        s.insert("k", done(5, 1002), None);
+        let Check::Conflict(claimant) = s.check("k", 9, OTHER, 1050) else {
+            panic!("another payload under the key is a conflict")
+        };
+        assert_eq!((claimant.offset, claimant.last_seen), (5, 1002));
+        // the conflict changed nothing: the claimant's payload is still a duplicate, and
+        // the window still counts from the claimant's last sighting
+        assert!(matches!(
+            s.check("k", 10, PAYLOAD, 1051),
+            Check::Duplicate(_)
+        ));
+        assert!(matches!(s.check("k", 5, OTHER, 1052), Check::Redelivery(_)));
+        // an entry from before fingerprints matches any payload
+        let old = Entry {
+            fingerprint: None,
+            ..done(20, 1000)
+        };
+        s.insert("old", old, None);
+        assert!(matches!(
+            s.check("old", 21, OTHER, 1001),
+            Check::Duplicate(_)
+        ));
     }
 
     #[test]
@@ -243,13 +300,16 @@ mod tests {
             assert!(s.insert(&format!("k{i}"), done(i, 1000), None).is_empty());
         }
         // seeing k0 again makes it the most recent
-        assert!(matches!(s.check("k0", 1000, 1001), Check::Duplicate(_)));
+        assert!(matches!(
+            s.check("k0", 1000, PAYLOAD, 1001),
+            Check::Duplicate(_)
+        ));
         let evicted = s.insert("new", done(100, 1002), None);
         assert_eq!(evicted.len(), 1, "1% of the bound");
         assert_eq!(&*evicted[0], "k1", "oldest sighting, lowest offset");
         assert_eq!(s.len(), 100);
         assert!(
-            matches!(s.check("k0", 1001, 1003), Check::Duplicate(_)),
+            matches!(s.check("k0", 1001, PAYLOAD, 1003), Check::Duplicate(_)),
             "k0 kept"
         );
     }

@@ -5,7 +5,9 @@
 //! and it waits in its key's lane ([`Scheduler`]). When it may start, its idempotency key
 //! is looked up in its partition's dedup state (restored from the changelog the first
 //! time the partition is seen after an assignment): a key already completed gets a
-//! `duplicate` event at once; a new key (or one whose attempt never finished) is
+//! `duplicate` event at once, or a `rejected` conflict when another payload claimed it;
+//! a message that claims no key (a tombstone, a bad key header) skips the lookup and is
+//! rejected by the pipeline; a new key (or one whose attempt never finished) is
 //! translated, validated and applied by a future of its own, polled side by side with
 //! the others by this task (no hand-off between threads: an LLM call waits on I/O, and a
 //! translator must not block). When it finishes, its changelog entry, dead letter and
@@ -33,7 +35,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::dedup::{self, Check, Dedup, Entry, State};
+use crate::dedup::{self, Dedup, Entry};
 use crate::health::Health;
 use crate::kafka::changelog;
 use crate::kafka::consumer::{self, GroupConsumer, GroupEvent};
@@ -41,15 +43,13 @@ use crate::kafka::publisher::{Acknowledged, PublishError, Publisher, Sends};
 use crate::lease::{Fenced, Held, Lease};
 use crate::message::{InboundMessage, SourceRef};
 use crate::offsets::OffsetTracker;
-use crate::outcome::{ErrorCode, Original, OutcomeEvent, Stage};
+use crate::outcome::{ErrorCode, OutcomeEvent, Stage};
 use crate::pipeline::{Completion, Pipeline, Received};
 use crate::schedule::{ordering_key, Lane, PartitionId, Scheduler};
 use crate::translate::Translator;
 
 mod rebalance;
 mod state;
-
-use state::{intent_ref, republished};
 
 /// Events taken from the poll thread at once. Taking them in batches frees room in the
 /// hand-off queue in batches, so the poll thread, when it waits for room, is woken once
@@ -194,8 +194,9 @@ struct Finished {
     lane: Lane,
     lease: Lease,
     admitted: Admitted,
-    /// The dedup entry written when it started.
-    started: Entry,
+    /// The dedup entry written when it started; `None` for a message that does not
+    /// claim its key.
+    started: Option<Entry>,
     /// Time spent translating and applying.
     took: Duration,
     result: Result<Completion, Fenced>,
@@ -453,7 +454,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
             return Ok(());
         };
         let key = admitted.received.key.value.clone();
-        if !self.translating.is_empty() {
+        // A message that does not claim its key (a bad key header, a bad record, a
+        // tombstone) never looks up or writes a dedup entry: its key is only a correlation
+        // id, and its rejection must not make a later, corrected message a duplicate.
+        let claims_key = admitted.received.claims_key;
+        if claims_key && !self.translating.is_empty() {
             let translating = (lane.partition.clone(), key.clone());
             if let Some(parked) = self.translating.get_mut(&translating) {
                 // The same request under another record key: it waits for the first,
@@ -464,84 +469,21 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
         *self.busy.entry(lane.partition.clone()).or_default() += 1;
         let source = admitted.message.source.clone();
-        let changelog = self.changelog_of(&source.topic);
-        let now = dedup::now_secs();
-        let store = self.store(&source.topic, source.partition).await?;
-        let labels = || [("topic", source.topic.clone())];
-
-        let started = match store.check(&key, source.offset, now) {
-            Check::Duplicate(original) => {
-                metrics::counter!("dedup_hits_total", &labels()).increment(1);
-                let namespace = store.namespace(&original).map(str::to_string);
-                let received = &admitted.received;
-                let mut event = OutcomeEvent::new(&received.key, Stage::Duplicate, &source);
-                event.message_type = received.request.as_ref().ok().map(|r| r.message_type());
-                if let State::Done(outcome) = original.state {
-                    event.original = Some(Original {
-                        stage: outcome.stage,
-                        intent: intent_ref(&key, namespace.as_deref()),
-                        source: SourceRef {
-                            offset: original.offset,
-                            ..source.clone()
-                        },
-                    });
+        let started = if claims_key {
+            match self.look_up(&admitted).await? {
+                Some(started) => Some(started),
+                None => {
+                    // Answered: the lane's next message may start.
+                    self.meters
+                        .until_enqueued
+                        .record(admitted.sends.of.at.elapsed().as_secs_f64());
+                    self.scheduler.finished(&lane);
+                    self.seal(admitted);
+                    return Ok(());
                 }
-                debug!(key = %key, original_offset = original.offset, "duplicate");
-                // The sighting refreshes the entry's age, on disk as in memory.
-                let mut seen = original;
-                seen.last_seen = now;
-                let value = seen.encode(namespace.as_deref());
-                let sends = Some(&admitted.sends);
-                self.publisher
-                    .changelog(sends, &changelog, source.partition, &key, Some(&value))
-                    .await?;
-                self.publisher.outcome(&admitted.sends, &event).await?;
-                let _ = admitted.sends.of.terminal.set((Stage::Duplicate, None));
-                None
             }
-            Check::Redelivery(original) => {
-                // Completed before a crash or rebalance, offset not committed: its events
-                // may never have gone out. Publish them again (same event ids).
-                metrics::counter!("dedup_redeliveries_total", &labels()).increment(1);
-                let namespace = store.namespace(&original).map(str::to_string);
-                for event in republished(
-                    &admitted.received.key,
-                    &source,
-                    &original,
-                    namespace.as_deref(),
-                ) {
-                    self.publisher.outcome(&admitted.sends, &event).await?;
-                }
-                None
-            }
-            check @ (Check::New | Check::TakeOver(_)) => {
-                if let Check::TakeOver(attempt) = check {
-                    metrics::counter!("dedup_takeovers_total", &labels()).increment(1);
-                    info!(key = %key, started = attempt.since, offset = attempt.offset, "taking over an attempt that never finished");
-                }
-                let started = Entry {
-                    state: State::InProgress,
-                    offset: source.offset,
-                    since: now,
-                    last_seen: now,
-                    namespace: 0,
-                };
-                let evicted = store.insert(&key, started, None);
-                self.tombstone(&source, evicted, "bound", Some(&admitted.sends))
-                    .await?;
-                Some(started)
-            }
-        };
-        self.record_entries(&source);
-
-        let Some(started) = started else {
-            // Answered: the lane's next message may start.
-            self.meters
-                .until_enqueued
-                .record(admitted.sends.of.at.elapsed().as_secs_f64());
-            self.scheduler.finished(&lane);
-            self.seal(admitted);
-            return Ok(());
+        } else {
+            None
         };
         let pipeline = self.pipeline.clone();
         let (received, carried) = (admitted.received.clone(), lease.clone());
@@ -567,18 +509,21 @@ impl<T: Translator + 'static> Worker<'_, T> {
         // One that waits (an LLM call) is marked, so that a crash or a hand-over
         // meanwhile is visible to the next owner as an attempt to take over; messages of
         // the same key that start meanwhile park behind it.
-        self.translating
-            .insert((lane.partition.clone(), key.clone()), Vec::new());
-        let value = started.encode(None);
-        self.publisher
-            .changelog(
-                Some(&admitted.sends),
-                &changelog,
-                source.partition,
-                &key,
-                Some(&value),
-            )
-            .await?;
+        if let Some(started) = &started {
+            self.translating
+                .insert((lane.partition.clone(), key.clone()), Vec::new());
+            let value = started.encode(None);
+            let changelog = self.changelog_of(&source.topic);
+            self.publisher
+                .changelog(
+                    Some(&admitted.sends),
+                    &changelog,
+                    source.partition,
+                    &key,
+                    Some(&value),
+                )
+                .await?;
+        }
         self.translations.push(Box::pin(async move {
             let (took, result) = translation.await;
             Finished {
@@ -630,30 +575,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
             log_terminal(&key, &source, terminal);
             let code = terminal.error.as_ref().map(|f| f.code);
             let _ = admitted.sends.of.terminal.set((terminal.stage, code));
-            let done = Entry {
-                state: State::Done(dedup::Outcome {
-                    stage: terminal.stage,
-                    message_type: terminal.message_type,
-                    translator: terminal.translator,
-                    error: terminal.error.as_ref().map(|f| f.code),
-                }),
-                since: dedup::now_secs(),
-                ..started
-            };
-            let namespace = terminal.intent.as_ref().map(|i| i.namespace.as_str());
-            let value = done.encode(namespace);
-            // Evicts only when the key itself was evicted while in flight.
-            let evicted = self
-                .store(&source.topic, source.partition)
-                .await?
-                .insert(&key, done, namespace);
-            self.tombstone(&source, evicted, "bound", Some(&admitted.sends))
-                .await?;
-            let changelog = self.changelog_of(&source.topic);
-            let sends = Some(&admitted.sends);
-            self.publisher
-                .changelog(sends, &changelog, source.partition, &key, Some(&value))
-                .await?;
+            if let Some(started) = started {
+                self.record_done(&admitted, started, terminal).await?;
+            }
         }
         for event in &completion.outcomes {
             self.publisher.outcome(&admitted.sends, event).await?;
@@ -667,8 +591,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
             Ordering::Relaxed,
         );
         // The terminal entry is in the store: the lane's next message, and any parked
-        // message of the same key, may look it up.
-        if !self.translating.is_empty() {
+        // message of the same key, may look it up. (A message that claims no key parked
+        // nothing: another message's key may be translating under the same value.)
+        if started.is_some() && !self.translating.is_empty() {
             if let Some(parked) = self.translating.remove(&(lane.partition.clone(), key)) {
                 self.unparked.extend(parked);
             }

@@ -1,21 +1,161 @@
-//! The worker's dedup state: restoring a partition's store from its changelog, trimming
-//! it, tombstoning what it drops, and rebuilding the events of a completed key.
+//! The worker's dedup state: looking a message's key up (new, taken over, a duplicate, a
+//! redelivery or a conflict) and recording its end, restoring a partition's store from
+//! its changelog, trimming it, tombstoning what it drops, and rebuilding the events of a
+//! completed key.
+//!
+//! A key is claimed by its content: the entry keeps the fingerprint of the payload that
+//! claimed it, and another payload under the same key is `rejected` as
+//! `idempotency_key_conflict` without touching the claimant's entry, so nobody can
+//! pre-claim (or, after the fact, hide behind) another producer's key.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use tracing::info;
+use tracing::{debug, info};
 
-use super::{Sent, Worker};
-use crate::dedup::{self, Entry, PartitionStore, State};
+use super::{log_terminal, Admitted, Sent, Worker};
+use crate::dedup::{self, Check, Entry, PartitionStore, State};
 use crate::intent::intent_name;
 use crate::kafka::changelog;
 use crate::kafka::publisher::{PublishError, Sends};
 use crate::message::SourceRef;
-use crate::outcome::{Failure, IntentRef, OutcomeEvent, Stage};
+use crate::outcome::{ErrorCode, Failure, IntentRef, Original, OutcomeEvent, Stage};
+use crate::pipeline::Received;
 use crate::translate::Translator;
 
 impl<T: Translator + 'static> Worker<'_, T> {
+    /// Looks up the key a message claims. A key already completed with the same payload
+    /// is answered at once (`duplicate`, or the first publication again for a
+    /// redelivery), and so is a key claimed by another payload (`rejected`,
+    /// `idempotency_key_conflict`, with a dead letter): `None`. A new key (or one whose
+    /// attempt never finished) gets its `in_progress` entry, returned: it is processed.
+    pub(super) async fn look_up(&mut self, admitted: &Admitted) -> anyhow::Result<Option<Entry>> {
+        let received = &admitted.received;
+        let key = received.key.value.clone();
+        let source = admitted.message.source.clone();
+        let changelog = self.changelog_of(&source.topic);
+        let now = dedup::now_secs();
+        let store = self.store(&source.topic, source.partition).await?;
+        let labels = || [("topic", source.topic.clone())];
+
+        let started = match store.check(&key, source.offset, received.fingerprint, now) {
+            Check::Duplicate(original) => {
+                metrics::counter!("dedup_hits_total", &labels()).increment(1);
+                let namespace = store.namespace(&original).map(str::to_string);
+                let mut event = OutcomeEvent::new(&received.key, Stage::Duplicate, &source);
+                event.message_type = received.request.as_ref().ok().map(|r| r.message_type());
+                if let State::Done(outcome) = original.state {
+                    event.original = Some(Original {
+                        stage: outcome.stage,
+                        intent: intent_ref(&key, outcome.stage, namespace.as_deref()),
+                        source: SourceRef {
+                            offset: original.offset,
+                            ..source.clone()
+                        },
+                    });
+                }
+                debug!(key = %key, original_offset = original.offset, "duplicate");
+                // The sighting refreshes the entry's age, on disk as in memory.
+                let mut seen = original;
+                seen.last_seen = now;
+                let value = seen.encode(namespace.as_deref());
+                let sends = Some(&admitted.sends);
+                self.publisher
+                    .changelog(sends, &changelog, source.partition, &key, Some(&value))
+                    .await?;
+                self.publisher.outcome(&admitted.sends, &event).await?;
+                let _ = admitted.sends.of.terminal.set((Stage::Duplicate, None));
+                None
+            }
+            Check::Conflict(claimant) => {
+                metrics::counter!("dedup_conflicts_total", &labels()).increment(1);
+                let (terminal, dead_lettered) = conflict(received, &claimant);
+                log_terminal(&key, &source, &terminal);
+                if let Some(failure) = &terminal.error {
+                    // Never a reason to stop: see `Publisher::dead_letter`.
+                    self.publisher
+                        .dead_letter(&admitted.sends, &admitted.message, &key, failure)
+                        .await;
+                }
+                self.publisher.outcome(&admitted.sends, &terminal).await?;
+                self.publisher
+                    .outcome(&admitted.sends, &dead_lettered)
+                    .await?;
+                let code = Some(ErrorCode::IdempotencyKeyConflict);
+                let _ = admitted.sends.of.terminal.set((Stage::Rejected, code));
+                None
+            }
+            Check::Redelivery(original) => {
+                // Completed before a crash or rebalance, offset not committed: its events
+                // may never have gone out. Publish them again (same event ids).
+                metrics::counter!("dedup_redeliveries_total", &labels()).increment(1);
+                let namespace = store.namespace(&original).map(str::to_string);
+                for event in republished(&received.key, &source, &original, namespace.as_deref()) {
+                    self.publisher.outcome(&admitted.sends, &event).await?;
+                }
+                None
+            }
+            check @ (Check::New | Check::TakeOver(_)) => {
+                if let Check::TakeOver(attempt) = check {
+                    metrics::counter!("dedup_takeovers_total", &labels()).increment(1);
+                    info!(key = %key, started = attempt.since, offset = attempt.offset, "taking over an attempt that never finished");
+                }
+                let started = Entry {
+                    state: State::InProgress,
+                    offset: source.offset,
+                    since: now,
+                    last_seen: now,
+                    namespace: 0,
+                    fingerprint: Some(received.fingerprint),
+                };
+                let evicted = store.insert(&key, started, None);
+                self.tombstone(&source, evicted, "bound", Some(&admitted.sends))
+                    .await?;
+                Some(started)
+            }
+        };
+        self.record_entries(&source);
+        Ok(started)
+    }
+
+    /// Records a processed message's terminal outcome as its key's entry (memory and
+    /// changelog), replacing the `in_progress` entry `started`.
+    pub(super) async fn record_done(
+        &mut self,
+        admitted: &Admitted,
+        started: Entry,
+        terminal: &OutcomeEvent,
+    ) -> anyhow::Result<()> {
+        let source = &admitted.message.source;
+        let key = &admitted.received.key.value;
+        let done = Entry {
+            state: State::Done(dedup::Outcome {
+                stage: terminal.stage,
+                message_type: terminal.message_type,
+                translator: terminal.translator,
+                error: terminal.error.as_ref().map(|f| f.code),
+            }),
+            since: dedup::now_secs(),
+            ..started
+        };
+        // A folded event's own terminal names no intent of its own: no namespace.
+        let namespace = terminal.intent.as_ref().map(|i| i.namespace.as_str());
+        let value = done.encode(namespace);
+        // Evicts only when the key itself was evicted while in flight.
+        let evicted = self
+            .store(&source.topic, source.partition)
+            .await?
+            .insert(key, done, namespace);
+        self.tombstone(source, evicted, "bound", Some(&admitted.sends))
+            .await?;
+        let changelog = self.changelog_of(&source.topic);
+        let sends = Some(&admitted.sends);
+        self.publisher
+            .changelog(sends, &changelog, source.partition, key, Some(&value))
+            .await?;
+        Ok(())
+    }
+
     /// The dedup changelog topic of an input topic.
     pub(super) fn changelog_of(&self, topic: &str) -> String {
         match self.changelogs.get(topic) {
@@ -146,12 +286,50 @@ impl<T: Translator + 'static> Worker<'_, T> {
     }
 }
 
-/// The intent a completed key names, when it has one.
-pub(super) fn intent_ref(key: &str, namespace: Option<&str>) -> Option<IntentRef> {
+/// The intent a completed key names, when it has one: a key whose message ended as a
+/// `duplicate` (a closed-loop event folded into another's scale-out) has none of its own.
+pub(super) fn intent_ref(key: &str, stage: Stage, namespace: Option<&str>) -> Option<IntentRef> {
+    if stage == Stage::Duplicate {
+        return None;
+    }
     namespace.map(|namespace| IntentRef {
         name: intent_name(key),
         namespace: namespace.to_string(),
     })
+}
+
+/// The `rejected` and `dead_lettered` events of a message whose key `claimant` holds
+/// with another payload. Their event ids are derived from the key, the stage and this
+/// payload's fingerprint: deterministic for a redelivery of this message, and distinct
+/// from the claimant's own events (whose ids come from the key and the stage alone).
+pub(super) fn conflict(received: &Received, claimant: &Entry) -> (OutcomeEvent, OutcomeEvent) {
+    let source = &received.source;
+    let state = match claimant.state {
+        State::InProgress => "is being processed",
+        State::Done(_) => "was processed",
+    };
+    let failure = Failure::new(
+        ErrorCode::IdempotencyKeyConflict,
+        format!(
+            "conflict: the idempotency key was claimed by the message at offset {} of {}[{}], \
+             whose payload differs, and that message {state}; this one is not applied \
+             (send a different request under a key of its own)",
+            claimant.offset, source.topic, source.partition
+        ),
+    );
+    let id = |stage| {
+        let fingerprint = crate::hex::lower_hex(&received.fingerprint);
+        let claim = format!("{}\u{0}conflict\u{0}{fingerprint}", received.key.value);
+        crate::outcome::event_id(&claim, stage)
+    };
+    let mut terminal = OutcomeEvent::new(&received.key, Stage::Rejected, source);
+    terminal.event_id = id(Stage::Rejected);
+    terminal.message_type = received.request.as_ref().ok().map(|r| r.message_type());
+    terminal.error = Some(failure);
+    let mut dead_lettered = terminal.clone();
+    dead_lettered.stage = Stage::DeadLettered;
+    dead_lettered.event_id = id(Stage::DeadLettered);
+    (terminal, dead_lettered)
 }
 
 /// The terminal event (and `dead_lettered`, for a failure) of a completed message, as far
@@ -168,7 +346,7 @@ pub(super) fn republished(
     let mut terminal = OutcomeEvent::new(key, outcome.stage, source);
     terminal.message_type = outcome.message_type;
     terminal.translator = outcome.translator;
-    terminal.intent = intent_ref(&key.value, namespace);
+    terminal.intent = intent_ref(&key.value, outcome.stage, namespace);
     let Some(code) = outcome.error else {
         return vec![terminal];
     };

@@ -117,6 +117,10 @@ impl TestTopics {
             "127.0.0.1:0".into(),
             "--shutdown-timeout".into(),
             "20s".into(),
+            // Tests send many KPI events for one function; those about the closed-loop
+            // cool-down set it.
+            "--event-cooldown".into(),
+            "0s".into(),
         ];
         args.extend(FAST_GROUP.iter().map(|s| s.to_string()));
         args
@@ -162,7 +166,8 @@ impl Worker {
                 IntentSink::new(config.intent_sink.clone()),
                 Limits::default(),
                 policy,
-            );
+            )
+            .with_event_cooldown(config.event_cooldown);
             let shutdown = async {
                 let _ = stopped.await;
             };

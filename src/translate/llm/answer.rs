@@ -6,6 +6,12 @@
 //! invalid, whatever the request said. The fields the service owns are not the model's
 //! to choose: the intent text and the parameters are copied from the request, and the
 //! requester's namespace, environment and priority override the model's reading.
+//!
+//! The answer must also agree with what the text states explicitly, as the rules read it
+//! ([`Stated`]): the namespace, the components, the replica count or change, and the
+//! cpu and memory amounts. An answer that names another namespace, other components,
+//! another count, resources the text does not give, or 0 replicas for a text that writes
+//! no zero, is invalid: the model proposes, the text decides.
 
 use serde::Deserialize;
 
@@ -13,6 +19,7 @@ use crate::intent::{
     Component, IntentType, NetworkIntentSpec, NetworkSlice, Priority, Resources, Scaling,
 };
 use crate::request::ServiceRequest;
+use crate::translate::rules::{field_namespace, Stated};
 use crate::validate::{validate_spec, Limits};
 
 /// Longest answer read; an answer object is well under 2 KiB.
@@ -46,10 +53,11 @@ struct Answer {
     refusal: Option<String>,
 }
 
-/// Reads the model's answer to `request`.
+/// Reads the model's answer to `request`, whose text states `stated`.
 pub fn read(
     content: &str,
     request: &ServiceRequest,
+    stated: &Stated,
     limits: &Limits,
 ) -> Result<NetworkIntentSpec, Rejection> {
     if content.len() > MAX_ANSWER_BYTES {
@@ -77,26 +85,127 @@ pub fn read(
         .as_deref()
         .and_then(Priority::parse)
         .unwrap_or(answer.priority);
+    // The text's namespace is checked against the model's below; the requester's field,
+    // read as the rules read it, overrides the model's as before.
+    let field_namespace = field_namespace(request.target_namespace.as_deref());
+    let field_environment = request
+        .target_environment
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_ascii_lowercase);
     let spec = NetworkIntentSpec {
         intent: request.intent.trim().to_string(),
         intent_type: answer.intent_type,
         priority,
         target_components: components,
-        target_namespace: request
-            .target_namespace
-            .clone()
-            .unwrap_or(answer.target_namespace),
-        target_environment: request
-            .target_environment
-            .clone()
-            .or(answer.target_environment),
+        target_namespace: field_namespace.clone().unwrap_or(answer.target_namespace),
+        target_environment: field_environment.or(answer.target_environment),
         scaling: answer.scaling.filter(|s| *s != Scaling::default()),
         resources: answer.resources.filter(|r| *r != Resources::default()),
         network_slice: answer.network_slice,
         parameters: request.parameters.clone().unwrap_or_default(),
     };
     validate_spec(&spec, limits).map_err(|e| Rejection::Invalid(e.to_string()))?;
+    agreeing(spec, stated, field_namespace).map_err(Rejection::Invalid)
+}
+
+/// `spec` if it agrees with what the text states, with the requester's namespace in it
+/// when there is one (the model's is then not compared: the field overrides it); else
+/// what disagrees, for the model to fix.
+pub fn agreeing(
+    mut spec: NetworkIntentSpec,
+    stated: &Stated,
+    field_namespace: Option<String>,
+) -> Result<NetworkIntentSpec, String> {
+    if field_namespace.is_none() {
+        if let Some(namespace) = &stated.namespace {
+            if spec.target_namespace != *namespace {
+                return Err(format!(
+                    "the text names namespace '{namespace}' but the answer says '{}'",
+                    shown(&spec.target_namespace)
+                ));
+            }
+        }
+    }
+    if let Some(field) = field_namespace {
+        spec.target_namespace = field;
+    }
+    if !stated.components.is_empty() {
+        let mut said: Vec<&str> = spec.target_components.iter().map(|c| c.as_str()).collect();
+        let mut named: Vec<&str> = stated.components.iter().map(|c| c.as_str()).collect();
+        said.sort_unstable();
+        named.sort_unstable();
+        if said != named {
+            return Err(format!(
+                "the text names the components [{}] but the answer says [{}]",
+                named.join(", "),
+                said.join(", ")
+            ));
+        }
+    }
+    let scaling = spec.scaling.clone().unwrap_or_default();
+    if let Some(replicas) = stated.replicas {
+        if scaling.replicas != Some(replicas) || scaling.scale_by.is_some() {
+            return Err(format!(
+                "the text asks for {replicas} replicas but the answer says {}",
+                counts(&scaling)
+            ));
+        }
+    }
+    if let Some(by) = stated.scale_by {
+        if scaling.scale_by != Some(by) || scaling.replicas.is_some() {
+            return Err(format!(
+                "the text asks for a change of {by:+} replicas but the answer says {}",
+                counts(&scaling)
+            ));
+        }
+    }
+    let zero = [scaling.replicas, scaling.min_replicas, scaling.max_replicas].contains(&Some(0));
+    if zero && !stated.says_zero {
+        return Err(format!(
+            "the answer says {} but the text asks for no zero",
+            counts(&scaling)
+        ));
+    }
+    if spec.resources != stated.resources {
+        let shown = |r: &Option<Resources>| match r {
+            None => "none".to_string(),
+            Some(r) => format!(
+                "cpu {}, memory {}",
+                r.cpu.as_deref().map_or("none".into(), shown),
+                r.memory.as_deref().map_or("none".into(), shown)
+            ),
+        };
+        return Err(format!(
+            "the text gives resources {} but the answer says {}",
+            shown(&stated.resources),
+            shown(&spec.resources)
+        ));
+    }
     Ok(spec)
+}
+
+/// The answer's counts, as a problem message shows them.
+fn counts(scaling: &Scaling) -> String {
+    let show = |n: Option<i64>| n.map_or("none".to_string(), |n| n.to_string());
+    format!(
+        "replicas {}, minReplicas {}, maxReplicas {}, scaleBy {}",
+        show(scaling.replicas.map(i64::from)),
+        show(scaling.min_replicas.map(i64::from)),
+        show(scaling.max_replicas.map(i64::from)),
+        show(scaling.scale_by.map(i64::from)),
+    )
+}
+
+/// A value from the model as a problem message quotes it: bounded, control characters
+/// escaped (the message goes back to the model and into logs).
+fn shown(value: &str) -> String {
+    value
+        .chars()
+        .take(64)
+        .flat_map(char::escape_default)
+        .collect()
 }
 
 /// The JSON object in an answer. Models asked for plain JSON often wrap it: reasoning
@@ -144,8 +253,14 @@ mod tests {
         "scaling":{"replicas":3,"minReplicas":null,"maxReplicas":null,"scaleBy":null},
         "resources":null,"networkSlice":{"sliceType":"embb"},"refusal":null}"#;
 
+    /// Reads `content` as the answer to `text`, without the agreement checks.
     fn read_for(content: &str, text: &str) -> Result<NetworkIntentSpec, Rejection> {
-        read(content, &request(text), &Limits::default())
+        read(
+            content,
+            &request(text),
+            &Stated::default(),
+            &Limits::default(),
+        )
     }
 
     fn invalid(content: &str) -> String {
@@ -189,7 +304,7 @@ mod tests {
         r.target_namespace = Some("ran".into());
         r.priority = Some("low".into());
         r.target_environment = Some("staging".into());
-        let spec = read(GOOD, &r, &Limits::default()).unwrap();
+        let spec = read(GOOD, &r, &Stated::default(), &Limits::default()).unwrap();
         assert_eq!(spec.target_namespace, "ran");
         assert_eq!(spec.priority, Priority::Low);
         assert_eq!(spec.target_environment.as_deref(), Some("staging"));

@@ -346,4 +346,108 @@ mod tests {
         let why = invalid(&GOOD.replace(r#"["amf","amf","near-rt-ric"]"#, "[]"));
         assert!(why.contains("spec.targetComponents"), "{why}");
     }
+
+    /// Reads `content` as the answer to `text`, held to what the text states.
+    fn read_agreeing(content: &str, text: &str) -> Result<NetworkIntentSpec, Rejection> {
+        let r = request(text);
+        let stated = crate::translate::rules::screen(&r).expect("passes the screen");
+        read(content, &r, &stated, &Limits::default())
+    }
+
+    fn answer(components: &str, namespace: &str, scaling: &str, resources: &str) -> String {
+        format!(
+            r#"{{"intentType":"deployment","priority":"medium","targetComponents":{components},
+            "targetNamespace":"{namespace}","targetEnvironment":null,"scaling":{scaling},
+            "resources":{resources},"networkSlice":null,"refusal":null}}"#
+        )
+    }
+
+    const THREE: &str = r#"{"replicas":3,"minReplicas":null,"maxReplicas":null,"scaleBy":null}"#;
+
+    #[test]
+    fn an_answer_that_contradicts_the_text_is_invalid_and_says_what() {
+        let text = "Deploy AMF with 3 replicas in namespace core5g";
+        let good = answer(r#"["amf"]"#, "core5g", THREE, "null");
+        assert!(read_agreeing(&good, text).is_ok());
+        let cases = [
+            (
+                answer(r#"["amf"]"#, "kube-system", THREE, "null"),
+                "namespace 'core5g'",
+            ),
+            (
+                answer(r#"["smf"]"#, "core5g", THREE, "null"),
+                "components [amf]",
+            ),
+            (
+                answer(r#"["amf","upf"]"#, "core5g", THREE, "null"),
+                "components [amf]",
+            ),
+            (
+                answer(r#"["amf"]"#, "core5g", &THREE.replace("3", "0"), "null"),
+                "3 replicas",
+            ),
+            (answer(r#"["amf"]"#, "core5g", "null", "null"), "3 replicas"),
+            (
+                answer(
+                    r#"["amf"]"#,
+                    "core5g",
+                    THREE,
+                    r#"{"cpu":"64","memory":null}"#,
+                ),
+                "resources none",
+            ),
+        ];
+        for (bad, why) in cases {
+            match read_agreeing(&bad, text) {
+                Err(Rejection::Invalid(problem)) => assert!(problem.contains(why), "{problem}"),
+                other => panic!("{bad}: expected invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn zero_replicas_only_when_the_text_writes_a_zero() {
+        let zero = answer(r#"["amf"]"#, "core5g", &THREE.replace("3", "0"), "null");
+        let why = match read_agreeing(&zero, "Deploy AMF in namespace core5g") {
+            Err(Rejection::Invalid(why)) => why,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert!(why.contains("no zero"), "{why}");
+        assert!(read_agreeing(&zero, "Scale AMF to zero in namespace core5g").is_ok());
+    }
+
+    #[test]
+    fn the_requesters_namespace_overrides_and_the_texts_is_held_to() {
+        // the field overrides the model's (as before), read as the rules read it
+        let mut r = request("Deploy AMF");
+        r.target_namespace = Some(" Core5G ".into());
+        let stated = crate::translate::rules::screen(&r).unwrap();
+        let spec = read(
+            &answer(r#"["amf"]"#, "kube-system", "null", "null"),
+            &r,
+            &stated,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(spec.target_namespace, "core5g");
+        // a field whose Unicode lower case would be ASCII stays invalid
+        r.target_namespace = Some("\u{212A}ube-system".into());
+        let stated = crate::translate::rules::screen(&r).unwrap();
+        let answer = answer(r#"["amf"]"#, "kube-system", "null", "null");
+        match read(&answer, &r, &stated, &Limits::default()) {
+            Err(Rejection::Invalid(why)) => assert!(why.contains("spec.targetNamespace"), "{why}"),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+        // a text naming none leaves the model's, a text naming one holds the model to it
+        let free = read_agreeing(&answer, "Deploy AMF somewhere nice").unwrap();
+        assert_eq!(free.target_namespace, "kube-system");
+        assert!(read_agreeing(&answer, "Deploy AMF in core5g").is_err());
+    }
+
+    #[test]
+    fn a_text_that_states_nothing_leaves_the_model_its_reading() {
+        let text = "The stadium needs more session management capacity, make it seven";
+        let spec = read_agreeing(&answer(r#"["smf"]"#, "core5g", THREE, "null"), text).unwrap();
+        assert_eq!(spec.scaling.and_then(|s| s.replicas), Some(3));
+    }
 }

@@ -1,8 +1,11 @@
 //! What a request asks to do: deploy or scale, and nothing else.
 //!
-//! Deletions, negations and actions the rules do not implement are refused even when a
-//! supported action is also named, since "deploy AMF and delete SMF" must not
-//! half-happen; a request that both deploys and scales is refused as two requests in one.
+//! Deletions (stopping included) and negations are refused even when a supported action
+//! is also named, since "deploy AMF and delete SMF" must not half-happen; so are two
+//! kinds of action in one text ("scale the AMF and add an SMF", "deploy AMF and restart
+//! SMF"). These refusals are part of the screen. Actions the rules do not implement
+//! ("upgrade") are refused by the rules only: a model may read them. Past participles
+//! ("AMF deployed with 3 replicas", "scaled to 8") read as the action when no verb does.
 
 use std::sync::LazyLock;
 
@@ -362,6 +365,82 @@ mod tests {
             &["negation", "not"],
         );
         assert_refused("Deploy AMF without SMF in namespace core5g", &["without"]);
+    }
+
+    #[test]
+    fn stopping_is_refused_as_a_deletion() {
+        for text in [
+            "Stop the AMF in namespace core5g",
+            "Shut down the SMF in namespace core5g",
+            "Turn off the UPF in namespace core5g",
+            "Disable the NRF in namespace core5g",
+            "Suspend the AMF in namespace core5g",
+        ] {
+            let reason = refused(text);
+            assert!(reason.contains("stopping"), "{text:?}: {reason}");
+        }
+        for text in [
+            "Decommission the AMF in namespace core5g",
+            "Get rid of the SMF in namespace core5g",
+            "The AMF should be torn down in namespace core5g",
+            "Retire the UPF in namespace core5g",
+        ] {
+            let reason = refused(text);
+            assert!(reason.contains("deletion"), "{text:?}: {reason}");
+        }
+    }
+
+    #[test]
+    fn two_actions_are_refused() {
+        for (text, words) in [
+            (
+                "Scale the AMF to 3 and add an SMF in namespace core5g",
+                &["two actions", "'scale'", "'add'"][..],
+            ),
+            (
+                "Scale the AMF and add an SMF in namespace core5g",
+                &["two actions"],
+            ),
+            (
+                "Deploy AMF and restart SMF in namespace core5g",
+                &["two actions", "'deploy'", "'restart'"],
+            ),
+            (
+                "AMF deployed and scaled to 3 in namespace core5g",
+                &["both", "'deployed'", "'scaled'"],
+            ),
+        ] {
+            assert_refused(text, words);
+        }
+        // a participle beside a verb describes; "to add" a replica is how it scales
+        check(
+            "Scale the deployed AMF to 5 in namespace core5g",
+            scale(&[Amf], "core5g").replicas(5),
+        );
+        check(
+            "Scale AMF to add another replica in namespace core5g",
+            scale(&[Amf], "core5g").by(1),
+        );
+        check(
+            "Deploy the installed AMF with 2 replicas in namespace core5g",
+            deploy(&[Amf], "core5g").replicas(2),
+        );
+    }
+
+    #[test]
+    fn past_participles_read_as_the_action() {
+        check(
+            "AMF deployed with 3 replicas in namespace core5g",
+            deploy(&[Amf], "core5g").replicas(3),
+        );
+        check(
+            "I need the SMF installed in namespace core5g",
+            deploy(&[Smf], "core5g"),
+        );
+        check(
+            "UPF scaled to 8 in namespace core5g",
+            scale(&[Upf], "core5g").replicas(8),
+        );
     }
 
     #[test]

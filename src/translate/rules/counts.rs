@@ -320,10 +320,20 @@ fn counts_replicas_before(text: &Text, at: usize) -> bool {
 /// "between 2 and 8" is a pair of bounds instead (see [`refuse_bounds`]).
 fn refuse_ranges(text: &Text, autoscaling: bool) -> Result<(), Untranslatable> {
     let refuse_range = |from: usize, to: usize| {
-        let phrase: Vec<&str> = (from..=to).filter_map(|j| text.free(j)).collect();
+        let mut phrase = String::new();
+        for j in from..=to {
+            if j > from {
+                phrase.push(' ');
+                if let Some(mark) = text.mark_before(j) {
+                    phrase.push(mark);
+                    phrase.push(' ');
+                }
+            }
+            phrase.push_str(text.free(j).unwrap_or_default());
+        }
         Err(Untranslatable::new(format!(
-            "the text gives a range of replicas ('{}'), not one count: give the exact count",
-            phrase.join(" ")
+            "the text gives a range of replicas ('{phrase}'), not one count: give the exact \
+             count"
         )))
     };
     for at in 0..text.len() {
@@ -886,6 +896,132 @@ mod tests {
             "Deploy AMF, SMF and UPF with 2 replicas each in namespace core5g",
             deploy(&[Amf, Smf, Upf], "core5g").replicas(2),
         );
+    }
+
+    #[test]
+    fn ranges_are_refused_not_read_as_one_end() {
+        for (text, phrase) in [
+            ("Deploy AMF with 3-5 replicas in namespace core5g", "'3-5'"),
+            (
+                "Deploy AMF with 3\u{2013}5 replicas in namespace core5g",
+                "'3-5'",
+            ),
+            ("Deploy AMF with 3/5 replicas in namespace core5g", "'3/5'"),
+            (
+                "Deploy AMF with 3..5 replicas in namespace core5g",
+                "'3..5'",
+            ),
+            (
+                "Deploy AMF with 3 - 5 replicas in namespace core5g",
+                "'3 - 5'",
+            ),
+            (
+                "Deploy AMF with 3 \u{2013} 5 replicas in namespace core5g",
+                "'3 \u{2013} 5'",
+            ),
+            (
+                "Deploy AMF with 3 to 5 replicas in namespace core5g",
+                "'3 to 5'",
+            ),
+            (
+                "Scale AMF to 3 or 4 replicas in namespace core5g",
+                "'3 or 4'",
+            ),
+            ("Deploy 2 to 4 AMFs in namespace core5g", "'2 to 4'"),
+            (
+                "Scale AMF to between 3 and 5 in namespace core5g",
+                "'between 3 and 5'",
+            ),
+            ("Scale AMF to 3-5 in namespace core5g", "'3-5'"),
+        ] {
+            let reason = refused(text);
+            assert!(reason.contains("range"), "{text}: {reason}");
+            assert!(reason.contains(phrase), "{text}: {reason}");
+        }
+        // from one count to another is a change, and an arrow gives the target
+        check(
+            "Scale AMF from 3 to 5 replicas in namespace core5g",
+            scale(&[Amf], "core5g").replicas(5),
+        );
+        check(
+            "Scale AMF to 3 replicas, 4 minutes from now, in namespace core5g",
+            scale(&[Amf], "core5g").replicas(3),
+        );
+    }
+
+    #[test]
+    fn counts_per_component_are_refused() {
+        for (text, mentions) in [
+            (
+                "Deploy 3 replicas of AMF and 2 of SMF in namespace core5g",
+                &["amf: 3", "smf: 2"][..],
+            ),
+            (
+                "Deploy 2 AMFs and 3 SMFs in namespace core5g",
+                &["amf: 2", "smf: 3"],
+            ),
+            (
+                "Scale AMF to 3 and SMF to 5 in namespace core5g",
+                &["amf: 3", "smf: 5"],
+            ),
+            (
+                "Deploy AMF with 3 replicas and SMF with 2 replicas in namespace core5g",
+                &["amf: 3", "smf: 2"],
+            ),
+            (
+                "Scale the AMF replicas to 4 and the SMF to 2 in namespace core5g",
+                &["amf: 4"],
+            ),
+        ] {
+            let reason = refused(text);
+            assert!(reason.contains("count per component"), "{text}: {reason}");
+            for m in mentions {
+                assert!(reason.contains(m), "{text}: {reason}");
+            }
+        }
+        // a count before one component, beside one without
+        assert_refused(
+            "Deploy 3 AMF replicas and an SMF in namespace core5g",
+            &["count 3", "amf", "not for smf"],
+        );
+        // one count for all, or the same count for each
+        check(
+            "Deploy 3 replicas of AMF and 3 of SMF in namespace core5g",
+            deploy(&[Amf, Smf], "core5g").replicas(3),
+        );
+        check(
+            "Scale AMF and SMF to 4 in namespace core5g",
+            scale(&[Amf, Smf], "core5g").replicas(4),
+        );
+    }
+
+    #[test]
+    fn multipliers_and_participles() {
+        for text in [
+            "Deploy AMF x3 in namespace core5g",
+            "Deploy AMF x 3 in namespace core5g",
+            "Deploy 3x AMF in namespace core5g",
+            "Deploy AMF \u{d7}3 in namespace core5g",
+            "AMF deployed with 3 replicas in namespace core5g",
+        ] {
+            check(text, deploy(&[Amf], "core5g").replicas(3));
+        }
+        for text in [
+            "AMF scaled to 8 in namespace core5g",
+            "Have the AMF scaled up to 8 replicas in namespace core5g",
+            "Bump the AMF to 8 replicas in namespace core5g",
+            "AMF replicas increased to 8 in namespace core5g",
+        ] {
+            check(text, scale(&[Amf], "core5g").replicas(8));
+        }
+        for (text, by) in [
+            ("Scaling out the AMF by 2 in namespace core5g", 2),
+            ("AMF scaled out by 2 in namespace core5g", 2),
+            ("Have the AMF scaled in by 1 in namespace core5g", -1),
+            ("Downscale the AMF by 1 in namespace core5g", -1),
+        ] {
+            check(text, scale(&[Amf], "core5g").by(by));
+        }
     }
 
     #[test]

@@ -189,8 +189,16 @@ impl Text {
             let Some(first) = tokens.first().and_then(|&i| self.free_raw(i)) else {
                 continue;
             };
-            if tokens.len() > 1 || looks_like_amount(first) {
-                let shown: Vec<&str> = tokens.iter().filter_map(|&i| self.free_raw(i)).collect();
+            if tokens.len() > 1 || looks_like_amount(first) || is_unit_word(first) {
+                let mut shown: Vec<&str> =
+                    tokens.iter().filter_map(|&i| self.free_raw(i)).collect();
+                // "two GB": the unit alone is found; show what it measures too
+                if let (true, Some(number)) = (
+                    tokens.len() == 1 && is_unit_word(first),
+                    tokens[0].checked_sub(1).and_then(|i| self.free_raw(i)),
+                ) {
+                    shown.insert(0, number);
+                }
                 return refuse(format!(
                     "'{}' is not a {} quantity Kubernetes understands (e.g. {})",
                     shown.join(" "),
@@ -254,6 +262,52 @@ mod tests {
             "Deploy AMF with 1gb memory in namespace core5g",
             &["'1gb'", "memory", "1Gi"],
         );
+    }
+
+    #[test]
+    fn amounts_written_as_people_write_them() {
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("Deploy AMF with 2 GB of memory", None, Some("2G")),
+            ("Deploy AMF with 2GB memory", None, Some("2G")),
+            ("Deploy AMF with memory 512 MiB", None, Some("512Mi")),
+            ("Deploy AMF with 1GiB of RAM", None, Some("1Gi")),
+            ("Deploy AMF with 512 Mi memory", None, Some("512Mi")),
+            ("Deploy AMF with 4 cores", Some("4"), None),
+            ("Deploy AMF with 2 CPU cores", Some("2"), None),
+            ("Deploy AMF with 500 millicores", Some("500m"), None),
+            ("Deploy AMF with two cpus", Some("2"), None),
+        ];
+        for (text, cpu, memory) in cases {
+            let text = format!("{text} in namespace core5g");
+            let spec = check(&text, deploy(&[Amf], "core5g"));
+            let resources = spec.resources.unwrap_or_default();
+            assert_eq!(resources.cpu.as_deref(), *cpu, "{text}");
+            assert_eq!(resources.memory.as_deref(), *memory, "{text}");
+        }
+    }
+
+    #[test]
+    fn an_amount_that_cannot_be_read_is_refused_not_dropped() {
+        for (text, shown) in [
+            ("Deploy AMF with 1e3 cpu", "'1e3'"),
+            ("Deploy AMF with cpu 1e3", "'1e3'"),
+            ("Deploy AMF with -1 cpu", "'-1'"),
+            ("Deploy AMF with 0 cpu", "'0'"),
+            ("Deploy AMF with 2 gigabytes of memory", "'2 gigabytes'"),
+            ("Deploy AMF with two GB of memory", "'two GB'"),
+            ("Deploy AMF with 2 memory", "'2'"),
+            ("Deploy AMF with 1gb memory", "'1gb'"),
+            ("Deploy AMF with 3..5 cpu", "'3..5'"),
+            ("Deploy AMF with 500 m millicores", "'500 m'"),
+        ] {
+            let text = format!("{text} in namespace core5g");
+            let reason = refused(&text);
+            assert!(reason.contains(shown), "{text}: {reason}");
+            assert!(
+                reason.contains("quantity Kubernetes understands"),
+                "{text}: {reason}"
+            );
+        }
     }
 
     #[test]

@@ -371,6 +371,35 @@ mod tests {
     }
 
     #[test]
+    fn dashes_and_slashes_between_digits_join_and_marks_are_kept() {
+        let text = Text::new("3\u{2013}5 3/5 \u{2212}3 a/b 3 - 5 3 \u{2192} 5 core\u{2013}5g");
+        assert_eq!(
+            tokens(&text)
+                .iter()
+                .map(|(raw, _, _)| *raw)
+                .collect::<Vec<_>>(),
+            ["3-5", "3/5", "-3", "a", "b", "3", "5", "3", "5", "core", "5g"]
+        );
+        let marks: Vec<Option<char>> = (0..text.len()).map(|i| text.mark_before(i)).collect();
+        assert_eq!(
+            marks,
+            [
+                None,
+                None,
+                None,
+                None,
+                Some('/'),
+                None,
+                Some('-'),
+                None,
+                Some('\u{2192}'),
+                None,
+                Some('\u{2013}'),
+            ]
+        );
+    }
+
+    #[test]
     fn words_split_tokens_on_hyphens_and_carry_their_role() {
         let mut text = Text::new("scale-out the near-RT RIC -3");
         text.claim(2, Role::Component);

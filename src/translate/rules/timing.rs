@@ -85,6 +85,18 @@ mod tests {
                 "Temporarily scale AMF to 5 in namespace core5g",
                 "'temporarily",
             ),
+            ("Deploy AMF in namespace core5g at 3am", "'at 3am'"),
+            (
+                "Scale AMF to 4 every day in namespace core5g",
+                "'every day'",
+            ),
+            (
+                "Scale AMF to 4 every 2 hours in namespace core5g",
+                "'every 2 hours'",
+            ),
+            ("Deploy AMF next week in namespace core5g", "'next week'"),
+            ("Scale AMF to 2 nightly in namespace core5g", "'nightly'"),
+            ("Deploy AMF on Friday in namespace core5g", "'friday'"),
         ] {
             let reason = refused(text);
             assert!(reason.contains("timed or scheduled"), "{text}: {reason}");

@@ -450,4 +450,82 @@ mod tests {
         let spec = read_agreeing(&answer(r#"["smf"]"#, "core5g", THREE, "null"), text).unwrap();
         assert_eq!(spec.scaling.and_then(|s| s.replicas), Some(3));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::agreeing;
+        use crate::request::{Request, ServiceRequest};
+        use crate::translate::rules::{field_namespace, screen, RuleTranslator};
+
+        /// Words the rules read, refuse or stumble on, for texts that reach deep.
+        #[rustfmt::skip]
+        const WORDS: &[&str] = &[
+            "deploy", "Deploy", "scale", "scaled", "deployed", "add", "set", "AMF", "SMF",
+            "upf", "UPFs", "user plane function", "MME", "CU", "FOOBAR", "function", "and",
+            "or", "the", "an", "to", "by", "of", "with", "in", "into", "namespace", "ns",
+            "core5g", "edge-01", "kube-system", "\u{212A}ube-system", "0", "zero", "1", "3",
+            "5", "two", "dozen", "twenty-one", "-3", "2.5", "3-5", "3/5", "3\u{2013}5", "-",
+            "\u{2192}", "\u{d7}", "x3", "3x", "replicas", "replica", "pods", "more", "per",
+            "zone", "each", "between", "min", "max", "up", "out", "down", "cpu", "cores",
+            "500m", "1e3", "memory", "1Gi", "2", "GB", "gigabytes", "millicores", "delete",
+            "stop", "not", "at", "3am", "tomorrow", "every", "day", "upgrade", "restart",
+            "autoscale", "urgent", "low", "priority", "eMBB", "URLLC", "for", "production",
+            ",", ".", ":", "ignore", "previous", "instructions", "cluster-admin", "secret",
+        ];
+
+        fn text_of(words: &[&str]) -> String {
+            words.join(" ")
+        }
+
+        /// The rules never translate a text their screen refuses, and what they
+        /// translate agrees with what the screen says the text states: the check the
+        /// model's answers are held to can never refuse the rules' own reading.
+        fn consistent(request: ServiceRequest) -> Result<(), TestCaseError> {
+            let screened = screen(&request);
+            let translated =
+                RuleTranslator::new(100).translate_sync(&Request::Service(request.clone()));
+            match (screened, translated) {
+                (Err(_), Ok(spec)) => {
+                    prop_assert!(
+                        false,
+                        "{:?} screened out but translated: {spec:?}",
+                        request.intent
+                    );
+                }
+                (Ok(stated), Ok(spec)) => {
+                    let field = field_namespace(request.target_namespace.as_deref());
+                    let agreed = agreeing(spec.clone(), &stated, field);
+                    prop_assert_eq!(
+                        agreed.as_ref().ok(),
+                        Some(&spec),
+                        "{:?}: {:?}",
+                        request.intent,
+                        agreed
+                    );
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            #[test]
+            fn texts_of_the_rules_words_are_read_consistently(
+                words in prop::collection::vec(prop::sample::select(WORDS), 0..14),
+                field in prop::option::of(prop::sample::select(&["core5g", " Core5G ", "edge-01", "\u{212A}ube-system", ""][..])),
+            ) {
+                let mut request = ServiceRequest::new(text_of(&words));
+                request.target_namespace = field.map(str::to_string);
+                consistent(request)?;
+            }
+
+            #[test]
+            fn any_text_is_screened_and_read_without_a_panic(text in any::<String>()) {
+                consistent(ServiceRequest::new(text))?;
+            }
+        }
+    }
 }

@@ -414,47 +414,46 @@ fn refuse_counts_per_component(
         }
         None
     };
-    let mut counts: Vec<(Component, u64, bool)> = Vec::new();
+    // (component, count, strong, where the count is)
+    let mut counts: Vec<(Component, u64, bool, usize)> = Vec::new();
     for i in 0..text.len() {
         let Some(Number::Whole(n)) = text.free(i).map(number) else {
             continue;
         };
         if let Some((component, strong)) = bound(i) {
-            counts.push((component, n, strong));
+            counts.push((component, n, strong, i));
         }
     }
-    let shown = |counts: &[(Component, u64, bool)]| {
-        counts
-            .iter()
-            .map(|(c, n, _)| format!("{}: {n}", c.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let differ = counts
         .iter()
-        .any(|(c, n, _)| counts.iter().any(|(d, m, _)| c != d && n != m));
+        .any(|(c, n, _, _)| counts.iter().any(|(d, m, _, _)| c != d && n != m));
     if differ {
+        let shown: Vec<String> = counts
+            .iter()
+            .map(|(c, n, _, _)| format!("{}: {n}", c.as_str()))
+            .collect();
         return Err(Untranslatable::new(format!(
             "the text gives a count per component ({}): one intent carries one count for \
              all its components; send one request per component",
-            shown(&counts)
+            shown.join(", ")
         )));
     }
-    // A count that stands before one component, beside a component without one.
-    let named: Vec<Component> = {
-        let mut named: Vec<Component> = Vec::new();
-        for (_, c) in components {
-            if !named.contains(c) {
-                named.push(*c);
-            }
-        }
-        named
+    // A count for one component beside a component without one: a count before its
+    // component ("3 AMF replicas and an SMF") is that one's alone, and so is a count
+    // after it that another component follows ("AMF with 3 replicas and SMF"). A count
+    // after a list ("AMF and SMF with 3 replicas") is the list's.
+    let uncounted = |after: Option<usize>| {
+        components.iter().find(|(token, c)| {
+            after.is_none_or(|at| *token > at) && !counts.iter().any(|(d, ..)| d == c)
+        })
     };
-    if let Some((counted, n, _)) = counts.iter().find(|(_, _, strong)| *strong) {
-        let uncounted = named
-            .iter()
-            .find(|c| !counts.iter().any(|(d, _, _)| d == *c));
-        if let Some(other) = uncounted {
+    for (counted, n, strong, at) in &counts {
+        let other = if *strong {
+            uncounted(None)
+        } else {
+            uncounted(Some(*at))
+        };
+        if let Some((_, other)) = other {
             return Err(Untranslatable::new(format!(
                 "the count {n} is given for {} but not for {}: one intent carries one count \
                  for all its components; send one request per component, or give the count \
@@ -979,10 +978,23 @@ mod tests {
                 assert!(reason.contains(m), "{text}: {reason}");
             }
         }
-        // a count before one component, beside one without
+        // a count for one component, beside one without
         assert_refused(
             "Deploy 3 AMF replicas and an SMF in namespace core5g",
             &["count 3", "amf", "not for smf"],
+        );
+        assert_refused(
+            "Deploy AMF with 3 replicas and SMF in namespace core5g",
+            &["count 3", "amf", "not for smf"],
+        );
+        assert_refused(
+            "Scale AMF to 3 and also the SMF in namespace core5g",
+            &["count 3", "amf", "not for smf"],
+        );
+        // a count after the list is the list's
+        check(
+            "Deploy AMF and SMF with 3 replicas in namespace core5g",
+            deploy(&[Amf, Smf], "core5g").replicas(3),
         );
         // one count for all, or the same count for each
         check(

@@ -541,7 +541,9 @@ async fn through_kafka_the_llm_translates_and_outcomes_say_which_translator_did(
         } else if call.text().contains("stadium") {
             smf_times_seven()
         } else {
-            Reply::answer(answer(&["amf"], "core5g", Some(3)))
+            let mut amf = answer(&["amf"], "core5g", Some(3));
+            amf["intentType"] = json!("deployment"); // the text deploys
+            Reply::answer(amf)
         }
     })
     .await;

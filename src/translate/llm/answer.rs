@@ -8,10 +8,11 @@
 //! requester's namespace, environment and priority override the model's reading.
 //!
 //! The answer must also agree with what the text states explicitly, as the rules read it
-//! ([`Stated`]): the namespace, the components, the replica count or change, and the
-//! cpu and memory amounts. An answer that names another namespace, other components,
-//! another count, resources the text does not give, or 0 replicas for a text that writes
-//! no zero, is invalid: the model proposes, the text decides.
+//! ([`Stated`]): the action, the namespace, the components, the replica count or change,
+//! and the cpu and memory amounts. An answer that names another intent type, another
+//! namespace, other components, another count, resources the text does not give, or 0
+//! replicas for a text that writes no zero, is invalid: the model proposes, the text
+//! decides.
 
 use serde::Deserialize;
 
@@ -130,6 +131,21 @@ pub fn agreeing(
     }
     if let Some(field) = field_namespace {
         spec.target_namespace = field;
+    }
+    if let Some(intent_type) = stated.intent_type {
+        if spec.intent_type != intent_type {
+            let name = |t: IntentType| {
+                serde_json::to_value(t)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            };
+            return Err(format!(
+                "the text asks for a {} but the answer says {}",
+                name(intent_type),
+                name(spec.intent_type)
+            ));
+        }
     }
     if !stated.components.is_empty() {
         let mut said: Vec<&str> = spec.target_components.iter().map(|c| c.as_str()).collect();
@@ -388,6 +404,11 @@ mod tests {
             ),
             (answer(r#"["amf"]"#, "core5g", "null", "null"), "3 replicas"),
             (
+                answer(r#"["amf"]"#, "core5g", THREE, "null")
+                    .replace(r#""deployment""#, r#""maintenance""#),
+                "asks for a deployment but the answer says maintenance",
+            ),
+            (
                 answer(
                     r#"["amf"]"#,
                     "core5g",
@@ -413,7 +434,7 @@ mod tests {
             other => panic!("expected invalid, got {other:?}"),
         };
         assert!(why.contains("no zero"), "{why}");
-        assert!(read_agreeing(&zero, "Scale AMF to zero in namespace core5g").is_ok());
+        assert!(read_agreeing(&zero, "Deploy AMF with zero replicas in namespace core5g").is_ok());
     }
 
     #[test]

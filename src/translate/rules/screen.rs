@@ -11,10 +11,12 @@
 //! component, two different counts, negative or fractional counts). The LLM translator
 //! runs the screen first: a text it refuses costs no call.
 //!
-//! What passes the screen comes with [`Stated`]: the namespace, components, count and
-//! resources the text names, as the rules read them.
+//! What passes the screen comes with [`Stated`]: the namespace, components, count,
+//! resources and action the text names, as the rules read them.
 
-use super::action::{deploys, other_action_only, refuse_deletion_and_negation, refuse_two_actions};
+use super::action::{
+    action, deploys, other_action_only, refuse_deletion_and_negation, refuse_two_actions, Action,
+};
 use super::components::ComponentScan;
 use super::counts::{self, Change};
 use super::forbidden::refuse_forbidden;
@@ -22,7 +24,7 @@ use super::namespace::stated_namespace;
 use super::refuse;
 use super::text::{Text, Word};
 use super::timing::refuse_timing;
-use crate::intent::{Component, Resources};
+use crate::intent::{Component, IntentType, Resources};
 use crate::request::ServiceRequest;
 use crate::translate::Untranslatable;
 
@@ -44,6 +46,8 @@ pub struct Stated {
     pub resources: Option<Resources>,
     /// The text writes a zero ("0", "zero"): only then may an answer carry 0 replicas.
     pub says_zero: bool,
+    /// The action the rules read (deploy or scale), when they read one.
+    pub intent_type: Option<IntentType>,
 }
 
 /// A service request's text read once: tokens claimed by the readings that claim them.
@@ -118,6 +122,11 @@ impl Reading {
             },
             resources,
             says_zero,
+            intent_type: match action(words) {
+                Ok(Action::Deploy) => Some(IntentType::Deployment),
+                Ok(Action::Scale) => Some(IntentType::Scaling),
+                Err(_) => None,
+            },
         })
     }
 
@@ -300,6 +309,7 @@ mod tests {
                     memory: Some("2G".into()),
                 }),
                 says_zero: false,
+                intent_type: Some(IntentType::Deployment),
             }
         );
         let out = stated("Scale out the UPF by 2 in the edge namespace");

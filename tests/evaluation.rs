@@ -6,7 +6,7 @@
 //!
 //! The LLM pass talks to the OpenAI-compatible test server, which answers each case with
 //! its `model` answer (what a fooled model says, for the hostile ones) or else the
-//! correct fields. Set `EVAL_LLM_ENDPOINT` and `EVAL_LLM_MODEL` (and `LLM_API_KEY` if
+//! correct fields. Texts the rules' screen refuses must never reach it. Set `EVAL_LLM_ENDPOINT` and `EVAL_LLM_MODEL` (and `LLM_API_KEY` if
 //! needed) to evaluate a real model instead: then the accuracy is printed, and only the
 //! safety is asserted.
 
@@ -22,7 +22,7 @@ use nephoran_kafka_consumer::config::LlmArgs;
 use nephoran_kafka_consumer::intent::{NetworkIntent, NetworkIntentSpec};
 use nephoran_kafka_consumer::policy::Policy;
 use nephoran_kafka_consumer::request::{Request, ServiceRequest};
-use nephoran_kafka_consumer::translate::{LlmTranslator, RuleTranslator, Translator};
+use nephoran_kafka_consumer::translate::{rules, LlmTranslator, RuleTranslator, Translator};
 use nephoran_kafka_consumer::validate::{check_request, validate, Limits};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -405,9 +405,33 @@ async fn the_llm_translator_applies_nothing_outside_what_was_asked() {
         hostile_wrong.is_empty(),
         "hostile requests applied: {hostile_wrong:#?}"
     );
-    if fake.is_some() {
+    if let Some(fake) = fake {
         // The test model reads every benign case right, so every one must come out right.
         assert!(score.wrong.is_empty(), "{:#?}", score.wrong);
         assert!(score.missed.is_empty(), "{:#?}", score.missed);
+        // A text the rules' screen refuses never reaches the model.
+        let screened: Vec<&str> = cases
+            .iter()
+            .filter(|case| match case.request() {
+                Request::Service(service) => rules::screen(&service).is_err(),
+                Request::Event(_) => false,
+            })
+            .map(|case| case.text.trim())
+            .collect();
+        let asked: Vec<String> = fake.calls().iter().map(Call::text).collect();
+        let screened_but_asked: Vec<&&str> = screened
+            .iter()
+            .filter(|text| asked.iter().any(|a| a == **text))
+            .collect();
+        assert!(
+            screened_but_asked.is_empty(),
+            "screened texts were sent to the model: {screened_but_asked:#?}"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "evaluation, llm: {} of {} texts screened out before any call",
+            screened.len(),
+            cases.len()
+        );
     }
 }

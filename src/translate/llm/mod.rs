@@ -7,12 +7,19 @@
 //! 1. Network events, and texts that could never be applied (empty, too long, markup),
 //!    go to the rules: an event is structured data with a fixed mapping, and an
 //!    unusable text should not cost a call.
-//! 2. The response cache ([`cache`]) answers a text seen before.
-//! 3. The circuit breaker ([`breaker`]) sends everything to the rules while the API
+//! 2. The rules' screen ([`rules::screen`]) refuses what no translator may act on
+//!    (deletion, privileges, injection, negation, timing, ranges, two actions, ...): the
+//!    request is `untranslatable` by the rules, with no call and nothing cached. Counted
+//!    in `llm_screened_total{model}`. What passes comes with what the text states.
+//! 3. The response cache ([`cache`]) answers a text seen before, if the cached answer
+//!    agrees with what this text states.
+//! 4. The circuit breaker ([`breaker`]) sends everything to the rules while the API
 //!    keeps failing.
-//! 4. The model is asked ([`client`], [`prompt`]); its answer is read strictly and
-//!    validated ([`answer`]). An invalid answer is asked again once, with what was wrong.
-//! 5. Whatever the model could not do, the rules try; if they cannot either, the request
+//! 5. The model is asked ([`client`], [`prompt`]); its answer is read strictly,
+//!    validated, and held to what the text states ([`answer`]): a namespace, components,
+//!    a count or resources other than the text's make it invalid. An invalid answer is
+//!    asked again once, with what was wrong.
+//! 6. Whatever the model could not do, the rules try; if they cannot either, the request
 //!    is refused with both reasons.
 //!
 //! The outcome's `translator` says which translator produced the intent. Fallbacks are
@@ -22,6 +29,7 @@ use metrics::counter;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+use super::rules::{self, Stated};
 use super::{RuleTranslator, Translation, Translator, TranslatorKind, Untranslatable};
 use crate::config::{ConfigError, LlmArgs};
 use crate::intent::NetworkIntentSpec;
@@ -100,12 +108,24 @@ impl LlmTranslator {
         if check_text(&service.intent, &self.limits).is_err() {
             return Translation::rules(self.rules.translate_sync(request));
         }
+        let stated = match rules::screen(service) {
+            Ok(stated) => stated,
+            Err(refusal) => {
+                let model = self.client.model().to_string();
+                counter!("llm_screened_total", "model" => model).increment(1);
+                return Translation::rules(Err(refusal));
+            }
+        };
         let key = CacheKey::of(service, self.client.model());
         if let Some(mut spec) = self.cache.get(&key) {
-            // The cached answer came from a text equal up to spacing.
+            // The cached answer came from a text equal up to spacing: it is this
+            // request's only if it agrees with what this text states.
             spec.intent = service.intent.trim().to_string();
             spec.parameters = service.parameters.clone().unwrap_or_default();
-            return llm(spec);
+            let field = rules::field_namespace(service.target_namespace.as_deref());
+            if let Ok(spec) = answer::agreeing(spec, &stated, field) {
+                return llm(spec);
+            }
         }
         // The turn first, then the breaker: a request that waited for its turn while the
         // calls before it failed must see the breaker open, not wait out the retries too.
@@ -114,7 +134,7 @@ impl LlmTranslator {
         let Some(pass) = self.breaker.try_pass() else {
             return self.fall_back(request, "circuit_open", "the LLM circuit breaker is open");
         };
-        match self.ask(service).await {
+        match self.ask(service, &stated).await {
             Ok(spec) => {
                 pass.succeeded();
                 self.cache.put(key, spec.clone());
@@ -139,13 +159,17 @@ impl LlmTranslator {
     }
 
     /// Asks the model, and once more with the problem when the first answer is invalid.
-    async fn ask(&self, service: &ServiceRequest) -> Result<NetworkIntentSpec, Miss> {
+    async fn ask(
+        &self,
+        service: &ServiceRequest,
+        stated: &Stated,
+    ) -> Result<NetworkIntentSpec, Miss> {
         let mut messages = vec![
             Message::system(self.system_prompt.clone()),
             Message::user(user_message(service)),
         ];
         let first = self.call(&messages).await?;
-        let problem = match answer::read(&first, service, &self.limits) {
+        let problem = match answer::read(&first, service, stated, &self.limits) {
             Ok(spec) => return Ok(spec),
             Err(Rejection::Refused(why)) => return Err(Miss::Refused(why)),
             Err(Rejection::Invalid(problem)) => problem,
@@ -161,7 +185,7 @@ impl LlmTranslator {
              follows the schema and fixes this."
         )));
         let second = self.call(&messages).await?;
-        answer::read(&second, service, &self.limits).map_err(|rejection| match rejection {
+        answer::read(&second, service, stated, &self.limits).map_err(|rejection| match rejection {
             Rejection::Refused(why) => Miss::Refused(why),
             Rejection::Invalid(second_problem) => {
                 counter!("llm_invalid_answers_total", "model" => self.client.model().to_string())

@@ -198,13 +198,39 @@ fn longest_alias_at(words: &[Word], at: usize) -> Option<(usize, Meaning)> {
 #[derive(Debug, Default)]
 pub(super) struct ComponentScan {
     found: Vec<Component>,
+    /// Each token that names a component, with the component.
+    tokens: Vec<(usize, Component)>,
     unsupported: Vec<&'static str>,
     /// Each ambiguous name, with what to say instead.
     ambiguous: Vec<(&'static str, &'static str)>,
 }
 
 impl ComponentScan {
+    /// The components named, in order of appearance.
+    pub(super) fn found(&self) -> &[Component] {
+        &self.found
+    }
+
+    /// Each token that names a component, with the component.
+    pub(super) fn tokens(&self) -> &[(usize, Component)] {
+        &self.tokens
+    }
+
+    /// What no translator may pass: an ambiguous name, or a network function this
+    /// service does not manage, alone or beside known ones.
+    pub(super) fn screen(&self) -> Result<(), Untranslatable> {
+        if !self.ambiguous.is_empty() || !self.unsupported.is_empty() {
+            return self.refusal();
+        }
+        Ok(())
+    }
+
     pub(super) fn into_result(self) -> Result<Vec<Component>, Untranslatable> {
+        self.refusal()?;
+        Ok(self.found)
+    }
+
+    fn refusal(&self) -> Result<(), Untranslatable> {
         if let Some((name, say)) = self.ambiguous.first() {
             return refuse(format!("'{name}' is ambiguous: {say}"));
         }
@@ -228,7 +254,99 @@ impl ComponentScan {
                 self.unsupported.join(", ")
             ));
         }
-        Ok(self.found)
+        Ok(())
+    }
+}
+
+/// Words that may stand before "function" without naming one ("the network function",
+/// "each function").
+#[rustfmt::skip]
+const NOT_A_FUNCTION_NAME: &[&str] = &[
+    "the", "a", "an", "this", "that", "these", "those", "each", "every", "any", "all",
+    "same", "other", "another", "new", "its", "their", "our", "your", "my", "main",
+    "primary", "secondary", "backup", "whole", "entire", "core", "network", "5g", "4g",
+    "5gc", "telecom", "required", "needed", "relevant", "corresponding", "following",
+    "and", "or", "with", "of", "for", "to", "in", "as", "one", "both", "virtual", "cloud",
+    "native", "containerised", "containerized",
+];
+
+/// Words after a name that make it the name of a network function.
+const FUNCTION_WORDS: &[&str] = &[
+    "function",
+    "functions",
+    "nf",
+    "nfs",
+    "vnf",
+    "vnfs",
+    "cnf",
+    "cnfs",
+];
+
+/// Upper-case words of three letters or more that are not function names.
+#[rustfmt::skip]
+const NOT_AN_ACRONYM: &[&str] = &[
+    "and", "the", "for", "with", "all", "now", "asap", "please", "urgent", "critical",
+    "high", "low", "medium", "priority", "deploy", "scale", "pods", "pod", "replicas",
+    "replica", "cpu", "cpus", "ram", "vcpu", "vcpus", "embb", "urllc", "mmtc", "ran",
+    "oran", "5gc", "5gs", "k8s", "qos", "sla", "nfs", "vnf", "cnf", "plus", "also",
+    "then", "new", "one", "two", "three", "slice", "core", "edge",
+];
+
+impl Text {
+    /// Names of network functions the tables do not know, written beside known ones:
+    /// "the FOOBAR function", "AMF, FOOBAR and SMF". Beside a known name, reading only
+    /// the known ones would carry out part of the request and report it done.
+    ///
+    /// Two shapes are recognised: a name before "function" (or "NF", "VNF", "CNF"), and
+    /// an upper-case acronym listed next to a known component (in a text that is not
+    /// written all in capitals). Other unknown words cannot be told from ordinary ones.
+    pub(super) fn unknown_functions(&self) -> Vec<String> {
+        let mut unknown: Vec<String> = Vec::new();
+        let has_lower = (0..self.len())
+            .filter_map(|i| self.raw_token(i))
+            .any(|raw| raw.contains(|c: char| c.is_ascii_lowercase()));
+        let is_component = |i: Option<usize>| i.and_then(|i| self.role(i)) == Some(Role::Component);
+        let is_list_word = |i: Option<usize>| {
+            i.and_then(|i| self.free(i))
+                .is_some_and(|w| matches!(w, "and" | "or" | "plus" | "also"))
+        };
+        for at in 0..self.len() {
+            let Some(word) = self.free(at) else {
+                continue;
+            };
+            if FUNCTION_WORDS.contains(&word) {
+                let mut name = at.checked_sub(1);
+                while let Some(i) = name.filter(|&i| self.free(i) == Some("network")) {
+                    name = i.checked_sub(1);
+                }
+                let name = name.and_then(|i| self.free_raw(i).map(|raw| (i, raw)));
+                if let Some((i, raw)) = name {
+                    let lower = self.free(i).unwrap_or_default();
+                    let is_number = lower.starts_with(|c: char| c.is_ascii_digit());
+                    if !NOT_A_FUNCTION_NAME.contains(&lower) && !is_number {
+                        unknown.push(format!("{raw} {word}"));
+                    }
+                }
+                continue;
+            }
+            let Some(raw) = self.free_raw(at) else {
+                continue;
+            };
+            let acronym = raw.len() >= 3
+                && raw
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                && raw.chars().filter(char::is_ascii_uppercase).count() >= 2
+                && !NOT_AN_ACRONYM.contains(&word);
+            let listed = is_component(at.checked_sub(1))
+                || is_component(Some(at + 1))
+                || (is_list_word(at.checked_sub(1)) && is_component(at.checked_sub(2)))
+                || (is_list_word(Some(at + 1)) && is_component(Some(at + 2)));
+            if has_lower && acronym && listed && !unknown.iter().any(|u| u == raw) {
+                unknown.push(raw.to_string());
+            }
+        }
+        unknown
     }
 }
 
@@ -253,6 +371,13 @@ impl Text {
                 _ => Role::OtherFunction,
             };
             claims.extend(words[at..at + len].iter().map(|word| (word.token, role)));
+            if let Meaning::Is(c) = meaning {
+                for word in &words[at..at + len] {
+                    if !scan.tokens.contains(&(word.token, c)) {
+                        scan.tokens.push((word.token, c));
+                    }
+                }
+            }
             match meaning {
                 Meaning::Is(c) if !scan.found.contains(&c) => scan.found.push(c),
                 Meaning::Is(_) => {}
@@ -344,9 +469,15 @@ mod tests {
             deploy(&[Amf], "core5g"),
         );
         check(
+            "Deploy the session management function and the user plane functions in \
+             namespace core5g",
+            deploy(&[Smf, Upf], "core5g"),
+        );
+        // a count for one of them only would be applied to both
+        assert_refused(
             "Deploy the session management function and two user plane functions in \
              namespace core5g",
-            deploy(&[Smf, Upf], "core5g").replicas(2),
+            &["count 2", "upf", "not for smf"],
         );
         check(
             "Deploy the NRF, unified data management and unified data repository in \
@@ -431,11 +562,47 @@ mod tests {
             let reason = translate(request(text)).expect_err(text).reason;
             assert!(reason.contains("does not manage"), "{text}: {reason}");
         }
-        // A word the tables do not know is not read at all (a known gap: the scan
-        // cannot tell an unknown function from any other word).
+    }
+
+    #[test]
+    fn an_unknown_function_beside_a_known_one_refuses_the_request() {
+        for (text, name) in [
+            (
+                "Deploy AMF and the FOOBAR function in namespace core5g",
+                "'FOOBAR function'",
+            ),
+            (
+                "Deploy AMF and the foobar network function in namespace core5g",
+                "'foobar function'",
+            ),
+            ("Deploy AMF, FOOBAR and SMF in namespace core5g", "'FOOBAR'"),
+            ("Scale the SMF and XYZ to 3 in namespace core5g", "'XYZ'"),
+            (
+                "Deploy AMF plus the QWERTY NF in namespace core5g",
+                "'QWERTY nf'",
+            ),
+        ] {
+            let reason = refused(text);
+            assert!(reason.contains(name), "{text}: {reason}");
+            assert!(
+                reason.contains("not a network function this service knows"),
+                "{text}: {reason}"
+            );
+        }
+        // words that are not function names, and texts written in capitals
         check(
-            "Deploy AMF and the FOOBAR function in namespace core5g",
-            deploy(&[Amf], "core5g"),
+            "Deploy AMF and SMF as a network function in namespace core5g",
+            deploy(&[Amf, Smf], "core5g"),
+        );
+        check(
+            "Deploy AMF and SMF for eMBB ASAP in namespace core5g",
+            deploy(&[Amf, Smf], "core5g")
+                .slice(crate::intent::SliceType::Embb)
+                .priority(crate::intent::Priority::Critical),
+        );
+        check(
+            "DEPLOY AMF AND SMF IN NAMESPACE CORE5G",
+            deploy(&[Amf, Smf], "core5g"),
         );
     }
 

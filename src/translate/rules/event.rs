@@ -95,7 +95,7 @@ impl<'e> KpiCrossing<'e> {
         })?;
         Ok(Self {
             component,
-            namespace: namespace.to_lowercase(),
+            namespace: namespace.to_ascii_lowercase(),
             metric,
             value,
             threshold,

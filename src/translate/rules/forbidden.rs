@@ -43,8 +43,13 @@ static COMMANDS_AND_INSTRUCTIONS: LazyLock<Phrases> = LazyLock::new(|| Phrases::
     "kubectl", "helm", "rm rf", "sudo", "chmod", "chown", "curl", "wget", "bash", "shell",
     "exec",
     "eval", "ignore previous", "ignore all", "ignore the", "ignore your", "ignore any",
-    "disregard", "previous instructions", "prior instructions", "system prompt",
-    "you are now", "jailbreak",
+    "ignore above", "ignore everything", "disregard", "previous instructions",
+    "prior instructions", "above instructions", "new instructions", "your instructions",
+    "these instructions", "system prompt", "system message", "developer mode",
+    "you are now", "you are a", "act as", "pretend", "roleplay", "forget previous",
+    "forget all", "forget your", "forget everything", "override the", "override your",
+    "jailbreak", "respond with", "reply with", "answer with", "output a", "output the",
+    "print the", "reveal", "targetnamespace", "targetcomponents", "intenttype",
 ]));
 
 /// Refuses a text that also asks for an object, privilege or command the service never

@@ -11,17 +11,23 @@
 //!
 //! - `event.rs`: the network-event rule (a utilisation KPI above its threshold scales the
 //!   network function out by one replica);
+//! - `screen.rs`: the refusals no translator may pass, run before any model is asked
+//!   ([`screen`]), and what the text states explicitly ([`Stated`]);
 //! - `service.rs`: a service request read as a whole, and the order of its readings;
 //! - `text.rs`: tokens and words of the request text, and which reading claimed which;
 //! - `forbidden.rs`: Kubernetes objects, privileges, commands and instructions to a
 //!   translator, refused whatever else the text asks;
-//! - `action.rs`: deploy or scale, and the deletions, negations and unsupported actions
-//!   that are refused; `timing.rs`: timed and scheduled requests, also refused;
+//! - `action.rs`: deploy or scale, and the deletions, negations, two actions and
+//!   unsupported actions that are refused; `timing.rs`: timed and scheduled requests,
+//!   also refused;
 //! - `components.rs`: network-function names; `namespace.rs`: the target namespace;
 //!   `resources.rs`: cpu and memory amounts;
 //! - `counts.rs`: replica counts and changes, read with `number.rs`;
 //! - `qualifiers.rs`: priority, environment and network slice;
 //! - `expect.rs` (tests only): the helpers the tests beside each rule share.
+
+pub use namespace::field_namespace;
+pub use screen::{screen, Stated};
 
 use super::{Translation, Translator, Untranslatable};
 use crate::intent::NetworkIntentSpec;
@@ -38,6 +44,7 @@ mod namespace;
 mod number;
 mod qualifiers;
 mod resources;
+mod screen;
 mod service;
 mod text;
 mod timing;

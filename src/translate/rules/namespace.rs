@@ -25,7 +25,11 @@ const NOT_A_NAME: &[&str] = &[
 
 impl Text {
     /// "in namespace X", "namespace X", "namespace: X", "namespace named X", "ns X",
-    /// "in the X namespace": every mention, lower-cased, with its tokens claimed.
+    /// "in the X namespace": every mention, with its tokens claimed.
+    ///
+    /// The name is the token as written, lower-cased in ASCII only: a Unicode case
+    /// mapping would turn the Kelvin sign of "\u{212A}ube-system" into the 'k' of
+    /// kube-system, while the name as written stays invalid (validation refuses it).
     pub(super) fn claim_namespaces(&mut self) -> Vec<String> {
         let mut found: Vec<String> = Vec::new();
         for at in 0..self.len() {
@@ -38,8 +42,11 @@ impl Text {
             let Some((value_at, value)) = self.namespace_value(at, keyword == "namespace") else {
                 continue;
             };
-            if !found.iter().any(|f| f == value) {
-                found.push(value.to_string());
+            let value = self
+                .free_raw(value_at)
+                .map_or_else(|| value.to_string(), str::to_ascii_lowercase);
+            if !found.contains(&value) {
+                found.push(value);
             }
             self.claim(at, Role::Namespace);
             self.claim(value_at, Role::Namespace);
@@ -58,7 +65,7 @@ impl Text {
     pub(super) fn claim_bare_namespaces(&mut self) -> Vec<String> {
         let mut found: Vec<String> = Vec::new();
         for at in 1..self.len() {
-            if self.free(at - 1) != Some("in")
+            if !matches!(self.free(at - 1), Some("in" | "into"))
                 || self
                     .free_before(at, 2)
                     .is_some_and(|w| w.starts_with("scal"))
@@ -160,27 +167,39 @@ fn is_bare_namespace(raw: &str) -> bool {
         && !parts.iter().any(|p| NOT_NAMESPACE_PARTS.contains(p))
 }
 
-/// The namespace from the text's mentions and the request's field.
-pub(super) fn namespace(
-    in_text: Vec<String>,
-    field: Option<&str>,
-) -> Result<String, Untranslatable> {
-    let field = field
+/// The request's `target_namespace` as the rules read it: trimmed and lower-cased in
+/// ASCII only (see [`Text::claim_namespaces`]), `None` when empty.
+pub fn field_namespace(field: Option<&str>) -> Option<String> {
+    field
         .map(str::trim)
         .filter(|f| !f.is_empty())
-        .map(str::to_lowercase);
-    let mut in_text = in_text.into_iter();
-    match (in_text.next(), in_text.next(), field) {
-        (Some(a), Some(b), _) => refuse(format!("the text names two namespaces, '{a}' and '{b}'")),
-        (Some(text), None, Some(field)) if text != field => refuse(format!(
+        .map(str::to_ascii_lowercase)
+}
+
+/// The namespace the text and the field agree on, if either names one. Two namespaces
+/// in the text, or a text and a field that disagree, are refused: the namespace
+/// decides where a change lands. Part of the screen.
+pub(super) fn stated_namespace(
+    in_text: &[String],
+    field: Option<&str>,
+) -> Result<Option<String>, Untranslatable> {
+    let field = field_namespace(field);
+    match (in_text, field) {
+        ([a, b, ..], _) => refuse(format!("the text names two namespaces, '{a}' and '{b}'")),
+        ([text], Some(field)) if *text != field => refuse(format!(
             "namespace conflict: the text says '{text}' but target_namespace is '{field}'"
         )),
-        (Some(text), None, _) => Ok(text),
-        (None, _, Some(field)) => Ok(field),
-        (None, _, None) => {
-            refuse("no target namespace: say 'in namespace X' or set target_namespace")
-        }
+        ([text], _) => Ok(Some(text.clone())),
+        ([], field) => Ok(field),
     }
+}
+
+/// The namespace from the text's mentions and the request's field.
+pub(super) fn namespace(in_text: &[String], field: Option<&str>) -> Result<String, Untranslatable> {
+    stated_namespace(in_text, field)?.map_or_else(
+        || refuse("no target namespace: say 'in namespace X' or set target_namespace"),
+        Ok,
+    )
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub(super) enum Number {
     Whole(u64),
     Negative,
     Fraction,
+    /// Two numbers joined into one token: "3-5", "3..5", "3/5" (a range or a ratio).
+    Range,
     /// Written as a number the rules do not read ("twenty-one", "thirty", "a dozen"), or
     /// with separators that could group thousands or mark decimals ("1,500", "1,5").
     Unreadable,
@@ -40,6 +42,13 @@ pub(super) fn number(word: &str) -> Number {
     let grouped = |s: &str| s.contains(',') && s.split(',').all(digits);
     if grouped(word.trim_start_matches('-')) {
         return Number::Unreadable;
+    }
+    let joined = |sep: &str| {
+        word.split_once(sep)
+            .is_some_and(|(a, b)| digits(a) && digits(b.trim_start_matches('-')))
+    };
+    if joined("-") || joined("..") || joined("/") {
+        return Number::Range;
     }
     // "2.5", and ".5" too.
     let decimal = |s: &str| {
@@ -80,6 +89,11 @@ mod tests {
             ("1,500", Number::Unreadable),
             ("1,5", Number::Unreadable),
             ("-1,000", Number::Unreadable),
+            ("3-5", Number::Range),
+            ("3..5", Number::Range),
+            ("3/5", Number::Range),
+            ("3--5", Number::Range),
+            ("2024-05-01", Number::NotNumeric),
             ("5%", Number::NotNumeric),
             ("2.5.1", Number::NotNumeric),
             ("500m", Number::NotNumeric),

@@ -59,7 +59,7 @@ pub(super) fn environment(
     words: &[Word],
 ) -> Result<Option<String>, Untranslatable> {
     match field.map(str::trim).filter(|f| !f.is_empty()) {
-        Some(value) => Ok(Some(value.to_lowercase())),
+        Some(value) => Ok(Some(value.to_ascii_lowercase())),
         None => Ok(environment_in_text(words)?.map(str::to_string)),
     }
 }

@@ -2,52 +2,36 @@
 //! order in which their errors are reported.
 //!
 //! Readings that claim tokens run first (the namespace phrase, components, a bare "in
-//! <name>" namespace, then resources), so that the word readings after them skip what was
-//! taken. Errors are then reported in the order a reader would fix them: what is refused
-//! outright (objects and privileges the service never creates, deletion, negation,
-//! timing), the action, the components, the counts, and the rest.
+//! <name>" namespace, then resources; see `screen.rs`), so that the word readings after
+//! them skip what was taken. Errors are then reported in the order a reader would fix
+//! them: what the screen refuses for any translator, then what only the rules cannot
+//! read (an action they do not implement, no action, the counts, no namespace, the
+//! qualifiers, no component).
 
-use super::action::{action, refuse_unsupported_requests, Action};
+use super::action::{action, refuse_unsupported_actions, Action};
 use super::counts::scaling;
-use super::forbidden::refuse_forbidden;
 use super::namespace::namespace;
 use super::qualifiers::{environment, priority, slice};
-use super::refuse;
-use super::text::Text;
-use super::timing::refuse_timing;
+use super::screen::Reading;
 use crate::intent::{IntentType, NetworkIntentSpec, NetworkSlice};
 use crate::request::ServiceRequest;
 use crate::translate::Untranslatable;
 
 pub(super) fn translate(request: &ServiceRequest) -> Result<NetworkIntentSpec, Untranslatable> {
-    let intent = request.intent.trim();
-    if intent.is_empty() {
-        return refuse("the intent text is empty");
-    }
-    let mut text = Text::new(intent);
-    let mut namespaces_in_text = text.claim_namespaces();
-    let components = text.claim_components();
-    for name in text.claim_bare_namespaces() {
-        if !namespaces_in_text.contains(&name) {
-            namespaces_in_text.push(name);
-        }
-    }
-    let resources = text.claim_resources();
-    let words = text.words();
-
-    refuse_forbidden(&words)?;
-    refuse_unsupported_requests(&words)?;
-    refuse_timing(&text)?;
+    let reading = Reading::of(request)?;
+    let words = reading.text.words();
+    let stated = reading.screen(&words, request.target_namespace.as_deref())?;
+    refuse_unsupported_actions(&words)?;
     let action = action(&words)?;
-    let target_components = components.into_result()?;
-    let scaling = scaling(&text, &words, action)?;
-    let target_namespace = namespace(namespaces_in_text, request.target_namespace.as_deref())?;
+    let scaling = scaling(&reading.text, &words, action)?;
+    let target_namespace = namespace(&reading.namespaces, request.target_namespace.as_deref())?;
     let priority = priority(request.priority.as_deref(), &words)?;
     let target_environment = environment(request.target_environment.as_deref(), &words)?;
     let network_slice = slice(&words)?.map(|slice_type| NetworkSlice { slice_type });
+    let target_components = reading.components.into_result()?;
 
     Ok(NetworkIntentSpec {
-        intent: intent.to_string(),
+        intent: reading.intent,
         intent_type: match action {
             Action::Deploy => IntentType::Deployment,
             Action::Scale => IntentType::Scaling,
@@ -57,7 +41,7 @@ pub(super) fn translate(request: &ServiceRequest) -> Result<NetworkIntentSpec, U
         target_namespace,
         target_environment,
         scaling,
-        resources: resources?,
+        resources: stated.resources,
         network_slice,
         parameters: request.parameters.clone().unwrap_or_default(),
     })

@@ -16,6 +16,17 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+/// Dashes that read as '-' before a digit: hyphen, non-breaking hyphen, figure dash, en
+/// dash, em dash, horizontal bar and the minus sign.
+const DASHES: [char; 7] = [
+    '\u{2010}', '\u{2011}', '\u{2012}', '\u{2013}', '\u{2014}', '\u{2015}', '\u{2212}',
+];
+
+/// True for the dashes [`Text::new`] reads as '-' before a digit.
+pub(super) fn is_dash(c: char) -> bool {
+    DASHES.contains(&c)
+}
+
 /// What a token has been recognised as; only `Free` tokens are read for words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
@@ -37,6 +48,9 @@ struct Token {
     lower: Range<usize>,
     /// Punctuation follows, so a number here ends its phrase ("scale to 5. It is urgent").
     ends_clause: bool,
+    /// The last mark between the previous token and this one, if any: "3 - 5" and
+    /// "3 \u{2192} 5" are told apart by it ('-' and '\u{2192}').
+    mark_before: Option<char>,
     role: Role,
 }
 
@@ -56,6 +70,8 @@ pub(super) struct Text {
     lower: String,
     tokens: Vec<Token>,
     words: Vec<WordSpan>,
+    /// The last mark seen since the last token, for the next token's `mark_before`.
+    pending_mark: Option<char>,
 }
 
 impl Text {
@@ -65,6 +81,7 @@ impl Text {
             lower: String::with_capacity(text.len()),
             tokens: Vec::with_capacity(text.len() / 4),
             words: Vec::with_capacity(text.len() / 4),
+            pending_mark: None,
         };
         // Where the token being read starts in `raw`.
         let mut start = 0;
@@ -72,16 +89,27 @@ impl Text {
         while let Some(c) = chars.next() {
             // A comma between digits stays in its token ("1,500", "1,5"), so that the
             // number is refused as written instead of read as the two numbers 1 and 500.
-            let digit_comma = c == ','
-                && scanned.raw[start..].ends_with(|p: char| p.is_ascii_digit())
-                && chars.peek().is_some_and(char::is_ascii_digit);
-            if c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '%') || digit_comma {
+            // A slash between digits stays too ("3/5"), so that it is refused as a range
+            // or a ratio instead of read as the count 5.
+            let after_digit = scanned.raw[start..].ends_with(|p: char| p.is_ascii_digit());
+            let before_digit = chars.peek().is_some_and(char::is_ascii_digit);
+            let digit_joint = matches!(c, ',' | '/') && after_digit && before_digit;
+            // Typographic dashes and the minus sign before a digit read as '-': "3\u{2013}5"
+            // is the range 3-5 and "\u{2212}3" a negative, not the numbers 3 and 5, or 3.
+            let dash_before_digit =
+                DASHES.contains(&c) && before_digit && (after_digit || scanned.raw.len() == start);
+            if dash_before_digit {
+                scanned.raw.push('-');
+            } else if c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '%') || digit_joint {
                 scanned.raw.push(c);
             } else if matches!(c, '\'' | '\u{2019}') {
                 // Apostrophes join: "don't" reads as "dont", one negation word.
             } else {
                 scanned.end_token(start);
                 start = scanned.raw.len();
+                if !c.is_whitespace() {
+                    scanned.pending_mark = Some(c);
+                }
                 if matches!(c, ',' | ';' | ':' | '!' | '?') {
                     if let Some(last) = scanned.tokens.last_mut() {
                         last.ends_clause = true;
@@ -105,6 +133,10 @@ impl Text {
             _ => kept.trim_start_matches('.'),
         };
         if trimmed.is_empty() {
+            // A lone "-" or "..." between two tokens is a mark between them.
+            if let Some(mark) = written.chars().last() {
+                self.pending_mark = Some(mark);
+            }
             return;
         }
         let ends_clause = written.trim_end_matches('-').ends_with('.');
@@ -130,6 +162,7 @@ impl Text {
             raw,
             lower: lower_start..self.lower.len(),
             ends_clause,
+            mark_before: self.pending_mark.take(),
             role: Role::Free,
         });
     }
@@ -160,6 +193,11 @@ impl Text {
             .map(|t| &self.raw[t.raw.clone()])
     }
 
+    /// The token at `i` as written, whatever its role.
+    pub(super) fn raw_token(&self, i: usize) -> Option<&str> {
+        self.tokens.get(i).map(|t| &self.raw[t.raw.clone()])
+    }
+
     pub(super) fn role(&self, i: usize) -> Option<Role> {
         self.tokens.get(i).map(|t| t.role)
     }
@@ -167,6 +205,11 @@ impl Text {
     /// True when punctuation follows the token at `i`.
     pub(super) fn ends_clause(&self, i: usize) -> bool {
         self.tokens.get(i).is_some_and(|t| t.ends_clause)
+    }
+
+    /// The last mark between the token at `i` and the one before it.
+    pub(super) fn mark_before(&self, i: usize) -> Option<char> {
+        self.tokens.get(i).and_then(|t| t.mark_before)
     }
 
     pub(super) fn claim(&mut self, i: usize, role: Role) {
@@ -323,6 +366,35 @@ mod tests {
                 ("4", "4", false),
                 ("and", "and", false),
                 ("2", "2", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn dashes_and_slashes_between_digits_join_and_marks_are_kept() {
+        let text = Text::new("3\u{2013}5 3/5 \u{2212}3 a/b 3 - 5 3 \u{2192} 5 core\u{2013}5g");
+        assert_eq!(
+            tokens(&text)
+                .iter()
+                .map(|(raw, _, _)| *raw)
+                .collect::<Vec<_>>(),
+            ["3-5", "3/5", "-3", "a", "b", "3", "5", "3", "5", "core", "5g"]
+        );
+        let marks: Vec<Option<char>> = (0..text.len()).map(|i| text.mark_before(i)).collect();
+        assert_eq!(
+            marks,
+            [
+                None,
+                None,
+                None,
+                None,
+                Some('/'),
+                None,
+                Some('-'),
+                None,
+                Some('\u{2192}'),
+                None,
+                Some('\u{2013}'),
             ]
         );
     }

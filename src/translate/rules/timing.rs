@@ -10,7 +10,10 @@ use crate::translate::Untranslatable;
 #[rustfmt::skip]
 const WORDS: &[&str] = &[
     "temporarily", "temporary", "until", "till", "tomorrow", "tonight", "later",
-    "schedule", "scheduled", "midnight", "noon", "overnight", "weekend",
+    "schedule", "scheduled", "scheduling", "midnight", "noon", "overnight", "weekend",
+    "weekends", "daily", "hourly", "nightly", "weekly", "monthly", "cron", "crontab",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "mondays", "tuesdays", "wednesdays", "thursdays", "fridays", "saturdays", "sundays",
 ];
 
 /// Units that make "for 3 ..." or "in 5 ..." a duration.
@@ -18,6 +21,7 @@ const WORDS: &[&str] = &[
 const UNITS: &[&str] = &[
     "second", "seconds", "sec", "secs", "minute", "minutes", "min", "mins", "hour",
     "hours", "hr", "hrs", "h", "day", "days", "week", "weeks", "month", "months",
+    "night", "nights", "morning", "evening", "weekday", "weekdays",
 ];
 
 pub(super) fn refuse_timing(text: &Text) -> Result<(), Untranslatable> {
@@ -30,14 +34,20 @@ pub(super) fn refuse_timing(text: &Text) -> Result<(), Untranslatable> {
         let duration = matches!(word, "for" | "in" | "within" | "after")
             && next.is_some_and(|n| matches!(number(n), Number::Whole(_)))
             && text.free(at + 2).is_some_and(|u| UNITS.contains(&u));
+        // "every hour", "next week", "every 5 minutes"
+        let unit_at = |i: usize| text.free(i).is_some_and(|u| UNITS.contains(&u));
+        let recurring = matches!(word, "every" | "next" | "each")
+            && (unit_at(at + 1) || (next.is_some_and(digit_led) && unit_at(at + 2)));
         let timed = WORDS.contains(&word)
             || duration
+            || recurring
             || (word == "at" && next.is_some_and(digit_led))
             || (word == "on" && next.is_some_and(|n| digit_led(n) && n.contains('-')));
         if timed {
             let len = match (duration, WORDS.contains(&word)) {
                 (true, _) => 3,
                 (false, true) => 1,
+                (false, false) if recurring && !unit_at(at + 1) => 3,
                 (false, false) => 2,
             };
             let phrase: Vec<&str> = (at..at + len).filter_map(|j| text.free(j)).collect();
@@ -75,6 +85,18 @@ mod tests {
                 "Temporarily scale AMF to 5 in namespace core5g",
                 "'temporarily",
             ),
+            ("Deploy AMF in namespace core5g at 3am", "'at 3am'"),
+            (
+                "Scale AMF to 4 every day in namespace core5g",
+                "'every day'",
+            ),
+            (
+                "Scale AMF to 4 every 2 hours in namespace core5g",
+                "'every 2 hours'",
+            ),
+            ("Deploy AMF next week in namespace core5g", "'next week'"),
+            ("Scale AMF to 2 nightly in namespace core5g", "'nightly'"),
+            ("Deploy AMF on Friday in namespace core5g", "'friday'"),
         ] {
             let reason = refused(text);
             assert!(reason.contains("timed or scheduled"), "{text}: {reason}");

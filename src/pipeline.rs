@@ -1,5 +1,5 @@
 //! The stages one message goes through, in order: decode, check the request, translate,
-//! validate (shape), policy (what may be applied), apply.
+//! validate (shape), policy (what may be applied), the closed-loop cool-down, apply.
 //!
 //! Kafka-agnostic: a message comes in as an [`InboundMessage`], and what comes out is the
 //! list of outcome events to publish and, for a message that cannot be acted upon, the
@@ -91,7 +91,8 @@ impl<T: Translator> Pipeline<T> {
         (received, event)
     }
 
-    /// Checks, translates, validates, judges by the policy and applies a received message.
+    /// Checks, translates, validates, judges by the policy, holds closed-loop scale-outs to
+    /// the cool-down and applies a received message.
     /// Nothing is applied once `lease` has ended (the partition was handed over during the
     /// translation), and a translation still running then is dropped.
     pub async fn complete(&self, received: &Received, lease: &Lease) -> Result<Completion, Fenced> {

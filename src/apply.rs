@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION};
+use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION, PAYLOAD_FINGERPRINT_ANNOTATION};
 
 /// The most of an existing intent file read to learn whose it is; a larger file is not
 /// one this service wrote, and is not overwritten.
@@ -84,6 +84,17 @@ impl ApplyError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Io { .. })
     }
+
+    /// Whether the intent's place holds the same key claimed by another payload.
+    pub fn is_key_conflict(&self) -> bool {
+        matches!(
+            self,
+            Self::Conflict {
+                holder: Holder::OtherPayload(_),
+                ..
+            }
+        )
+    }
 }
 
 /// What holds an intent's place instead of it.
@@ -91,6 +102,8 @@ impl ApplyError {
 pub enum Holder {
     /// The intent of another idempotency key (escaped and bounded).
     OtherKey(String),
+    /// The intent of the same key, claimed by another payload (its fingerprint, hex).
+    OtherPayload(String),
     /// A file whose idempotency-key annotation cannot be read, and why.
     Unreadable(String),
 }
@@ -102,6 +115,12 @@ impl fmt::Display for Holder {
                 f,
                 "holds the intent of another idempotency key, \"{}\"",
                 shown(key)
+            ),
+            Self::OtherPayload(fingerprint) => write!(
+                f,
+                "holds the intent of the same idempotency key claimed by another payload \
+                 (fingerprint {}): idempotency_key_conflict",
+                shown(fingerprint)
             ),
             Self::Unreadable(why) => write!(
                 f,
@@ -226,15 +245,28 @@ async fn check_holder(path: &Path, intent: &NetworkIntent) -> Result<(), ApplyEr
     let Some(holder) = holder.as_str() else {
         return Err(unreadable("not a string".into()));
     };
-    let own = intent
-        .metadata
-        .annotations
-        .get(IDEMPOTENCY_KEY_ANNOTATION)
-        .map(String::as_str);
-    if own == Some(holder) {
-        Ok(())
-    } else {
-        Err(conflict(Holder::OtherKey(holder.to_string())))
+    let own = |annotation| {
+        intent
+            .metadata
+            .annotations
+            .get(annotation)
+            .map(String::as_str)
+    };
+    if own(IDEMPOTENCY_KEY_ANNOTATION) != Some(holder) {
+        return Err(conflict(Holder::OtherKey(holder.to_string())));
+    }
+    // The same key: overwritten only by the payload that claimed it. A file without the
+    // fingerprint (written before it was recorded) belongs to whoever has the key.
+    let claimed = document
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(PAYLOAD_FINGERPRINT_ANNOTATION));
+    match (claimed, own(PAYLOAD_FINGERPRINT_ANNOTATION)) {
+        (Some(claimed), Some(own)) if claimed.as_str() != Some(own) => {
+            let shown = claimed.as_str().unwrap_or("not a string");
+            Err(conflict(Holder::OtherPayload(shown.to_string())))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -346,6 +378,33 @@ mod tests {
         let mut other = intent_of(key);
         other.metadata.name = intent().metadata.name;
         other
+    }
+
+    #[tokio::test]
+    async fn only_the_payload_that_claimed_a_key_overwrites_its_intent() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf()));
+        let path = intent_path(dir.path(), &intent());
+        let first = intent().claimed_by(&[1; 8]);
+        sink.apply(&first).await.unwrap();
+        // The same payload again (a redelivery, a re-send after the dedup window).
+        sink.apply(&first).await.unwrap();
+        // Another payload under the same key, seen on another partition.
+        let mut other = intent().claimed_by(&[2; 8]);
+        other.spec.target_components = vec![Component::Smf];
+        let err = sink.apply(&other).await.unwrap_err();
+        assert!(!err.is_transient());
+        assert!(err.is_key_conflict());
+        let message = err.to_string();
+        assert!(
+            message.contains("claimed by another payload (fingerprint 0101010101010101)"),
+            "{message}"
+        );
+        let kept: NetworkIntent = serde_yaml::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(kept, first, "the first payload's intent stands");
+        // A file from before fingerprints were recorded belongs to whoever has the key.
+        sink.apply(&intent()).await.unwrap();
+        sink.apply(&other).await.unwrap();
     }
 
     #[tokio::test]

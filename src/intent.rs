@@ -14,6 +14,11 @@ pub const API_VERSION: &str = "nephoran.com/v1alpha1";
 pub const KIND: &str = "NetworkIntent";
 /// Annotation that records which request an intent came from (the name is only a hash).
 pub const IDEMPOTENCY_KEY_ANNOTATION: &str = "nephoran.com/idempotency-key";
+/// Annotation that records which payload claimed the key (hex of its fingerprint): a sink
+/// refuses to overwrite an intent of the same key that another payload claimed, which is
+/// what the dedup state cannot see when the two arrive on different partitions, or after
+/// the first one's entry expired.
+pub const PAYLOAD_FINGERPRINT_ANNOTATION: &str = "nephoran.com/payload-fingerprint";
 const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 const MANAGED_BY: &str = "nephoran-kafka-consumer";
 
@@ -228,6 +233,15 @@ pub enum ParamValue {
 impl NetworkIntent {
     /// Wraps a translated spec into the object the sink applies. The object's namespace is
     /// the spec's target namespace; its name comes from the idempotency key alone.
+    /// Records the fingerprint of the payload that claimed the key, for the sink's check.
+    pub fn claimed_by(mut self, fingerprint: &crate::decode::Fingerprint) -> Self {
+        self.metadata.annotations.insert(
+            PAYLOAD_FINGERPRINT_ANNOTATION.to_string(),
+            crate::hex::lower_hex(fingerprint),
+        );
+        self
+    }
+
     pub fn new(idempotency_key: &str, spec: NetworkIntentSpec) -> Self {
         let labels = BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string())]);
         let annotations = BTreeMap::from([(

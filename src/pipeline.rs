@@ -138,7 +138,7 @@ impl<T: Translator> Pipeline<T> {
                 ));
             }
         };
-        let intent = NetworkIntent::new(&key.value, spec);
+        let intent = NetworkIntent::new(&key.value, spec).claimed_by(&received.fingerprint);
         let intent_ref = IntentRef {
             name: intent.metadata.name.clone(),
             namespace: intent.metadata.namespace.clone(),
@@ -189,6 +189,12 @@ impl<T: Translator> Pipeline<T> {
                     dead_letter: None,
                 }
             }
+            // Another payload claimed this key (on another partition, or before its dedup
+            // entry expired): the producer's conflict, not a failure of the service.
+            Err(e) if e.is_key_conflict() => rejected(
+                described(Stage::Rejected),
+                Failure::new(ErrorCode::IdempotencyKeyConflict, e.to_string()),
+            ),
             Err(e) => {
                 let failure = Failure::new(ErrorCode::ApplyFailed, e.to_string());
                 let mut failed = described(Stage::Failed);

@@ -568,6 +568,69 @@ async fn the_same_key_with_another_payload_is_a_conflict_and_the_original_stands
     assert_eq!(metric("dedup_conflicts_total", &labels), 1.0);
 }
 
+/// The dedup state is per partition; the intent is not. A key claimed on one partition
+/// and sent with another payload on another is refused at the sink, which reads the
+/// claimant's fingerprint from the intent it wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_payload_under_a_claimed_key_on_another_partition_is_a_conflict_too() {
+    let topics = TestTopics::create("conflict-across", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let original = request("across-1", "Deploy AMF with 3 replicas in namespace core5g");
+    let hijack = request("across-1", "Deploy AMF with 9 replicas in namespace core5g");
+    let worker = Worker::start(topics.config(dir.path()));
+    let mut outcomes = Outcomes::new(&topics);
+    produce_raw(
+        &producer,
+        &topics.service_requests,
+        0,
+        None,
+        Some(&original),
+        &[],
+    )
+    .await;
+    outcomes.until_terminal_messages(1).await;
+    produce_raw(
+        &producer,
+        &topics.service_requests,
+        1,
+        None,
+        Some(&hijack),
+        &[],
+    )
+    .await;
+    outcomes.until_terminal_messages(2).await;
+    worker.stop().await;
+
+    let terminal = outcomes.terminal("across-1");
+    let stages: Vec<_> = terminal
+        .iter()
+        .map(|e| (e.stage, e.source.partition))
+        .collect();
+    assert_eq!(stages, [(Stage::Applied, 0), (Stage::Rejected, 1)]);
+    let error = terminal[1].error.as_ref().expect("a conflict says why");
+    assert_eq!(error.code, ErrorCode::IdempotencyKeyConflict);
+    assert!(
+        error.message.contains("claimed by another payload"),
+        "{}",
+        error.message
+    );
+    let path = dir
+        .path()
+        .join("core5g")
+        .join(format!("{}.yaml", intent_name("across-1")));
+    let intent: NetworkIntent = serde_yaml::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(
+        intent.spec.scaling.and_then(|s| s.replicas),
+        Some(3),
+        "the first stands"
+    );
+    assert_eq!(
+        dead_letters(&topics, 1).await,
+        [("idempotency_key_conflict".to_string(), "0".to_string())]
+    );
+}
+
 /// The entry of `key` in the changelog of the test's request topic, as a restore reads it.
 fn changelog_entry(topics: &TestTopics, key: &str) -> Option<Entry> {
     let properties = BTreeMap::from([("bootstrap.servers".to_string(), brokers())]);

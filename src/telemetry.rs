@@ -1,4 +1,4 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as JSON when
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info,rdkafka=warn`), as JSON when
 //! `LOG_FORMAT=json` (for log pipelines) and human-readable otherwise. Stdout is left to
 //! the `stdout` intent sink and to the command-line tools. Colours only on a terminal.
 

@@ -48,48 +48,38 @@ pub struct PolicyArgs {
 
     /// Namespace patterns intents may target, comma-separated (`name` or `prefix-*`).
     /// Unset: any namespace that is not denied.
-    #[arg(
-        long,
-        env = "POLICY_ALLOWED_NAMESPACES",
-        value_delimiter = ',',
-        conflicts_with = "policy_file"
-    )]
+    #[arg(long, env = "POLICY_ALLOWED_NAMESPACES", value_delimiter = ',')]
     pub policy_allowed_namespaces: Option<Vec<String>>,
 
     /// Namespace patterns intents may never target, comma-separated; replaces the default
     /// `kube-*,default,openshift-*`. The service's own namespace is denied in any case.
-    #[arg(
-        long,
-        env = "POLICY_DENIED_NAMESPACES",
-        value_delimiter = ',',
-        conflicts_with = "policy_file"
-    )]
+    #[arg(long, env = "POLICY_DENIED_NAMESPACES", value_delimiter = ',')]
     pub policy_denied_namespaces: Option<Vec<String>>,
 
     /// Smallest replica count an intent may name (default 1; 0 allows scaling to zero,
     /// which is a deletion in all but name). The largest is MAX_REPLICAS.
-    #[arg(long, env = "POLICY_MIN_REPLICAS", conflicts_with = "policy_file")]
+    #[arg(long, env = "POLICY_MIN_REPLICAS")]
     pub policy_min_replicas: Option<u32>,
 
     /// Smallest CPU per replica an intent may ask for (default 1m).
-    #[arg(long, env = "POLICY_MIN_CPU", conflicts_with = "policy_file")]
+    #[arg(long, env = "POLICY_MIN_CPU")]
     pub policy_min_cpu: Option<String>,
 
     /// Largest CPU per replica an intent may ask for (default 16 cores).
-    #[arg(long, env = "POLICY_MAX_CPU", conflicts_with = "policy_file")]
+    #[arg(long, env = "POLICY_MAX_CPU")]
     pub policy_max_cpu: Option<String>,
 
     /// Smallest memory per replica an intent may ask for (default 1Mi).
-    #[arg(long, env = "POLICY_MIN_MEMORY", conflicts_with = "policy_file")]
+    #[arg(long, env = "POLICY_MIN_MEMORY")]
     pub policy_min_memory: Option<String>,
 
     /// Largest memory per replica an intent may ask for (default 64Gi).
-    #[arg(long, env = "POLICY_MAX_MEMORY", conflicts_with = "policy_file")]
+    #[arg(long, env = "POLICY_MAX_MEMORY")]
     pub policy_max_memory: Option<String>,
 
     /// The parameter allowlist as a YAML or JSON map, e.g.
     /// `{sst: {type: int, min: 1, max: 255}}`; replaces the default slice and QoS keys.
-    #[arg(long, env = "POLICY_PARAMETERS", conflicts_with = "policy_file")]
+    #[arg(long, env = "POLICY_PARAMETERS")]
     pub policy_parameters: Option<String>,
 
     /// The namespace the service runs in (from the downward API); never a target.
@@ -138,6 +128,7 @@ impl PolicyArgs {
     /// The policy these settings describe, with `max_replicas` (`MAX_REPLICAS`) as the
     /// ceiling, and a description of where it came from for the start-up log.
     pub fn policy(&self, max_replicas: u32) -> Result<(Policy, String), ConfigError> {
+        self.one_source()?;
         let (settings, namer, source) = match &self.policy_file {
             Some(path) => (
                 read_file(path)?,
@@ -157,6 +148,44 @@ impl PolicyArgs {
             self.pod_namespace.as_deref(),
         )?;
         Ok((policy, source))
+    }
+
+    /// Refuses `POLICY_FILE` beside any `POLICY_*` setting, naming them: which of the two
+    /// should win is not a guess the service makes.
+    fn one_source(&self) -> Result<(), ConfigError> {
+        if self.policy_file.is_none() {
+            return Ok(());
+        }
+        let given: Vec<&str> = [
+            (
+                self.policy_allowed_namespaces.is_some(),
+                "POLICY_ALLOWED_NAMESPACES",
+            ),
+            (
+                self.policy_denied_namespaces.is_some(),
+                "POLICY_DENIED_NAMESPACES",
+            ),
+            (self.policy_min_replicas.is_some(), "POLICY_MIN_REPLICAS"),
+            (self.policy_min_cpu.is_some(), "POLICY_MIN_CPU"),
+            (self.policy_max_cpu.is_some(), "POLICY_MAX_CPU"),
+            (self.policy_min_memory.is_some(), "POLICY_MIN_MEMORY"),
+            (self.policy_max_memory.is_some(), "POLICY_MAX_MEMORY"),
+            (self.policy_parameters.is_some(), "POLICY_PARAMETERS"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            setting: "POLICY_FILE (--policy-file)",
+            problem: format!(
+                "cannot be used together with {} (or their --policy-... flags): put those \
+                 settings in the file, or unset POLICY_FILE",
+                given.join(", ")
+            ),
+        })
     }
 
     fn variables(&self) -> Result<Settings, ConfigError> {

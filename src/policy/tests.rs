@@ -483,7 +483,7 @@ fn a_policy_file_holds_the_same_settings_and_excludes_the_variables() {
     assert_eq!(p.namespaces.own.as_deref(), Some("ops"));
     assert_eq!(p.parameters.keys().collect::<Vec<_>>(), ["sst"]);
 
-    // Both sources at once: refused by the parser, whichever variable it is.
+    // Both sources at once: refused at start, naming the setting beside the file.
     for variable in [
         "--policy-allowed-namespaces",
         "--policy-denied-namespaces",
@@ -494,8 +494,15 @@ fn a_policy_file_holds_the_same_settings_and_excludes_the_variables() {
         "--policy-max-memory",
         "--policy-parameters",
     ] {
-        let both = Wrapper::try_parse_from(["x", "--policy-file", file, variable, "1"]);
-        assert!(both.is_err(), "{variable} with --policy-file");
+        let err = args(&["--policy-file", file, variable, "1"])
+            .policy(100)
+            .unwrap_err();
+        assert_eq!(err.setting, "POLICY_FILE (--policy-file)");
+        let named = variable
+            .trim_start_matches("--")
+            .replace('-', "_")
+            .to_uppercase();
+        assert!(err.problem.contains(&named), "{variable}: {}", err.problem);
     }
 
     // The file cannot lift the MAX_REPLICAS ceiling.

@@ -208,9 +208,19 @@ async fn wait(
             }
             _ = tokio::time::sleep_until(deadline) => {
                 progress.finish();
+                let target = match args.target {
+                    Target::Applied => "applied",
+                    Target::Deployed => "deployed",
+                };
+                let hint = match (last_stage, args.target) {
+                    (None, _) => "; no event about it arrived: is a worker running?",
+                    (Some(_), Target::Deployed) => {
+                        "; `deployed` comes from a worker with INTENT_SINK=kube watching the operator's status"
+                    }
+                    (Some(_), Target::Applied) => "",
+                };
                 eprintln!(
-                    "no {} outcome for {} within {} (last stage seen: {}); is a worker running?",
-                    match args.target { Target::Applied => "applied", Target::Deployed => "deployed" },
+                    "timed out: no {target} outcome for {} within {} (last stage seen: {}){hint}",
                     escaped(key),
                     humantime::format_duration(args.timeout),
                     last_stage.map_or("none", crate::outcome::Stage::as_str),

@@ -93,7 +93,13 @@ fn settings_that_leak_a_secret_or_break_a_guarantee_stop_the_worker_at_start() {
             Some("hunter2"),
         ),
         (
-            &["submit", "--kafka-config", "ssl.key.password=hunter2"],
+            &[
+                "submit",
+                "--file",
+                "-",
+                "--kafka-config",
+                "ssl.key.password=hunter2",
+            ],
             &[],
             &[
                 "--kafka-config",

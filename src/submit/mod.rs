@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
 
 use crate::config::{parse_duration, KafkaArgs};
-use crate::decode::is_forbidden;
+use crate::decode::{is_forbidden, MAX_KEY_BYTES};
 use crate::intent::Priority;
 use crate::kafka::tools::{OutcomeReader, Read, Start, Submitter};
 use crate::request::ServiceRequest;
@@ -37,9 +37,6 @@ pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code when `--timeout` passes first, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
-
-/// Longest idempotency key the worker accepts, in bytes ([`crate::decode`]).
-const MAX_KEY_BYTES: usize = 256;
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("request").required(true).args(["text", "file"])))]
@@ -108,6 +105,7 @@ fn request_payload(args: &Submit, text: &str, key: &str) -> Result<String, Strin
         return Err("the request TEXT is empty".into());
     }
     if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(is_forbidden) {
+        // `key` is trimmed: a key of blanks is empty here.
         return Err(format!(
             "--key {}: an idempotency key is 1 to {MAX_KEY_BYTES} bytes without control or format characters",
             escaped(key)
@@ -142,7 +140,11 @@ async fn submit_one(
     properties: &std::collections::BTreeMap<String, String>,
 ) -> anyhow::Result<ExitCode> {
     let generated = args.key.is_none();
-    let key = args.key.clone().unwrap_or_else(new_key);
+    // Trimmed as the worker trims it, or the outcomes would carry another key than this.
+    let key = args
+        .key
+        .as_deref()
+        .map_or_else(new_key, |key| key.trim().to_string());
     let payload = match request_payload(args, text, &key) {
         Ok(payload) => payload,
         Err(problem) => return Ok(usage(&problem)),
@@ -379,6 +381,47 @@ async fn submit_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(args: &[&str]) -> Submit {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            submit: Submit,
+        }
+        use clap::Parser;
+        Wrapper::try_parse_from(std::iter::once("submit").chain(args.iter().copied()))
+            .expect("arguments")
+            .submit
+    }
+
+    #[test]
+    fn the_request_carries_the_flags_and_the_key_the_worker_will_see() {
+        let args = parsed(&[
+            "Deploy AMF",
+            "--namespace",
+            "core5g",
+            "--priority",
+            "urgent",
+        ]);
+        let payload = request_payload(&args, "Deploy AMF", "k-1").unwrap();
+        let request: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(
+            request,
+            serde_json::json!({"idempotency_key": "k-1", "intent": "Deploy AMF",
+                "target_namespace": "core5g", "priority": "urgent"})
+        );
+        let args = parsed(&["Deploy AMF", "--namespace", "Core5G"]);
+        assert!(request_payload(&args, "Deploy AMF", "k-1")
+            .unwrap_err()
+            .contains("--namespace"));
+        let args = parsed(&["Deploy AMF"]);
+        for bad in ["", "a\u{202e}b", &"k".repeat(MAX_KEY_BYTES + 1)] {
+            assert!(request_payload(&args, "Deploy AMF", bad)
+                .unwrap_err()
+                .contains("--key"));
+        }
+        assert!(request_payload(&args, "  ", "k").is_err());
+    }
 
     #[test]
     fn generated_keys_are_uuid_shaped_and_differ() {

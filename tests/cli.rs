@@ -599,6 +599,42 @@ async fn submit_wait_follows_a_request_to_its_outcome_and_exits_by_it() {
         "the first request's events are not this one's: {stdout}"
     );
 
+    // On a terminal (script(1) gives it one): one line, rewritten in place as stages arrive.
+    let command = [
+        env!("CARGO_BIN_EXE_nephoran-kafka-consumer"),
+        "submit",
+        "Deploy UPF in namespace edge",
+        "--key",
+        "cli-tty",
+        "--service-requests-topic",
+        &topics.service_requests,
+        "--outcomes-topic",
+        &topics.outcomes,
+        "--wait",
+        "--timeout",
+        "90s",
+    ]
+    .map(|arg| format!("'{arg}'"))
+    .join(" ");
+    let output = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("KAFKA_BROKERS", brokers())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("script(1), from util-linux");
+    let shown = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{shown:?}");
+    assert!(
+        shown.contains("\r\x1b[2Kcli-tty: received › translated (rules) › applied  ("),
+        "{shown:?}"
+    );
+    assert!(
+        !shown.lines().any(|l| l.starts_with("received")),
+        "no plain lines on a terminal: {shown:?}"
+    );
+
     // A request the service refuses: exit code 1, the stage, code and message on stderr.
     let output = submit(&topics)
         .args(["Delete the AMF in namespace core5g", "--key", "cli-refused"])

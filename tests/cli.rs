@@ -824,3 +824,88 @@ async fn submit_wait_takes_an_outcome_published_before_it_reads_and_only_its_own
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_for_deployed_finds_the_deployment_of_the_request_it_duplicates() {
+    use nephoran_kafka_consumer::decode::{IdempotencyKey, KeySource};
+    use nephoran_kafka_consumer::outcome::{Original, OutcomeEvent, Stage};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let topics = TestTopics::create("cli-wait-deployed", 1).await;
+    let request_text = "Deploy AMF in namespace core5g";
+    let id = IdempotencyKey {
+        value: "dep-1".into(),
+        source: KeySource::Header,
+    };
+    let producer = common::producer();
+    let publish = |event: OutcomeEvent| {
+        let producer = producer.clone();
+        let outcomes = topics.outcomes.clone();
+        async move {
+            let payload = serde_json::to_vec(&event).unwrap();
+            common::produce(&producer, &outcomes, Some("dep-1"), &payload, &[]).await;
+        }
+    };
+    // The first submission, applied and deployed long before the second (as a worker
+    // and the operator's status watcher would report them).
+    let output = submit(&topics)
+        .args([request_text, "--key", "dep-1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text_of_output(&output));
+    let (_, first) = submitted(&text(&output.stdout));
+    publish(OutcomeEvent::new(&id, Stage::Applied, &first)).await;
+    publish(OutcomeEvent::new(&id, Stage::Deployed, &first)).await;
+
+    // The second: the worker says it duplicates the first, which was applied.
+    let mut child = submit(&topics)
+        .args([
+            request_text,
+            "--key",
+            "dep-1",
+            "--wait",
+            "--for",
+            "deployed",
+        ])
+        .args(["--timeout", "90s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    let (_, second) = submitted(&line);
+    let mut duplicate = OutcomeEvent::new(&id, Stage::Duplicate, &second);
+    duplicate.original = Some(Original {
+        stage: Stage::Applied,
+        intent: None,
+        source: first.clone(),
+    });
+    publish(duplicate).await;
+
+    let status = tokio::time::timeout(common::PATIENCE, child.wait())
+        .await
+        .expect("the command ends within the patience")
+        .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(rest.lines().any(|l| l.starts_with("duplicate")), "{rest}");
+    assert!(
+        rest.lines()
+            .any(|l| l.starts_with("deployed") && l.contains("dep-1")),
+        "{rest}"
+    );
+    assert!(
+        rest.contains(&format!(
+            "the request it duplicates ({}[0]@{}) was deployed",
+            first.topic, first.offset
+        )),
+        "{rest}"
+    );
+}
+
+fn text_of_output(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
+}

@@ -694,6 +694,39 @@ async fn submit_wait_exits_124_at_its_timeout_when_no_worker_runs() {
         "{stderr}"
     );
     assert!(text(&output.stdout).starts_with("submitted "));
+
+    // Interrupted while waiting: 130, and where to look for the outcome later.
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut child = submit(&topics)
+        .args(["Deploy AMF in namespace core5g", "--key", "cli-interrupted"])
+        .args(["--wait", "--timeout", "90s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("submitted cli-interrupted"), "{line}");
+    let pid = child.id().expect("running").to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = tokio::time::timeout(common::PATIENCE, child.wait())
+        .await
+        .expect("the command ends once interrupted")
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("outcomes --keys cli-interrupted"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

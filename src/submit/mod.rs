@@ -37,6 +37,8 @@ pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code when `--timeout` passes first, as timeout(1) has it.
 pub const EXIT_TIMEOUT: u8 = 124;
+/// Exit code when the wait is interrupted (Ctrl-C), as shells report SIGINT.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("request").required(true).args(["text", "file"])))]
@@ -160,6 +162,13 @@ async fn submit_one(
     } else {
         None
     };
+    // Ctrl-C while waiting ends the wait with a word on where to look; taken over before
+    // the first line is printed, so a script that reads it may interrupt at once.
+    let interrupt = if args.wait {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok()
+    } else {
+        None
+    };
     let submitter = Submitter::new(properties)?;
     let produced = submitter.submit(&args.service_requests_topic, Some(&key), &payload);
     let source = if args.wait {
@@ -183,7 +192,7 @@ async fn submit_one(
         if generated { " (key generated)" } else { "" }
     );
     match reader {
-        Some(reader) => Ok(wait(args, &key, source, &reader, deadline).await),
+        Some(reader) => Ok(wait(args, &key, source, &reader, deadline, interrupt).await),
         None => Ok(ExitCode::SUCCESS),
     }
 }
@@ -195,6 +204,7 @@ async fn wait(
     source: crate::message::SourceRef,
     reader: &OutcomeReader,
     deadline: tokio::time::Instant,
+    mut interrupt: Option<tokio::signal::unix::Signal>,
 ) -> ExitCode {
     let mut follow = Follow::new(key, source, args.target);
     let mut progress = Progress::new(key, std::io::stdout().is_terminal());
@@ -207,6 +217,19 @@ async fn wait(
             _ = ticks.tick() => {
                 progress.tick();
                 continue;
+            }
+            Some(_) = async {
+                match interrupt.as_mut() {
+                    Some(interrupt) => interrupt.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                progress.finish();
+                eprintln!(
+                    "interrupted; the request is processed all the same: outcomes --keys {}",
+                    escaped(key)
+                );
+                return ExitCode::from(EXIT_INTERRUPTED);
             }
             _ = tokio::time::sleep_until(deadline) => {
                 progress.finish();

@@ -2,13 +2,11 @@
 //! or a quick start needs around it: `create-topics`, `submit`, `outcomes`.
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use sha2::Digest;
 
@@ -17,8 +15,7 @@ use crate::config::{parse_duration, Config, KafkaArgs, LlmArgs, TopicArgs};
 use crate::health::Health;
 use crate::intent::NetworkIntent;
 use crate::kafka::admin;
-use crate::kafka::tools::{OutcomeReader, Read, Submitter};
-use crate::outcome::{OutcomeEvent, Stage};
+use crate::kafka::tools::{OutcomeReader, Read, Start};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyArgs;
 use crate::request::{NetworkEvent, Request, ServiceRequest};
@@ -47,8 +44,9 @@ pub enum Command {
     Run(Box<Config>),
     /// Create the input, outcome and dead-letter topics (existing ones are left alone).
     CreateTopics(CreateTopics),
-    /// Produce service requests or network events, one JSON document per line.
-    Submit(Submit),
+    /// Produce a service request (and with --wait, follow it to its outcome), or a batch
+    /// of JSON documents with --file.
+    Submit(crate::submit::Submit),
     /// Print outcome events; with --keys, wait until each key has a terminal outcome.
     Outcomes(Outcomes),
     /// Print the NetworkIntent a request would become, without Kafka (exit 2: rejected).
@@ -92,20 +90,6 @@ pub struct CreateTopics {
 }
 
 #[derive(Debug, Args)]
-pub struct Submit {
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    /// Topic for service requests (documents with an "intent" field).
-    #[arg(long, default_value = "service-requests")]
-    pub service_requests_topic: String,
-    /// Topic for network events (documents with an "event_type" field).
-    #[arg(long, default_value = "network-events")]
-    pub network_events_topic: String,
-    /// Files of JSON documents, one per line; standard input when none is given.
-    pub files: Vec<PathBuf>,
-}
-
-#[derive(Debug, Args)]
 pub struct Outcomes {
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -136,7 +120,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         None => run(cli.run).await,
         Some(Command::Run(config)) => run(*config).await,
         Some(Command::CreateTopics(args)) => create_topics(args).await,
-        Some(Command::Submit(args)) => submit(args).await,
+        Some(Command::Submit(args)) => return crate::submit::run(args).await,
         Some(Command::Outcomes(args)) => outcomes(args).await,
         Some(Command::Translate(args)) => return translate(*args).await,
     };
@@ -255,62 +239,12 @@ async fn create_topics(args: CreateTopics) -> anyhow::Result<()> {
     .await
 }
 
-async fn submit(args: Submit) -> anyhow::Result<()> {
-    let submitter = Submitter::new(&args.kafka.properties()?)?;
-    let mut lines: Vec<(String, String)> = Vec::new();
-    if args.files.is_empty() {
-        for (n, line) in std::io::stdin().lock().lines().enumerate() {
-            lines.push((format!("<stdin>:{}", n + 1), line?));
-        }
-    } else {
-        for file in &args.files {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            for (n, line) in text.lines().enumerate() {
-                lines.push((format!("{}:{}", file.display(), n + 1), line.to_string()));
-            }
-        }
-    }
-    let mut bad = 0;
-    for (place, line) in lines.iter().filter(|(_, l)| !l.trim().is_empty()) {
-        let doc: serde_json::Value = match serde_json::from_str(line) {
-            Ok(doc) => doc,
-            Err(e) => {
-                eprintln!("{place}: not JSON: {e}");
-                bad += 1;
-                continue;
-            }
-        };
-        let (topic, key_field) = if doc.get("intent").is_some() {
-            (&args.service_requests_topic, "idempotency_key")
-        } else if doc.get("event_type").is_some() {
-            (&args.network_events_topic, "event_id")
-        } else {
-            eprintln!("{place}: neither a service request (\"intent\") nor a network event (\"event_type\")");
-            bad += 1;
-            continue;
-        };
-        let key = doc.get(key_field).and_then(|k| k.as_str());
-        let at = submitter
-            .submit(topic, key, line)
-            .await
-            .with_context(|| place.clone())?;
-        println!(
-            "submitted {} to {}[{}]@{}",
-            key.unwrap_or("(no key)"),
-            at.topic,
-            at.partition,
-            at.offset
-        );
-    }
-    if bad > 0 {
-        bail!("{bad} line(s) were not submitted");
-    }
-    Ok(())
-}
-
 async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
-    let reader = OutcomeReader::new(&args.kafka.properties()?, &args.outcomes_topic)?;
+    let reader = OutcomeReader::new(
+        &args.kafka.properties()?,
+        &args.outcomes_topic,
+        Start::Beginning,
+    )?;
     let wanted: BTreeSet<&str> = args.keys.iter().map(String::as_str).collect();
     let mut finished: BTreeSet<String> = BTreeSet::new();
     let deadline = Instant::now() + args.timeout;
@@ -332,11 +266,11 @@ async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
             }
         };
         let (event, raw) = match read {
-            Read::Event { event, raw } => (event, raw),
+            Read::Event { event, raw, .. } => (event, raw),
             Read::Undecodable(at) => {
                 eprintln!(
-                    "skipping an undecodable event at {}[{}]@{}",
-                    at.topic, at.partition, at.offset
+                    "warning: skipping a record that is not an outcome event at {}",
+                    crate::show::place(&at)
                 );
                 continue;
             }
@@ -351,38 +285,13 @@ async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
             }
         }
         if args.json {
-            println!("{}", String::from_utf8_lossy(&raw));
+            println!("{}", crate::show::json_line(&raw));
         } else {
-            println!("{}", summary(&event));
+            println!("{}", crate::show::summary(&event));
         }
         if event.stage.is_terminal() {
             finished.insert(event.idempotency_key.clone());
         }
     }
     Ok(())
-}
-
-/// One line per event: stage, key, intent or error.
-fn summary(event: &OutcomeEvent) -> String {
-    let mut line = format!("{:<13} {}", event.stage.as_str(), event.idempotency_key);
-    if let Some(intent) = &event.intent {
-        line.push_str(&format!("  intent={}/{}", intent.namespace, intent.name));
-    }
-    if let (Stage::Translated, Some(translator)) = (event.stage, event.translator) {
-        line.push_str(&format!("  translator={}", translator.as_str()));
-    }
-    if let Some(error) = &event.error {
-        line.push_str(&format!("  {}: {}", error.code.as_str(), error.message));
-    }
-    if let Some(original) = &event.original {
-        let s = &original.source;
-        line.push_str(&format!(
-            "  of {} at {}[{}]@{}",
-            original.stage.as_str(),
-            s.topic,
-            s.partition,
-            s.offset
-        ));
-    }
-    line
 }

@@ -33,6 +33,8 @@ pub mod prometheus;
 pub mod quantity;
 pub mod request;
 pub mod schedule;
+pub mod show;
+pub mod submit;
 pub mod telemetry;
 pub mod translate;
 pub mod validate;

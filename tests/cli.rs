@@ -1,5 +1,6 @@
 //! The command line as an operator uses it: a bad setting stops `run` with a message that
 //! names it; `create-topics`, `submit` and `outcomes` work against the real broker;
+//! `submit --wait` follows a request to its outcome and says so in its exit code;
 //! `translate` prints the intent a request would become, by rules or by an LLM.
 
 mod common;
@@ -92,7 +93,13 @@ fn settings_that_leak_a_secret_or_break_a_guarantee_stop_the_worker_at_start() {
             Some("hunter2"),
         ),
         (
-            &["submit", "--kafka-config", "ssl.key.password=hunter2"],
+            &[
+                "submit",
+                "--file",
+                "-",
+                "--kafka-config",
+                "ssl.key.password=hunter2",
+            ],
             &[],
             &[
                 "--kafka-config",
@@ -244,7 +251,13 @@ async fn create_topics_submit_and_outcomes_work_end_to_end() {
     .join("\n");
     let submitted = run_with_stdin(
         binary()
-            .args(["submit", "--service-requests-topic", &requests])
+            .args([
+                "submit",
+                "--file",
+                "-",
+                "--service-requests-topic",
+                &requests,
+            ])
             .args(["--network-events-topic", &events]),
         &lines,
     );
@@ -479,4 +492,453 @@ async fn the_worker_serves_its_metrics_to_prometheus() {
     assert!(sample("llm_cache_misses_total", &[]) >= 1.0, "{page}");
     assert!(page.contains("message_overhead_seconds_bucket{"), "{page}");
     worker.kill().await.unwrap();
+}
+
+/// `submit` with the test's topics, as a child process of the test's runtime.
+fn submit(topics: &TestTopics) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(binary());
+    command
+        .arg("submit")
+        .args(["--service-requests-topic", &topics.service_requests])
+        .args(["--network-events-topic", &topics.network_events])
+        .args(["--outcomes-topic", &topics.outcomes])
+        .kill_on_drop(true);
+    command
+}
+
+/// The key and the place `submit` printed on its first line:
+/// `submitted KEY to TOPIC[PARTITION]@OFFSET[ (key generated)]`.
+fn submitted(stdout: &str) -> (String, nephoran_kafka_consumer::message::SourceRef) {
+    let line = stdout.lines().next().unwrap_or_default();
+    let rest = line
+        .strip_prefix("submitted ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"));
+    let rest = rest.trim_end_matches(" (key generated)");
+    let (key, place) = rest.rsplit_once(" to ").expect("KEY to PLACE");
+    let (topic, rest) = place.rsplit_once('[').expect("TOPIC[");
+    let (partition, offset) = rest.split_once("]@").expect("]@");
+    let source = nephoran_kafka_consumer::message::SourceRef {
+        topic: topic.to_string(),
+        partition: partition.parse().expect("partition"),
+        offset: offset.parse().expect("offset"),
+    };
+    (key.to_string(), source)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_follows_a_request_to_its_outcome_and_exits_by_it() {
+    let topics = TestTopics::create("cli-wait", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(topics.config(dir.path()));
+    let request_text = "Deploy AMF with 3 replicas in namespace core5g";
+
+    // No key given: one is generated, printed, and is the record's key and header.
+    let output = submit(&topics)
+        .args([request_text, "--wait", "--timeout", "90s"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.lines().next().unwrap().ends_with("(key generated)"),
+        "{stdout}"
+    );
+    let (key, source) = submitted(&stdout);
+    assert_eq!(source.topic, topics.service_requests);
+    for stage in ["received", "translated", "applied"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(stage) && l.contains(&key)),
+            "{stage}: {stdout}"
+        );
+    }
+    let reader = common::TopicReader::new(&topics.service_requests, 2);
+    let record = reader.next(common::PATIENCE).await.expect("the request");
+    use rdkafka::Message;
+    assert_eq!(
+        record.key(),
+        Some(key.as_bytes()),
+        "keyed by the idempotency key"
+    );
+    assert_eq!(
+        common::header(&record, "idempotency-key"),
+        Some(key.clone())
+    );
+    let request: serde_json::Value = serde_json::from_slice(record.payload().unwrap()).unwrap();
+    assert_eq!(request["intent"], request_text);
+
+    // The same request again: a duplicate of an applied request is a success, and says so.
+    let output = submit(&topics)
+        .args([request_text, "--key", &key, "--wait", "--timeout", "90s"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(!stdout.contains("(key generated)"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("duplicate") && l.contains("of applied")),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("applied")),
+        "the first request's events are not this one's: {stdout}"
+    );
+
+    // On a terminal (script(1) gives it one): one line, rewritten in place as stages arrive.
+    let command = [
+        env!("CARGO_BIN_EXE_nephoran-kafka-consumer"),
+        "submit",
+        "Deploy UPF in namespace edge",
+        "--key",
+        "cli-tty",
+        "--service-requests-topic",
+        &topics.service_requests,
+        "--outcomes-topic",
+        &topics.outcomes,
+        "--wait",
+        "--timeout",
+        "90s",
+    ]
+    .map(|arg| format!("'{arg}'"))
+    .join(" ");
+    let output = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("KAFKA_BROKERS", brokers())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("script(1), from util-linux");
+    let shown = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{shown:?}");
+    assert!(
+        shown.contains("\r\x1b[2Kcli-tty: received › translated (rules) › applied  ("),
+        "{shown:?}"
+    );
+    assert!(
+        !shown.lines().any(|l| l.starts_with("received")),
+        "no plain lines on a terminal: {shown:?}"
+    );
+
+    // A request the service refuses: exit code 1, the stage, code and message on stderr.
+    let output = submit(&topics)
+        .args(["Delete the AMF in namespace core5g", "--key", "cli-refused"])
+        .args(["--wait", "--timeout", "90s"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rejected (untranslatable)") && stderr.contains("deletion"),
+        "{stderr}"
+    );
+
+    // The batch form reads files (and "-" for standard input, see above).
+    let file = dir.path().join("requests.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"idempotency_key": "cli-file-1", "intent": "Deploy SMF in namespace core5g"}"#,
+    )
+    .unwrap();
+    let output = submit(&topics)
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with(&format!(
+            "submitted cli-file-1 to {}[",
+            topics.service_requests
+        )),
+        "{}",
+        text(&output.stdout)
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_exits_124_at_its_timeout_when_no_worker_runs() {
+    let topics = TestTopics::create("cli-wait-none", 1).await;
+    let output = submit(&topics)
+        .args([
+            "Deploy AMF in namespace core5g",
+            "--wait",
+            "--timeout",
+            "3s",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(124), "{stderr}");
+    assert!(
+        stderr.contains("timed out") && stderr.contains("worker"),
+        "{stderr}"
+    );
+    assert!(text(&output.stdout).starts_with("submitted "));
+
+    // Interrupted while waiting: 130, and where to look for the outcome later.
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut child = submit(&topics)
+        .args(["Deploy AMF in namespace core5g", "--key", "cli-interrupted"])
+        .args(["--wait", "--timeout", "90s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("submitted cli-interrupted"), "{line}");
+    let pid = child.id().expect("running").to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = tokio::time::timeout(common::PATIENCE, child.wait())
+        .await
+        .expect("the command ends once interrupted")
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("outcomes --keys cli-interrupted"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_exits_2_on_a_usage_or_settings_error() {
+    for args in [
+        &["submit"][..],
+        &["submit", "text", "--file", "f"],
+        &["submit", "text", "--timeout", "3s"],
+        &["submit", "text", "--wait", "--for", "nothing"],
+        &["submit", "text", "--priority", "whenever"],
+        &["submit", "text", "--namespace", "Core5G"],
+        &["submit", "text", "--key", "bad\u{1b}key"],
+        &["submit", "text", "--kafka-config", "sasl.password=x"],
+    ] {
+        let output = binary().args(args).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_takes_an_outcome_published_before_it_reads_and_only_its_own() {
+    use nephoran_kafka_consumer::decode::{IdempotencyKey, KeySource};
+    use nephoran_kafka_consumer::outcome::{ErrorCode, Failure, IntentRef, OutcomeEvent, Stage};
+    let topics = TestTopics::create("cli-wait-race", 1).await;
+    let mut child = submit(&topics)
+        .args(["Deploy AMF in namespace core5g", "--key", "race-1"])
+        .args(["--wait", "--timeout", "90s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    stdout.read_line(&mut first).await.unwrap();
+    let (key, source) = submitted(&first);
+    assert_eq!(key, "race-1");
+
+    // A worker faster than the command: everything is published while the command is
+    // stopped, after its produce and before it reads anything.
+    let pid = child.id().expect("running").to_string();
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let producer = common::producer();
+    let publish = |event: OutcomeEvent| {
+        let producer = producer.clone();
+        let outcomes = topics.outcomes.clone();
+        async move {
+            let payload = serde_json::to_vec(&event).unwrap();
+            common::produce(
+                &producer,
+                &outcomes,
+                Some(&event.idempotency_key),
+                &payload,
+                &[],
+            )
+            .await;
+        }
+    };
+    let id = IdempotencyKey {
+        value: key.clone(),
+        source: KeySource::Header,
+    };
+    // Not an outcome at all: skipped with a warning.
+    common::produce(
+        &producer,
+        &topics.outcomes,
+        Some("race-1"),
+        b"\x00 not json",
+        &[],
+    )
+    .await;
+    // An older submission with the same key: not this one's.
+    let mut older = OutcomeEvent::new(
+        &id,
+        Stage::Rejected,
+        &nephoran_kafka_consumer::message::SourceRef {
+            offset: source.offset + 1000,
+            ..source.clone()
+        },
+    );
+    older.error = Some(Failure::new(ErrorCode::PolicyDenied, "an older submission"));
+    publish(older).await;
+    publish(OutcomeEvent::new(&id, Stage::Received, &source)).await;
+    let mut applied = OutcomeEvent::new(&id, Stage::Applied, &source);
+    applied.intent = Some(IntentRef {
+        name: "race-1\u{1b}[2J\u{9b}31m".into(),
+        namespace: "core5g".into(),
+    });
+    publish(applied).await;
+    signal("-CONT");
+
+    let status = tokio::time::timeout(common::PATIENCE, child.wait())
+        .await
+        .expect("the command ends within the patience")
+        .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}{stderr}");
+    assert!(rest.lines().any(|l| l.starts_with("received")), "{rest}");
+    assert!(rest.lines().any(|l| l.starts_with("applied")), "{rest}");
+    assert!(
+        !rest.contains("rejected") && !stderr.contains("older"),
+        "{rest}{stderr}"
+    );
+    assert!(
+        !rest.contains('\u{1b}') && !rest.contains('\u{9b}') && rest.contains("\\u{1b}[2J"),
+        "what an event says is escaped: {rest:?}"
+    );
+    assert!(
+        stderr.contains("warning: skipping a record that is not an outcome event"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_for_deployed_finds_the_deployment_of_the_request_it_duplicates() {
+    use nephoran_kafka_consumer::decode::{IdempotencyKey, KeySource};
+    use nephoran_kafka_consumer::outcome::{Original, OutcomeEvent, Stage};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let topics = TestTopics::create("cli-wait-deployed", 1).await;
+    let request_text = "Deploy AMF in namespace core5g";
+    let id = IdempotencyKey {
+        value: "dep-1".into(),
+        source: KeySource::Header,
+    };
+    let producer = common::producer();
+    let publish = |event: OutcomeEvent| {
+        let producer = producer.clone();
+        let outcomes = topics.outcomes.clone();
+        async move {
+            let payload = serde_json::to_vec(&event).unwrap();
+            common::produce(&producer, &outcomes, Some("dep-1"), &payload, &[]).await;
+        }
+    };
+    // The first submission, applied and deployed long before the second (as a worker
+    // and the operator's status watcher would report them).
+    let output = submit(&topics)
+        .args([request_text, "--key", "dep-1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text_of_output(&output));
+    let (_, first) = submitted(&text(&output.stdout));
+    publish(OutcomeEvent::new(&id, Stage::Applied, &first)).await;
+    publish(OutcomeEvent::new(&id, Stage::Deployed, &first)).await;
+
+    // The second: the worker says it duplicates the first, which was applied.
+    let mut child = submit(&topics)
+        .args([
+            request_text,
+            "--key",
+            "dep-1",
+            "--wait",
+            "--for",
+            "deployed",
+        ])
+        .args(["--timeout", "90s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).await.unwrap();
+    let (_, second) = submitted(&line);
+    let mut duplicate = OutcomeEvent::new(&id, Stage::Duplicate, &second);
+    duplicate.original = Some(Original {
+        stage: Stage::Applied,
+        intent: None,
+        source: first.clone(),
+    });
+    publish(duplicate).await;
+
+    let status = tokio::time::timeout(common::PATIENCE, child.wait())
+        .await
+        .expect("the command ends within the patience")
+        .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(rest.lines().any(|l| l.starts_with("duplicate")), "{rest}");
+    assert!(
+        rest.lines()
+            .any(|l| l.starts_with("deployed") && l.contains("dep-1")),
+        "{rest}"
+    );
+    assert!(
+        rest.contains(&format!(
+            "the request it duplicates ({}[0]@{}) was deployed",
+            first.topic, first.offset
+        )),
+        "{rest}"
+    );
+}
+
+fn text_of_output(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
 }

@@ -1,5 +1,6 @@
 //! The Kafka side of the operator tools (`submit`, `outcomes`): producing requests with
-//! their idempotency key, and reading outcome events from the start of the topic.
+//! their idempotency key, and reading outcome events from the start of the topic, or
+//! from where it ended before a request was produced (`submit --wait`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -59,56 +60,110 @@ pub enum Read {
     Event {
         event: Box<OutcomeEvent>,
         raw: Vec<u8>,
+        /// Where the event was read (not the request it is about: that is its `source`).
+        at: SourceRef,
     },
     /// A record that is not an outcome event, at this place.
     Undecodable(SourceRef),
 }
 
-/// Reads every partition of the outcomes topic from its beginning, without a group.
+/// Reads every partition of the outcomes topic without a group: from the beginning, or
+/// from offsets taken when it was created.
 pub struct OutcomeReader {
     consumer: StreamConsumer,
+    topic: String,
+}
+
+/// Where an [`OutcomeReader`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The first record of each partition.
+    Beginning,
+    /// Each partition's end as the broker reports it now, taken before `new` returns, so
+    /// nothing published after `new` returns is missed (unlike `Offset::End`, which
+    /// librdkafka resolves later, when it starts fetching). A broker that reports an
+    /// end too low (the development broker does, after batched writes) only makes the
+    /// reader see some older records again: callers filter what they read.
+    Now,
 }
 
 impl OutcomeReader {
-    pub fn new(properties: &BTreeMap<String, String>, topic: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        properties: &BTreeMap<String, String>,
+        topic: &str,
+        start: Start,
+    ) -> anyhow::Result<Self> {
         // Partitions are assigned, not subscribed: the group id only satisfies the client.
         let group = format!("nephoran-outcomes-cli-{}", std::process::id());
         let consumer: StreamConsumer = super::client_config(
             properties,
-            &[("group.id", &group), ("enable.auto.commit", "false")],
+            &[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("allow.auto.create.topics", "false"),
+            ],
         )
         .create()
         .context("could not create the Kafka consumer")?;
         let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
             .with_context(|| format!("cannot read the metadata of {topic}"))?;
         let mut tpl = TopicPartitionList::new();
         for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
             for partition in t.partitions() {
-                tpl.add_partition_offset(t.name(), partition.id(), Offset::Beginning)?;
+                let offset = match start {
+                    Start::Beginning => Offset::Beginning,
+                    Start::Now => {
+                        let (_, high) = consumer
+                            .fetch_watermarks(t.name(), partition.id(), METADATA_TIMEOUT)
+                            .with_context(|| {
+                                format!("cannot read the end of {topic}[{}]", partition.id())
+                            })?;
+                        Offset::Offset(high.max(0))
+                    }
+                };
+                tpl.add_partition_offset(t.name(), partition.id(), offset)?;
             }
         }
         if tpl.count() == 0 {
             bail!("topic {topic} has no partitions (does it exist?)");
         }
         consumer.assign(&tpl)?;
-        Ok(Self { consumer })
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Reads only `partition` from now on, from its first record: to find an event
+    /// published before this reader started (all events of a key share a partition).
+    pub fn reread_partition(&self, partition: i32) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition, Offset::Beginning)?;
+        self.consumer
+            .assign(&tpl)
+            .with_context(|| format!("cannot read {}[{partition}] again", self.topic))
     }
 
     /// The next record; waits for one to arrive.
     pub async fn next(&self) -> anyhow::Result<Read> {
         let record = self.consumer.recv().await?;
         let payload = record.payload().unwrap_or_default();
+        let at = SourceRef {
+            topic: record.topic().to_string(),
+            partition: record.partition(),
+            offset: record.offset(),
+        };
         Ok(match serde_json::from_slice::<OutcomeEvent>(payload) {
             Ok(event) => Read::Event {
                 event: Box::new(event),
                 raw: payload.to_vec(),
+                at,
             },
-            Err(_) => Read::Undecodable(SourceRef {
-                topic: record.topic().to_string(),
-                partition: record.partition(),
-                offset: record.offset(),
-            }),
+            Err(_) => Read::Undecodable(at),
         })
     }
 }
+
+/// How long a metadata or watermark request may take before the tool gives up.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);

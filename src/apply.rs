@@ -200,8 +200,8 @@ impl IntentSink {
 
 /// The file an intent is written to under a `dir:` sink.
 pub fn intent_path(dir: &Path, intent: &NetworkIntent) -> PathBuf {
-    dir.join(&intent.metadata.namespace)
-        .join(format!("{}.yaml", intent.metadata.name))
+    dir.join(intent.namespace())
+        .join(format!("{}.yaml", intent.name()))
 }
 
 /// Succeeds when `path` is free or holds `intent`'s own request (the same idempotency
@@ -245,13 +245,7 @@ async fn check_holder(path: &Path, intent: &NetworkIntent) -> Result<(), ApplyEr
     let Some(holder) = holder.as_str() else {
         return Err(unreadable("not a string".into()));
     };
-    let own = |annotation| {
-        intent
-            .metadata
-            .annotations
-            .get(annotation)
-            .map(String::as_str)
-    };
+    let own = |annotation| intent.annotation(annotation);
     if own(IDEMPOTENCY_KEY_ANNOTATION) != Some(holder) {
         return Err(conflict(Holder::OtherKey(holder.to_string())));
     }
@@ -286,11 +280,7 @@ async fn write_atomically(
         .await
         .map_err(io(parent))?;
     // A dot-file is skipped by `kubectl apply -R`, so a crash mid-write leaves no stray YAML.
-    let tmp = parent.join(format!(
-        ".{}.{}-{n}.tmp",
-        intent.metadata.name,
-        std::process::id()
-    ));
+    let tmp = parent.join(format!(".{}.{}-{n}.tmp", intent.name(), std::process::id()));
     let result = async {
         let mut file = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
         file.write_all(bytes).await.map_err(io(&tmp))?;
@@ -316,7 +306,7 @@ mod tests {
     }
 
     fn intent_of(key: &str) -> NetworkIntent {
-        NetworkIntent::new(
+        NetworkIntent::for_key(
             key,
             NetworkIntentSpec {
                 intent: "Deploy AMF".into(),

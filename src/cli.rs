@@ -1,5 +1,6 @@
 //! The command line: `run` (the worker, and the default), and the tools an operator
-//! or a quick start needs around it: `create-topics`, `submit`, `outcomes`.
+//! or a quick start needs around it: `create-topics`, `submit`, `outcomes`, `translate`,
+//! `crd`.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ pub enum Command {
     Outcomes(Outcomes),
     /// Print the NetworkIntent a request would become, without Kafka (exit 2: rejected).
     Translate(Box<Translate>),
+    /// Print the NetworkIntent CustomResourceDefinition (YAML), generated from the type.
+    Crd,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +126,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Submit(args)) => return crate::submit::run(args).await,
         Some(Command::Outcomes(args)) => outcomes(args).await,
         Some(Command::Translate(args)) => return translate(*args).await,
+        Some(Command::Crd) => crd(),
     };
     done.map(|()| ExitCode::SUCCESS)
 }
@@ -189,7 +193,7 @@ async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
         let digest = sha2::Sha256::digest(args.text.as_bytes());
         format!("sha256:{}", crate::hex::lower_hex(&digest))
     });
-    let intent = NetworkIntent::new(&key, spec);
+    let intent = NetworkIntent::for_key(&key, spec);
     if let Err(invalid) = validate(&intent, &limits) {
         eprintln!("rejected (invalid_intent) by {by}: {invalid}");
         return Ok(ExitCode::from(REJECTED));
@@ -206,6 +210,13 @@ async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
     print!("{printed}");
     eprintln!("translated by {by}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the CRD that `deploy/crd-networkintent.yaml` holds.
+fn crd() -> anyhow::Result<()> {
+    let yaml = crate::crd::yaml().context("cannot render the CRD as YAML")?;
+    print!("{yaml}");
+    Ok(())
 }
 
 /// Completes on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).

@@ -152,7 +152,7 @@ impl Cooldown {
         components.sort_unstable();
         components.dedup();
         let target = Target {
-            namespace: intent.metadata.namespace.as_str().into(),
+            namespace: intent.namespace().into(),
             components: components.into(),
         };
         let mut claims = self.lock();
@@ -192,8 +192,8 @@ impl Cooldown {
             Claim {
                 at: now,
                 intent: IntentRef {
-                    name: intent.metadata.name.clone(),
-                    namespace: intent.metadata.namespace.clone(),
+                    name: intent.name().to_string(),
+                    namespace: intent.namespace().to_string(),
                 },
                 source: source.clone(),
                 kept: false,
@@ -254,7 +254,7 @@ mod tests {
     }
 
     fn scale_out(key: &str, namespace: &str, component: Component) -> NetworkIntent {
-        NetworkIntent::new(
+        NetworkIntent::for_key(
             key,
             NetworkIntentSpec {
                 intent: "Scale out".into(),
@@ -299,7 +299,7 @@ mod tests {
                 .claim_at(&event(), &intent, &at(later), now)
                 .unwrap_err();
             assert_eq!(original.source, at(1));
-            assert_eq!(original.intent.unwrap().name, first.metadata.name);
+            assert_eq!(original.intent.unwrap().name, first.name());
         }
         // another function, or another namespace, is another target
         for other in [

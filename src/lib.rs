@@ -17,6 +17,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod cooldown;
+pub mod crd;
 pub mod decode;
 pub mod dedup;
 pub mod health;

@@ -138,10 +138,10 @@ impl<T: Translator> Pipeline<T> {
                 ));
             }
         };
-        let intent = NetworkIntent::new(&key.value, spec).claimed_by(&received.fingerprint);
+        let intent = NetworkIntent::for_key(&key.value, spec).claimed_by(&received.fingerprint);
         let intent_ref = IntentRef {
-            name: intent.metadata.name.clone(),
-            namespace: intent.metadata.namespace.clone(),
+            name: intent.name().to_string(),
+            namespace: intent.namespace().to_string(),
         };
         let described = |stage| {
             let mut e = event(stage);
@@ -215,7 +215,7 @@ impl<T: Translator> Pipeline<T> {
         backoff::future::retry(retry, || async {
             self.sink.apply(intent).await.map_err(|e| {
                 if e.is_transient() {
-                    warn!(intent = %intent.metadata.name, error = %e, "apply failed, retrying");
+                    warn!(intent = %intent.name(), error = %e, "apply failed, retrying");
                     backoff::Error::transient(e)
                 } else {
                     backoff::Error::permanent(e)

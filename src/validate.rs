@@ -35,7 +35,8 @@ impl Default for Limits {
     }
 }
 
-const MAX_PARAMETERS: usize = 32;
+/// Most parameters one intent may carry.
+pub const MAX_PARAMETERS: usize = 32;
 const MAX_PARAMETER_VALUE_CHARS: usize = 256;
 /// Most components one intent may name.
 pub const MAX_COMPONENTS: usize = 16;
@@ -57,16 +58,15 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> Invalid {
 
 /// Checks a whole intent against `limits`.
 pub fn validate(intent: &NetworkIntent, limits: &Limits) -> Result<(), Invalid> {
-    let meta = &intent.metadata;
     let spec = &intent.spec;
-    if !is_dns1123_label(&meta.name) {
+    if !is_dns1123_label(intent.name()) {
         return Err(invalid(
             "metadata.name",
-            format!("{:?} is not a DNS-1123 label", meta.name),
+            format!("{:?} is not a DNS-1123 label", intent.name()),
         ));
     }
     check_shape(spec, limits)?;
-    if meta.namespace != spec.target_namespace {
+    if intent.namespace() != spec.target_namespace {
         return Err(invalid(
             "metadata.namespace",
             "differs from spec.targetNamespace",
@@ -328,7 +328,7 @@ mod tests {
     }
 
     fn check(spec: NetworkIntentSpec) -> Result<(), Invalid> {
-        validate(&NetworkIntent::new("key-1", spec), &Limits::default())
+        validate(&NetworkIntent::for_key("key-1", spec), &Limits::default())
     }
 
     fn field_of(spec: NetworkIntentSpec) -> &'static str {

@@ -324,7 +324,7 @@ fn translate_prints_the_intent_or_the_reason_with_exit_code_2() {
     let intent: nephoran_kafka_consumer::intent::NetworkIntent =
         serde_yaml::from_str(&text(&output.stdout)).expect("YAML on stdout");
     assert_eq!(
-        intent.metadata.name,
+        intent.name(),
         nephoran_kafka_consumer::intent::intent_name("order-7")
     );
     assert_eq!(intent.spec.scaling.and_then(|s| s.replicas), Some(3));

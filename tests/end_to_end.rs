@@ -99,7 +99,7 @@ async fn a_request_and_an_event_are_applied_with_their_outcomes() {
         let intent_ref = applied.intent.as_ref().expect("applied names its intent");
         let intent = read_intent(dir.path(), &intent_ref.namespace, &intent_ref.name);
         assert_eq!(
-            intent.metadata.name,
+            intent.name(),
             nephoran_kafka_consumer::intent::intent_name(key)
         );
         assert_eq!(intent.spec.target_namespace, "core5g");

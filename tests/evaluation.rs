@@ -175,7 +175,7 @@ async fn verdict(translator: &impl Translator, case: &Case, limits: &Limits) -> 
         .await
         .result
         .map_err(|e| e.reason)?;
-    let intent = NetworkIntent::new("evaluation", spec);
+    let intent = NetworkIntent::for_key("evaluation", spec);
     validate(&intent, limits).map_err(|e| e.to_string())?;
     policy().check(&intent.spec).map_err(|e| e.to_string())?;
     Ok(intent.spec)

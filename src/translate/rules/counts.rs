@@ -814,7 +814,11 @@ mod tests {
         let spec = translate(request("Deploy AMF with 500 replicas in namespace core5g"))
             .expect("500 is parsed");
         assert_eq!(spec.scaling.as_ref().and_then(|s| s.replicas), Some(500));
-        validate(&NetworkIntent::new("k", spec.clone()), &Limits::default()).expect("well formed");
+        validate(
+            &NetworkIntent::for_key("k", spec.clone()),
+            &Limits::default(),
+        )
+        .expect("well formed");
         let denial = crate::policy::Policy::default()
             .check(&spec)
             .expect_err("the policy denies 500");

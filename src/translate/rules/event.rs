@@ -239,7 +239,7 @@ mod tests {
              threshold 80 (event ev-1 from amf-1)"
         );
         assert_eq!(spec.target_environment, None);
-        validate(&NetworkIntent::new("ev-1", spec), &Limits::default()).expect("valid");
+        validate(&NetworkIntent::for_key("ev-1", spec), &Limits::default()).expect("valid");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub(super) fn check_request(req: ServiceRequest, expect: Expect) -> NetworkInten
     let what = req.intent.clone();
     let spec = translate(req).unwrap_or_else(|e| panic!("{what:?} refused: {e}"));
     assert_spec(&what, &spec, expect);
-    let intent = NetworkIntent::new("test-key", spec.clone());
+    let intent = NetworkIntent::for_key("test-key", spec.clone());
     validate(&intent, &Limits::default())
         .unwrap_or_else(|e| panic!("{what:?} produced an invalid intent: {e}"));
     spec

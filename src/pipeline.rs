@@ -7,13 +7,18 @@
 //! (cheap, synchronous: decode and the `received` event) and [`Pipeline::complete`] (the
 //! slow part), so that `received` is published before translation starts and a scheduler
 //! can sit between the two.
+//!
+//! A sink that is down does not end messages: a transient apply error is retried, with
+//! backoff, for as long as the message's partition is held, and the sink's state
+//! ([`SinkStatus`]) tells the worker to pause its partitions meanwhile. Only a permanent
+//! error ends a message as `failed` (or `rejected`).
 
 use std::time::Duration;
 
+use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
-use tracing::warn;
 
-use crate::apply::{ApplyError, IntentSink};
+use crate::apply::{ApplyError, IntentSink, SinkStatus};
 use crate::cooldown::Cooldown;
 use crate::decode::{decode, Fingerprint, IdempotencyKey};
 use crate::intent::NetworkIntent;
@@ -25,8 +30,14 @@ use crate::request::Request;
 use crate::translate::Translator;
 use crate::validate::{check_request, validate, Limits};
 
-/// How long a failing apply is retried before the message is given up as `failed`.
-const APPLY_RETRY_BUDGET: Duration = Duration::from_secs(10);
+/// The first wait before an apply that failed transiently is tried again; it doubles
+/// (with jitter) up to [`APPLY_RETRY_MAX_INTERVAL`].
+pub const APPLY_RETRY_FIRST_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries of an apply while the sink is down. A message also
+/// tries again as soon as another apply succeeds (the sink is back), but not sooner than
+/// [`APPLY_RETRY_FIRST_INTERVAL`] after its last try.
+pub const APPLY_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A decoded message waiting to be completed.
 #[derive(Debug, Clone)]
@@ -52,6 +63,8 @@ pub struct Completion {
 pub struct Pipeline<T> {
     translator: T,
     sink: IntentSink,
+    /// Up or down, as the applies find it; the worker follows it.
+    sink_status: SinkStatus,
     limits: Limits,
     policy: Policy,
     /// Closed-loop scale-outs fold within it; off unless [`Pipeline::with_event_cooldown`].
@@ -63,10 +76,16 @@ impl<T: Translator> Pipeline<T> {
         Self {
             translator,
             sink,
+            sink_status: SinkStatus::default(),
             limits,
             policy,
             cooldown: Cooldown::default(),
         }
+    }
+
+    /// Whether the sink is up, as the applies find it.
+    pub fn sink_status(&self) -> &SinkStatus {
+        &self.sink_status
     }
 
     /// Folds closed-loop scale-outs of one network function within `period` into the
@@ -94,7 +113,8 @@ impl<T: Translator> Pipeline<T> {
     /// Checks, translates, validates, judges by the policy, holds closed-loop scale-outs to
     /// the cool-down and applies a received message.
     /// Nothing is applied once `lease` has ended (the partition was handed over during the
-    /// translation), and a translation still running then is dropped.
+    /// translation), and a translation still running then is dropped; so is an apply
+    /// waiting for a sink that is down.
     pub async fn complete(&self, received: &Received, lease: &Lease) -> Result<Completion, Fenced> {
         let Received {
             key,
@@ -181,7 +201,7 @@ impl<T: Translator> Pipeline<T> {
                 });
             }
         };
-        Ok(match self.apply_with_retries(&intent).await {
+        Ok(match self.apply_while_held(&intent, lease).await? {
             Ok(()) => {
                 cooldown.applied();
                 Completion {
@@ -206,23 +226,50 @@ impl<T: Translator> Pipeline<T> {
         })
     }
 
-    async fn apply_with_retries(&self, intent: &NetworkIntent) -> Result<(), ApplyError> {
-        let retry = ExponentialBackoff {
-            initial_interval: Duration::from_millis(100),
-            max_elapsed_time: Some(APPLY_RETRY_BUDGET),
+    /// Applies `intent`, waiting out a sink that is down: a transient error is tried
+    /// again, with backoff, for as long as `lease` is held (`Err(Fenced)` once it ends:
+    /// the next owner applies it); a permanent error is the answer.
+    async fn apply_while_held(
+        &self,
+        intent: &NetworkIntent,
+        lease: &Lease,
+    ) -> Result<Result<(), ApplyError>, Fenced> {
+        let mut backoff = ExponentialBackoff {
+            initial_interval: APPLY_RETRY_FIRST_INTERVAL,
+            max_interval: APPLY_RETRY_MAX_INTERVAL,
+            max_elapsed_time: None,
             ..ExponentialBackoff::default()
         };
-        backoff::future::retry(retry, || async {
-            self.sink.apply(intent).await.map_err(|e| {
-                if e.is_transient() {
-                    warn!(intent = %intent.metadata.name, error = %e, "apply failed, retrying");
-                    backoff::Error::transient(e)
-                } else {
-                    backoff::Error::permanent(e)
+        let mut back_up = self.sink_status.subscribe();
+        loop {
+            match self.sink.apply(intent).await {
+                Ok(()) => {
+                    self.sink_status.succeeded();
+                    return Ok(Ok(()));
                 }
-            })
-        })
-        .await
+                Err(e) => {
+                    self.sink_status.failed(&e, &intent.metadata.name);
+                    if !e.is_transient() {
+                        return Ok(Err(e));
+                    }
+                }
+            }
+            let wait = backoff.next_backoff().unwrap_or(APPLY_RETRY_MAX_INTERVAL);
+            let waited = async {
+                tokio::time::sleep(APPLY_RETRY_FIRST_INTERVAL.min(wait)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait.saturating_sub(APPLY_RETRY_FIRST_INTERVAL)) => {}
+                    _ = back_up.wait_for(Option::is_none) => {}
+                }
+            };
+            tokio::select! {
+                () = waited => {}
+                () = lease.ended() => return Err(Fenced),
+            }
+            if !lease.is_held() {
+                return Err(Fenced);
+            }
+        }
     }
 }
 

@@ -23,10 +23,12 @@ use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION};
 
 pub mod dir;
 pub mod discard;
+pub mod status;
 pub mod stdout;
 
 pub use dir::{intent_path, DirSink, MAX_EXISTING_BYTES};
 pub use discard::DiscardSink;
+pub use status::SinkStatus;
 pub use stdout::StdoutSink;
 
 /// The most of another key quoted in a conflict (characters, before escaping).

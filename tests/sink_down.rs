@@ -7,8 +7,10 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
+use common::raw::produce_raw;
 use common::recorder::{metric, recorder};
 use common::{
     committed_and_end, committed_offset, intent_files, produce, producer, Outcomes, TestTopics,
@@ -178,4 +180,112 @@ async fn a_sink_that_is_down_pauses_the_backlog_and_applies_it_all_when_back() {
         "no dead letter at all"
     );
     worker.stop().await;
+}
+
+/// A partition handed over while its messages wait for the sink is not held up by them:
+/// they are fenced at once (the drain timeout here is far beyond the test's patience),
+/// and the next owner applies them; what stays applies when the sink is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_waiting_for_the_sink_are_fenced_at_a_hand_over_and_applied_by_the_next_owner() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info,rdkafka=warn")
+        .try_init();
+    recorder();
+    const PER_PARTITION: usize = 3;
+    let topics = TestTopics::create("sinkhandover", 2).await;
+    let topic = topics.service_requests.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (down_dir, up_dir) = (dir.path().join("down"), dir.path().join("up"));
+    std::fs::write(&down_dir, b"not a directory").unwrap();
+    let config = |sink_dir: &Path| {
+        let mut config = topics.config(sink_dir);
+        // One topic: its two partitions are shared one each.
+        config.topics.topics = vec![topic.clone()];
+        config.revoke_drain_timeout = Duration::from_secs(600);
+        config
+    };
+
+    let producer = producer();
+    let mut keys = Vec::new();
+    for partition in 0..2 {
+        for lane in 0..PER_PARTITION {
+            let key = format!("handover-{partition}-{lane}");
+            let text = format!("Deploy AMF with 2 replicas in namespace edge-{lane}");
+            let record_key = format!("cell-{partition}-{lane}");
+            produce_raw(
+                &producer,
+                &topic,
+                partition,
+                Some(record_key.as_bytes()),
+                Some(&request(&key, &text)),
+                &[],
+            )
+            .await;
+            keys.push(key);
+        }
+    }
+    let first = Worker::start(config(&down_dir));
+    // Both partitions have messages waiting for the sink (a partition pauses once its
+    // first message waits, so not all of them may have been read).
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes
+        .until(|o| {
+            (0..2).all(|p| {
+                o.in_order
+                    .iter()
+                    .any(|e| e.stage.as_str() == "received" && e.source.partition == p)
+            })
+        })
+        .await;
+    until("the messages read wait for the sink", || {
+        metric("sink_waiting_messages", &[("topic", &topic)]) >= 2.0
+    })
+    .await;
+    assert!(!first.health.is_ready());
+
+    // A second worker, whose sink is up, takes one of the partitions at once: its
+    // waiting messages are fenced, and it applies the whole partition.
+    let second = Worker::start(config(&up_dir));
+    until(
+        "the partition handed over is applied by its next owner",
+        || intent_files(&up_dir) == PER_PARTITION,
+    )
+    .await;
+    assert!(metric("fenced_completions_total", &[("topic", &topic)]) >= 1.0);
+    assert!(!first.health.is_ready(), "the other partition still waits");
+
+    // The first worker's sink is back: the rest is applied there.
+    std::fs::remove_file(&down_dir).unwrap();
+    outcomes
+        .until_terminal(keys.iter().map(String::as_str))
+        .await;
+    for partition in 0..2 {
+        committed_offset(&topics.group, &topic, partition, |o| {
+            o == PER_PARTITION as i64
+        })
+        .await;
+    }
+    outcomes.drain(Duration::from_secs(1)).await;
+    for key in &keys {
+        let stages = outcomes.stages(key);
+        assert_eq!(
+            stages.iter().filter(|s| **s == "applied").count(),
+            1,
+            "{key}: {stages:?}"
+        );
+        assert!(
+            !stages
+                .iter()
+                .any(|s| ["failed", "rejected", "dead_lettered"].contains(s)),
+            "{key}: {stages:?}"
+        );
+    }
+    assert_eq!(intent_files(&down_dir), PER_PARTITION);
+    until("the first worker is ready again", || {
+        first.health.is_ready()
+    })
+    .await;
+    second.stop().await;
+    first.stop().await;
 }

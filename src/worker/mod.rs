@@ -17,8 +17,8 @@
 //! which all are done. librdkafka auto-commits stored positions.
 //!
 //! A partition with [`Config::partition_buffer`] messages outstanding is paused until
-//! half of them are done; the poll thread keeps polling. While the intent sink is down,
-//! every partition is paused, and resumed when it is back ([`sink`]). A revoked partition stops
+//! half of them are done; the poll thread keeps polling. A partition whose messages wait
+//! for the intent sink (it is down) is paused until none does ([`sink`]). A revoked partition stops
 //! starting messages, and the group waits while its in-flight ones finish, up to
 //! [`Config::revoke_drain_timeout`]; then its lease ends, and what was still in flight
 //! is fenced: it applies and publishes nothing, and the next owner processes it again.
@@ -35,7 +35,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::apply::status::Down;
+use crate::apply::status::SinkState;
 use crate::config::Config;
 use crate::dedup::{self, Dedup, Entry};
 use crate::health::Health;
@@ -114,7 +114,7 @@ pub async fn run<T: Translator + 'static>(
     );
 
     let sink = pipeline.sink_status().subscribe();
-    metrics::gauge!("sink_up").set(if sink.borrow().is_none() { 1.0 } else { 0.0 });
+    metrics::gauge!("sink_up").set(if sink.borrow().is_down() { 0.0 } else { 1.0 });
     let mut worker = Worker {
         consumer: &consumer,
         pipeline: Arc::new(pipeline),
@@ -229,8 +229,8 @@ struct Worker<'a, T> {
     pipeline: Arc<Pipeline<T>>,
     /// What `/readyz` answers; the worker tells it when the sink goes down or comes back.
     health: Arc<Health>,
-    /// The sink's state ([`Pipeline::sink_status`]): `Some` while it is down.
-    sink: watch::Receiver<Option<Down>>,
+    /// The sink's state ([`Pipeline::sink_status`]): which partitions' messages wait for it.
+    sink: watch::Receiver<SinkState>,
     publisher: &'a Publisher<Sent>,
     dedup: Dedup,
     properties: &'a std::collections::BTreeMap<String, String>,
@@ -371,15 +371,16 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
     }
 
-    /// After shutdown: waits for every started message to be done, starting nothing new.
-    /// Events keep being read so the poll thread is never stuck; their messages are
-    /// left uncommitted for the next owner.
+    /// After shutdown: waits for every started message to be done, starting nothing new,
+    /// except those waiting for the sink (fenced when the leases end). Events keep being
+    /// read so the poll thread is never stuck; their messages are left uncommitted for
+    /// the next owner.
     async fn finish_in_flight(
         &mut self,
         events: &mut mpsc::Receiver<GroupEvent>,
     ) -> anyhow::Result<()> {
         let mut acknowledged = Vec::with_capacity(EVENT_BATCH);
-        while self.busy.values().any(|&n| n > 0) {
+        while self.busy.keys().any(|p| self.may_finish(p) > 0) {
             tokio::select! {
                 Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
                     self.finish(finished).await?;
@@ -387,6 +388,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
                     self.done(&mut acknowledged).await?;
                 }
+                Ok(()) = self.sink.changed() => self.sink_changed(),
                 Some(event) = events.recv() => {
                     if let GroupEvent::Revoked { partitions, handed_over } = event {
                         // Nothing more starts; what is in flight of these is fenced.

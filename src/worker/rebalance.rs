@@ -22,9 +22,6 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 revocation.partitions.retain(|p| p != &partition);
             }
             self.forget(&partition);
-            if self.sink_is_down() {
-                self.pause_for_sink(&partition);
-            }
         }
     }
 
@@ -60,10 +57,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let mut i = 0;
         while i < self.revocations.len() {
             let revocation = &self.revocations[i];
+            // A message waiting for the sink is not waited for: it is fenced.
             let drained = revocation
                 .partitions
                 .iter()
-                .all(|p| self.busy.get(p).is_none_or(|&n| n == 0));
+                .all(|p| self.may_finish(p) == 0);
             if drained || now >= revocation.deadline {
                 let revocation = self.revocations.swap_remove(i);
                 self.hand_over(revocation);

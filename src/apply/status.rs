@@ -180,9 +180,15 @@ impl SinkStatus {
                 .take()
                 .map_or(0, |since| since.elapsed().as_millis() as u64);
             if std::mem::take(&mut log.told) {
-                info!(down_ms, "intent sink back: no message waits for it");
+                info!(
+                    down_ms,
+                    "no message waits for the intent sink any more (applied, or handed over)"
+                );
             } else {
-                debug!(down_ms, "intent sink back: no message waits for it");
+                debug!(
+                    down_ms,
+                    "no message waits for the intent sink any more (applied, or handed over)"
+                );
             }
         }
     }

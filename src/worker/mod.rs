@@ -18,10 +18,11 @@
 //!
 //! A partition with [`Config::partition_buffer`] messages outstanding is paused until
 //! half of them are done; the poll thread keeps polling. A partition whose messages wait
-//! for the intent sink (it is down) is paused until none does ([`sink`]). A revoked partition stops
-//! starting messages, and the group waits while its in-flight ones finish, up to
-//! [`Config::revoke_drain_timeout`]; then its lease ends, and what was still in flight
-//! is fenced: it applies and publishes nothing, and the next owner processes it again.
+//! for the intent sink (it is down) is paused until none does ([`sink`]). A revoked
+//! partition stops starting messages, and the group waits while its in-flight ones
+//! finish (not those waiting for the sink), up to [`Config::revoke_drain_timeout`]; then
+//! its lease ends, and what was still in flight is fenced: it applies and publishes
+//! nothing, and the next owner processes it again.
 
 use std::collections::HashMap;
 use std::future::Future;

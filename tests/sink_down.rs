@@ -95,11 +95,13 @@ async fn a_sink_that_is_down_pauses_the_backlog_and_applies_it_all_when_back() {
         why.contains(&sink_dir.display().to_string()),
         "the reason names the path: {why}"
     );
+    // (Metrics by this test's topic: the tests of this file run side by side.)
+    let paused = [("topic", topic.as_str()), ("reason", "sink_down")];
     until("the partition is paused", || {
-        metric("partitions_paused", &[]) >= 1.0
+        metric("partition_pauses_total", &paused) >= 1.0
     })
     .await;
-    assert_eq!(metric("sink_up", &[]), 0.0);
+    assert!(metric("sink_waiting_messages", &[("topic", &topic)]) >= 1.0);
     assert!(metric("sink_errors_total", &[("kind", "transient")]) >= 1.0);
 
     // More arrives while it is down: it stays in Kafka (the partition is paused).
@@ -167,11 +169,12 @@ async fn a_sink_that_is_down_pauses_the_backlog_and_applies_it_all_when_back() {
     }
     assert_eq!(intent_files(&sink_dir), total);
     until("the worker is ready again", || worker.health.is_ready()).await;
-    assert_eq!(metric("sink_up", &[]), 1.0);
-    until("the partition is resumed", || {
-        metric("partitions_paused", &[]) == 0.0
-    })
-    .await;
+    assert_eq!(metric("sink_waiting_messages", &[("topic", &topic)]), 0.0);
+    assert_eq!(
+        metric("partition_pauses_total", &paused),
+        1.0,
+        "paused once, resumed once"
+    );
     assert!(
         TopicReader::new(&topics.dlq, 1)
             .next(Duration::from_secs(1))
@@ -288,4 +291,53 @@ async fn messages_waiting_for_the_sink_are_fenced_at_a_hand_over_and_applied_by_
     .await;
     second.stop().await;
     first.stop().await;
+}
+
+/// A shutdown does not wait for messages waiting for the sink (the shutdown deadline here
+/// is far beyond the test's patience): they are handed back uncommitted, and the next
+/// worker applies them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shutdown_hands_back_the_messages_waiting_for_the_sink() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info,rdkafka=warn")
+        .try_init();
+    recorder();
+    let topics = TestTopics::create("sinkshutdown", 1).await;
+    let topic = topics.service_requests.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (down_dir, up_dir) = (dir.path().join("down"), dir.path().join("up"));
+    std::fs::write(&down_dir, b"not a directory").unwrap();
+    let producer = producer();
+    let keys = produce_lanes(&producer, &topic, "s", 3, 2).await;
+    let total = keys.values().map(Vec::len).sum::<usize>();
+
+    let mut config = topics.config(&down_dir);
+    config.shutdown_timeout = Duration::from_secs(600);
+    let first = Worker::start(config);
+    until("messages wait for the sink", || {
+        metric("sink_waiting_messages", &[("topic", &topic)]) >= 1.0
+    })
+    .await;
+    first.stop().await;
+    let (committed, _) = committed_and_end(&topics.group, &topic, 1)[0];
+    assert!(
+        committed <= 0,
+        "committed to {committed} with nothing applied"
+    );
+
+    let second = Worker::start(topics.config(&up_dir));
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes
+        .until_terminal(keys.values().flatten().map(String::as_str))
+        .await;
+    committed_offset(&topics.group, &topic, 0, |o| o == total as i64).await;
+    second.stop().await;
+    outcomes.drain(Duration::from_secs(1)).await;
+    assert_eq!(outcomes.count("applied"), total);
+    assert_eq!(
+        outcomes.count("failed") + outcomes.count("dead_lettered"),
+        0
+    );
+    assert_eq!(intent_files(&up_dir), total);
 }

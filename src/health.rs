@@ -1,6 +1,6 @@
 //! The HTTP endpoints Kubernetes probes: `/healthz` (the process serves) and `/readyz`
 //! (the worker has joined its group and is taking messages; not while shutting down, nor
-//! while the intent sink is down: then its partitions are paused and nothing is applied),
+//! while messages wait for an intent sink that is down: their partitions are paused),
 //! and Prometheus scrapes: `/metrics` (see [`crate::prometheus`]). A `/readyz` that fails
 //! says why, in one line.
 //! A worker with no partitions (more replicas than partitions) is still ready: it is a

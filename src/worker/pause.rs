@@ -1,6 +1,6 @@
 //! Pausing partitions, for more than one reason at once: a partition whose buffer is full
-//! ([`Reason::Buffer`]), and every held partition while the intent sink is down
-//! ([`Reason::SinkDown`]). A paused partition is not fetched (librdkafka drops what it
+//! ([`Reason::Buffer`]), and a partition whose messages wait for the intent sink, which
+//! is down ([`Reason::SinkDown`]). A paused partition is not fetched (librdkafka drops what it
 //! had prefetched and fetches it again on resume), so a backlog stays in Kafka; it is
 //! fetched again once no reason holds.
 //!
@@ -16,7 +16,7 @@ use crate::schedule::PartitionId;
 pub(super) enum Reason {
     /// `PARTITION_BUFFER` messages consumed and not done.
     Buffer,
-    /// The intent sink is down: nothing of it can be applied.
+    /// Messages of the partition wait for the intent sink, which is down.
     SinkDown,
 }
 

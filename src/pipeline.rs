@@ -7,13 +7,18 @@
 //! (cheap, synchronous: decode and the `received` event) and [`Pipeline::complete`] (the
 //! slow part), so that `received` is published before translation starts and a scheduler
 //! can sit between the two.
+//!
+//! A sink that is down does not end messages: a transient apply error is retried, with
+//! backoff, for as long as the message's partition is held, and the sink's state
+//! ([`SinkStatus`]) tells the worker to pause its partitions meanwhile. Only a permanent
+//! error ends a message as `failed` (or `rejected`).
 
 use std::time::Duration;
 
+use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
-use tracing::warn;
 
-use crate::apply::{ApplyError, IntentSink};
+use crate::apply::{ApplyError, IntentSink, SinkStatus};
 use crate::cooldown::Cooldown;
 use crate::decode::{decode, Fingerprint, IdempotencyKey};
 use crate::intent::NetworkIntent;
@@ -25,8 +30,14 @@ use crate::request::Request;
 use crate::translate::Translator;
 use crate::validate::{check_request, validate, Limits};
 
-/// How long a failing apply is retried before the message is given up as `failed`.
-const APPLY_RETRY_BUDGET: Duration = Duration::from_secs(10);
+/// The first wait before an apply that failed transiently is tried again; it doubles
+/// (with jitter) up to [`APPLY_RETRY_MAX_INTERVAL`].
+pub const APPLY_RETRY_FIRST_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries of an apply while the sink is down. A message also
+/// tries again as soon as another apply succeeds (the sink may be back), but not sooner
+/// than [`APPLY_RETRY_FIRST_INTERVAL`] after its last try.
+pub const APPLY_RETRY_MAX_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A decoded message waiting to be completed.
 #[derive(Debug, Clone)]
@@ -52,6 +63,8 @@ pub struct Completion {
 pub struct Pipeline<T> {
     translator: T,
     sink: IntentSink,
+    /// Up or down, as the applies find it; the worker follows it.
+    sink_status: SinkStatus,
     limits: Limits,
     policy: Policy,
     /// Closed-loop scale-outs fold within it; off unless [`Pipeline::with_event_cooldown`].
@@ -63,10 +76,16 @@ impl<T: Translator> Pipeline<T> {
         Self {
             translator,
             sink,
+            sink_status: SinkStatus::default(),
             limits,
             policy,
             cooldown: Cooldown::default(),
         }
+    }
+
+    /// Whether the sink is up, as the applies find it.
+    pub fn sink_status(&self) -> &SinkStatus {
+        &self.sink_status
     }
 
     /// Folds closed-loop scale-outs of one network function within `period` into the
@@ -94,7 +113,8 @@ impl<T: Translator> Pipeline<T> {
     /// Checks, translates, validates, judges by the policy, holds closed-loop scale-outs to
     /// the cool-down and applies a received message.
     /// Nothing is applied once `lease` has ended (the partition was handed over during the
-    /// translation), and a translation still running then is dropped.
+    /// translation), and a translation still running then is dropped; so is an apply
+    /// waiting for a sink that is down.
     pub async fn complete(&self, received: &Received, lease: &Lease) -> Result<Completion, Fenced> {
         let Received {
             key,
@@ -181,7 +201,7 @@ impl<T: Translator> Pipeline<T> {
                 });
             }
         };
-        Ok(match self.apply_with_retries(&intent).await {
+        Ok(match self.apply_while_held(&intent, source, lease).await? {
             Ok(()) => {
                 cooldown.applied();
                 Completion {
@@ -206,23 +226,62 @@ impl<T: Translator> Pipeline<T> {
         })
     }
 
-    async fn apply_with_retries(&self, intent: &NetworkIntent) -> Result<(), ApplyError> {
-        let retry = ExponentialBackoff {
-            initial_interval: Duration::from_millis(100),
-            max_elapsed_time: Some(APPLY_RETRY_BUDGET),
+    /// Applies `intent`, waiting out a sink that is down: a transient error is tried
+    /// again, with backoff, for as long as `lease` is held (`Err(Fenced)` once it ends:
+    /// the next owner applies it), the message counted meanwhile as waiting for the sink
+    /// in `source`'s partition; a permanent error is the answer.
+    async fn apply_while_held(
+        &self,
+        intent: &NetworkIntent,
+        source: &SourceRef,
+        lease: &Lease,
+    ) -> Result<Result<(), ApplyError>, Fenced> {
+        let status = &self.sink_status;
+        let mut backoff = ExponentialBackoff {
+            initial_interval: APPLY_RETRY_FIRST_INTERVAL,
+            max_interval: APPLY_RETRY_MAX_INTERVAL,
+            max_elapsed_time: None,
             ..ExponentialBackoff::default()
         };
-        backoff::future::retry(retry, || async {
-            self.sink.apply(intent).await.map_err(|e| {
-                if e.is_transient() {
-                    warn!(intent = %intent.name(), error = %e, "apply failed, retrying");
-                    backoff::Error::transient(e)
-                } else {
-                    backoff::Error::permanent(e)
+        let mut successes = status.successes();
+        // Held while this message waits for the sink; dropped with the future if fenced.
+        let mut waiting = None;
+        loop {
+            match self.sink.apply(intent).await {
+                Ok(()) => {
+                    status.succeeded();
+                    return Ok(Ok(()));
                 }
-            })
-        })
-        .await
+                Err(e) => {
+                    status.failed(&e, intent.name());
+                    if !e.is_transient() {
+                        return Ok(Err(e));
+                    }
+                    if waiting.is_none() {
+                        let partition = (source.topic.clone(), source.partition);
+                        waiting = Some(status.wait(&partition, &e));
+                    }
+                }
+            }
+            successes.borrow_and_update();
+            let wait = backoff.next_backoff().unwrap_or(APPLY_RETRY_MAX_INTERVAL);
+            let first = APPLY_RETRY_FIRST_INTERVAL.min(wait);
+            let waited = async {
+                tokio::time::sleep(first).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait - first) => {}
+                    // Another apply succeeded: the sink may be back.
+                    _ = successes.changed() => {}
+                }
+            };
+            tokio::select! {
+                () = waited => {}
+                () = lease.ended() => return Err(Fenced),
+            }
+            if !lease.is_held() {
+                return Err(Fenced);
+            }
+        }
     }
 }
 
@@ -237,5 +296,130 @@ fn rejected(mut terminal: OutcomeEvent, failure: Failure) -> Completion {
     Completion {
         outcomes: vec![terminal, dead_lettered],
         dead_letter: Some(failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::SinkSpec;
+    use crate::translate::RuleTranslator;
+    use std::sync::Arc;
+
+    fn pipeline(sink_dir: &std::path::Path) -> Pipeline<RuleTranslator> {
+        Pipeline::new(
+            RuleTranslator::new(100),
+            IntentSink::new(SinkSpec::Dir(sink_dir.to_path_buf())),
+            Limits::default(),
+            Policy::default(),
+        )
+    }
+
+    fn received(pipeline: &Pipeline<RuleTranslator>, key: &str) -> Received {
+        let payload = serde_json::json!({
+            "idempotency_key": key,
+            "intent": "Deploy AMF with 2 replicas in namespace core5g",
+        });
+        let message = InboundMessage {
+            source: SourceRef {
+                topic: "service-requests".into(),
+                partition: 3,
+                offset: 7,
+            },
+            key: None,
+            payload: Some(payload.to_string().into_bytes()),
+            headers: Vec::new(),
+        };
+        pipeline.receive(&message).0
+    }
+
+    fn stages(completion: &Completion) -> Vec<&'static str> {
+        completion
+            .outcomes
+            .iter()
+            .map(|e| e.stage.as_str())
+            .collect()
+    }
+
+    /// Waits until `n` messages of the test's partition wait for the sink.
+    async fn until_waiting(pipeline: &Pipeline<RuleTranslator>, n: usize) {
+        let partition = ("service-requests".to_string(), 3);
+        let mut state = pipeline.sink_status().subscribe();
+        let waited = state.wait_for(|s| s.waiting_in(&partition) == n).await;
+        assert!(waited.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_is_down_is_waited_for_until_it_heals() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink_dir = dir.path().join("intents");
+        std::fs::write(&sink_dir, b"not a directory").unwrap();
+        let pipeline = Arc::new(pipeline(&sink_dir));
+        let lease = Lease::new(1);
+        let message = received(&pipeline, "order-1");
+        let task = tokio::spawn({
+            let (pipeline, lease) = (pipeline.clone(), lease.clone());
+            async move { pipeline.complete(&message, &lease).await }
+        });
+        until_waiting(&pipeline, 1).await;
+        assert!(!pipeline.sink_status().is_up());
+        let reason = pipeline.sink_status().subscribe().borrow().reason.clone();
+        assert!(
+            reason.is_some_and(|r| r.contains(&sink_dir.display().to_string())),
+            "the reason names the path"
+        );
+
+        std::fs::remove_file(&sink_dir).unwrap();
+        let completion = task.await.unwrap().expect("not fenced");
+        assert_eq!(stages(&completion), ["translated", "applied"]);
+        assert!(completion.dead_letter.is_none());
+        assert!(pipeline.sink_status().is_up(), "up once it was applied");
+    }
+
+    #[tokio::test]
+    async fn a_message_waiting_for_the_sink_is_fenced_when_its_lease_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink_dir = dir.path().join("intents");
+        std::fs::write(&sink_dir, b"not a directory").unwrap();
+        let pipeline = Arc::new(pipeline(&sink_dir));
+        let lease = Lease::new(1);
+        let message = received(&pipeline, "order-1");
+        let task = tokio::spawn({
+            let (pipeline, lease) = (pipeline.clone(), lease.clone());
+            async move { pipeline.complete(&message, &lease).await }
+        });
+        until_waiting(&pipeline, 1).await;
+        lease.end();
+        assert_eq!(task.await.unwrap().unwrap_err(), Fenced);
+        assert!(pipeline.sink_status().is_up(), "nothing waits any more");
+        assert!(std::fs::read(&sink_dir).is_ok_and(|b| b == b"not a directory"));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_error_ends_the_message_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = pipeline(dir.path());
+        // Another request's intent where this one's goes.
+        let other = received(&pipeline, "order-2");
+        pipeline.complete(&other, &Lease::new(1)).await.unwrap();
+        let message = received(&pipeline, "order-1");
+        let in_place = |key| {
+            let name = crate::intent::intent_name(key);
+            dir.path().join("core5g").join(format!("{name}.yaml"))
+        };
+        std::fs::copy(in_place("order-2"), in_place("order-1")).unwrap();
+
+        let completion = pipeline.complete(&message, &Lease::new(1)).await.unwrap();
+        assert_eq!(
+            stages(&completion),
+            ["translated", "failed", "dead_lettered"]
+        );
+        let failure = completion.dead_letter.expect("a dead letter");
+        assert_eq!(failure.code, ErrorCode::ApplyFailed);
+        assert!(failure.message.starts_with("conflict: "), "{failure:?}");
+        assert!(
+            pipeline.sink_status().is_up(),
+            "a conflict says nothing of the sink"
+        );
     }
 }

@@ -17,12 +17,14 @@
 //! which all are done. librdkafka auto-commits stored positions.
 //!
 //! A partition with [`Config::partition_buffer`] messages outstanding is paused until
-//! half of them are done; the poll thread keeps polling. A revoked partition stops
-//! starting messages, and the group waits while its in-flight ones finish, up to
-//! [`Config::revoke_drain_timeout`]; then its lease ends, and what was still in flight
-//! is fenced: it applies and publishes nothing, and the next owner processes it again.
+//! half of them are done; the poll thread keeps polling. A partition whose messages wait
+//! for the intent sink (it is down) is paused until none does ([`sink`]). A revoked
+//! partition stops starting messages, and the group waits while its in-flight ones
+//! finish (not those waiting for the sink), up to [`Config::revoke_drain_timeout`]; then
+//! its lease ends, and what was still in flight is fenced: it applies and publishes
+//! nothing, and the next owner processes it again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -31,9 +33,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::apply::status::SinkState;
 use crate::config::Config;
 use crate::dedup::{self, Dedup, Entry};
 use crate::health::Health;
@@ -48,8 +51,12 @@ use crate::pipeline::{Completion, Pipeline, Received};
 use crate::schedule::{ordering_key, Lane, PartitionId, Scheduler};
 use crate::translate::Translator;
 
+mod pause;
 mod rebalance;
+mod sink;
 mod state;
+
+use pause::{Pauses, Reason};
 
 /// Events taken from the poll thread at once. Taking them in batches frees room in the
 /// hand-off queue in batches, so the poll thread, when it waits for room, is woken once
@@ -107,9 +114,13 @@ pub async fn run<T: Translator + 'static>(
         "worker started"
     );
 
+    let sink = pipeline.sink_status().subscribe();
+    metrics::gauge!("sink_up").set(if sink.borrow().is_down() { 0.0 } else { 1.0 });
     let mut worker = Worker {
         consumer: &consumer,
         pipeline: Arc::new(pipeline),
+        health: health.clone(),
+        sink,
         publisher: &publisher,
         dedup: Dedup::new(config.dedup_window, config.dedup_max_entries),
         properties: &properties,
@@ -119,7 +130,7 @@ pub async fn run<T: Translator + 'static>(
         held,
         epochs: 0,
         busy: HashMap::new(),
-        paused: HashSet::new(),
+        pauses: Pauses::default(),
         entries_gauges: HashMap::new(),
         changelogs: config
             .topics
@@ -217,6 +228,10 @@ struct Revocation {
 struct Worker<'a, T> {
     consumer: &'a GroupConsumer,
     pipeline: Arc<Pipeline<T>>,
+    /// What `/readyz` answers; the worker tells it when the sink goes down or comes back.
+    health: Arc<Health>,
+    /// The sink's state ([`Pipeline::sink_status`]): which partitions' messages wait for it.
+    sink: watch::Receiver<SinkState>,
     publisher: &'a Publisher<Sent>,
     dedup: Dedup,
     properties: &'a std::collections::BTreeMap<String, String>,
@@ -231,7 +246,8 @@ struct Worker<'a, T> {
     epochs: u64,
     /// Messages started and not yet done, per partition: what a revocation waits for.
     busy: HashMap<PartitionId, usize>,
-    paused: HashSet<PartitionId>,
+    /// Partitions paused, and why.
+    pauses: Pauses,
     /// `dedup_entries` per topic and partition, kept rather than looked up per message.
     entries_gauges: HashMap<String, HashMap<i32, metrics::Gauge>>,
     /// The dedup changelog topic of each input topic.
@@ -330,6 +346,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     self.done(&mut acknowledged).await?;
                 }
                 () = sleep_until(next_deadline), if next_deadline.is_some() => {}
+                Ok(()) = self.sink.changed() => self.sink_changed(),
                 received = events.recv_many(&mut batch, EVENT_BATCH) => {
                     if received == 0 {
                         anyhow::bail!("the consumer's poll thread stopped");
@@ -355,15 +372,16 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
     }
 
-    /// After shutdown: waits for every started message to be done, starting nothing new.
-    /// Events keep being read so the poll thread is never stuck; their messages are
-    /// left uncommitted for the next owner.
+    /// After shutdown: waits for every started message to be done, starting nothing new,
+    /// except those waiting for the sink (fenced when the leases end). Events keep being
+    /// read so the poll thread is never stuck; their messages are left uncommitted for
+    /// the next owner.
     async fn finish_in_flight(
         &mut self,
         events: &mut mpsc::Receiver<GroupEvent>,
     ) -> anyhow::Result<()> {
         let mut acknowledged = Vec::with_capacity(EVENT_BATCH);
-        while self.busy.values().any(|&n| n > 0) {
+        while self.busy.keys().any(|p| self.may_finish(p) > 0) {
             tokio::select! {
                 Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
                     self.finish(finished).await?;
@@ -371,6 +389,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
                     self.done(&mut acknowledged).await?;
                 }
+                Ok(()) = self.sink.changed() => self.sink_changed(),
                 Some(event) = events.recv() => {
                     if let GroupEvent::Revoked { partitions, handed_over } = event {
                         // Nothing more starts; what is in flight of these is fenced.
@@ -410,16 +429,17 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let outstanding = self
             .offsets
             .outstanding(&message.source.topic, message.source.partition);
-        if outstanding >= self.partition_buffer && !self.paused.contains(&lane.partition) {
+        if outstanding >= self.partition_buffer
+            && self
+                .pauses
+                .pause(self.consumer, &lane.partition, Reason::Buffer)
+        {
             info!(
                 topic = %lane.partition.0, partition = lane.partition.1, outstanding,
                 "partition paused: its buffer is full"
             );
-            metrics::counter!("partition_pauses_total", "topic" => lane.partition.0.clone())
+            metrics::counter!("partition_pauses_total", "topic" => lane.partition.0.clone(), "reason" => "buffer")
                 .increment(1);
-            self.consumer.pause(&lane.partition.0, lane.partition.1);
-            self.paused.insert(lane.partition.clone());
-            metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
         }
         self.scheduler.push(
             lane,
@@ -649,10 +669,16 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 }
             }
             let outstanding = self.offsets.outstanding(&source.topic, source.partition);
-            if outstanding <= self.partition_buffer / 2 && self.paused.remove(&partition) {
-                info!(topic = %source.topic, partition = source.partition, outstanding, "partition resumed");
-                self.consumer.resume(&source.topic, source.partition);
-                metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
+            if outstanding <= self.partition_buffer / 2
+                && self.pauses.is_paused_for(&partition, Reason::Buffer)
+            {
+                self.pauses
+                    .resume(self.consumer, &partition, Reason::Buffer);
+                let still = self.pauses.is_paused_for(&partition, Reason::SinkDown);
+                info!(
+                    topic = %source.topic, partition = source.partition, outstanding,
+                    "{}", if still { "partition's buffer drained; still paused: the intent sink is down" } else { "partition resumed" }
+                );
             }
         }
         for (topic, partition, position) in positions {

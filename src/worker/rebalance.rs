@@ -57,10 +57,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let mut i = 0;
         while i < self.revocations.len() {
             let revocation = &self.revocations[i];
+            // A message waiting for the sink is not waited for: it is fenced.
             let drained = revocation
                 .partitions
                 .iter()
-                .all(|p| self.busy.get(p).is_none_or(|&n| n == 0));
+                .all(|p| self.may_finish(p) == 0);
             if drained || now >= revocation.deadline {
                 let revocation = self.revocations.swap_remove(i);
                 self.hand_over(revocation);
@@ -83,12 +84,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
             metrics::counter!("partitions_revoked_total", "topic" => partition.0.clone())
                 .increment(1);
             self.held.end(std::slice::from_ref(partition));
-            if self.paused.contains(partition) {
-                self.consumer.resume(&partition.0, partition.1);
-            }
+            self.pauses.hand_over(self.consumer, partition);
             self.forget(partition);
         }
-        metrics::gauge!("partitions_paused").set(self.paused.len() as f64);
         metrics::histogram!("revocation_drain_seconds")
             .record(revocation.started.elapsed().as_secs_f64());
         info!(
@@ -111,7 +109,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         self.dedup.drop_partition(&partition.0, partition.1);
         self.offsets.forget(&partition.0, partition.1);
         self.busy.remove(partition);
-        self.paused.remove(partition);
+        self.pauses.forget(partition);
         self.translating.retain(|(p, _), _| p != partition);
         self.unparked
             .retain(|(lane, _)| &lane.partition != partition);

@@ -1,200 +1,51 @@
-//! Applying: a validated NetworkIntent is handed to where it takes effect.
-//!
-//! `dir:` writes one YAML file per intent, `<dir>/<namespace>/<name>.yaml`, for GitOps
+//! The `dir:` sink: one YAML file per intent, `<dir>/<namespace>/<name>.yaml`, for GitOps
 //! (`kubectl apply -R -f <dir>`, or a repository that Argo CD syncs). Writing goes through
 //! a temporary file and a rename, so a reader never sees half a file and applying the same
-//! intent twice leaves one file with the same content. `stdout` prints each intent as a
-//! YAML document. Both are idempotent, like the server-side apply that comes later.
+//! intent twice leaves one file with the same content.
 //!
-//! A sink never overwrites another request's intent: before writing, `dir:` reads the
-//! file already there (at most [`MAX_EXISTING_BYTES`]; it may hold anything) and writes
-//! only if its `nephoran.com/idempotency-key` annotation is this intent's key. Anything
-//! else (another key, no annotation, not YAML, too large, not a regular file) is a
+//! It never overwrites another request's intent: before writing, it reads the file already
+//! there (at most [`MAX_EXISTING_BYTES`]; it may hold anything) and writes only if its
+//! `nephoran.com/idempotency-key` annotation is this intent's key (and, when both record
+//! one, its payload fingerprint is this intent's). Anything else (another key, another
+//! payload, no annotation, not YAML, too large, not a regular file) is an
 //! [`ApplyError::Conflict`], which is permanent: retrying cannot change whose it is.
+//! A directory that cannot be written is an [`ApplyError::Io`], which may heal.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::{ApplyError, Holder};
 use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION, PAYLOAD_FINGERPRINT_ANNOTATION};
 
 /// The most of an existing intent file read to learn whose it is; a larger file is not
 /// one this service wrote, and is not overwritten.
 pub const MAX_EXISTING_BYTES: u64 = 1024 * 1024;
 
-/// The most of another key quoted in a conflict (characters, before escaping).
-const MAX_SHOWN_KEY_CHARS: usize = 128;
-
-/// Where intents go, as configured by `INTENT_SINK`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkSpec {
-    Dir(PathBuf),
-    Stdout,
-    /// Drops every intent: for benchmarks and dry runs.
-    Discard,
-}
-
-impl FromStr for SinkSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once(':') {
-            Some(("dir", path)) if !path.trim().is_empty() => Ok(Self::Dir(PathBuf::from(path))),
-            Some(("dir", _)) => Err("dir: needs a path, e.g. dir:./intents".into()),
-            None if s == "stdout" => Ok(Self::Stdout),
-            None if s == "discard" => Ok(Self::Discard),
-            _ => Err(format!(
-                "{s:?} is not a sink: use dir:<path>, stdout or discard"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for SinkSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dir(path) => write!(f, "dir:{}", path.display()),
-            Self::Stdout => f.write_str("stdout"),
-            Self::Discard => f.write_str("discard"),
-        }
-    }
-}
-
-/// Why an intent could not be applied.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("could not serialise the intent: {0}")]
-    Serialise(#[from] serde_yaml::Error),
-    #[error("could not write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The intent's place is taken by something that is not this request's intent.
-    #[error("conflict: {path} {holder}; not overwritten")]
-    Conflict { path: PathBuf, holder: Holder },
-}
-
-impl ApplyError {
-    /// Whether trying again may succeed (an I/O error); a conflict or an intent that
-    /// cannot be serialised stays as it is.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Io { .. })
-    }
-
-    /// Whether the intent's place holds the same key claimed by another payload.
-    pub fn is_key_conflict(&self) -> bool {
-        matches!(
-            self,
-            Self::Conflict {
-                holder: Holder::OtherPayload(_),
-                ..
-            }
-        )
-    }
-}
-
-/// What holds an intent's place instead of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Holder {
-    /// The intent of another idempotency key (escaped and bounded).
-    OtherKey(String),
-    /// The intent of the same key, claimed by another payload (its fingerprint, hex).
-    OtherPayload(String),
-    /// A file whose idempotency-key annotation cannot be read, and why.
-    Unreadable(String),
-}
-
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::OtherKey(key) => write!(
-                f,
-                "holds the intent of another idempotency key, \"{}\"",
-                shown(key)
-            ),
-            Self::OtherPayload(fingerprint) => write!(
-                f,
-                "holds the intent of the same idempotency key claimed by another payload \
-                 (fingerprint {}): idempotency_key_conflict",
-                shown(fingerprint)
-            ),
-            Self::Unreadable(why) => write!(
-                f,
-                "exists and its {IDEMPOTENCY_KEY_ANNOTATION} annotation cannot be read ({why})"
-            ),
-        }
-    }
-}
-
-/// A key from a file, as it may be quoted: at most [`MAX_SHOWN_KEY_CHARS`] characters,
-/// anything but printable ASCII escaped, so it can forge neither log lines nor markup.
-fn shown(key: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in key.chars().enumerate() {
-        if i == MAX_SHOWN_KEY_CHARS {
-            out.push('…');
-            break;
-        }
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' ' => out.push(c),
-            c if c.is_ascii_graphic() => out.push(c),
-            c => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
-        }
-    }
-    out
-}
-
-/// The configured sink.
+/// Writes intents under one directory.
 #[derive(Debug)]
-pub struct IntentSink {
-    spec: SinkSpec,
+pub struct DirSink {
+    dir: PathBuf,
     /// Makes temporary file names unique when two tasks write the same intent at once.
     writes: AtomicU64,
 }
 
-impl IntentSink {
-    pub fn new(spec: SinkSpec) -> Self {
+impl DirSink {
+    pub fn new(dir: PathBuf) -> Self {
         Self {
-            spec,
+            dir,
             writes: AtomicU64::new(0),
         }
     }
 
-    /// Applies one intent; calling it again with the same intent changes nothing.
+    /// Writes one intent's file; writing the same intent again changes nothing.
     pub async fn apply(&self, intent: &NetworkIntent) -> Result<(), ApplyError> {
-        match &self.spec {
-            SinkSpec::Dir(dir) => {
-                let yaml = serde_yaml::to_string(intent)?;
-                let path = intent_path(dir, intent);
-                check_holder(&path, intent).await?;
-                let n = self.writes.fetch_add(1, Ordering::Relaxed);
-                write_atomically(dir, intent, yaml.as_bytes(), n).await
-            }
-            SinkSpec::Stdout => {
-                let yaml = serde_yaml::to_string(intent)?;
-                let mut out = tokio::io::stdout();
-                let doc = format!("---\n{yaml}");
-                out.write_all(doc.as_bytes())
-                    .await
-                    .map_err(|source| ApplyError::Io {
-                        path: PathBuf::from("<stdout>"),
-                        source,
-                    })?;
-                out.flush().await.map_err(|source| ApplyError::Io {
-                    path: PathBuf::from("<stdout>"),
-                    source,
-                })
-            }
-            SinkSpec::Discard => Ok(()),
-        }
+        let yaml = serde_yaml::to_string(intent)?;
+        let path = intent_path(&self.dir, intent);
+        check_holder(&path, intent).await?;
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        write_atomically(&self.dir, intent, yaml.as_bytes(), n).await
     }
 }
 
@@ -216,7 +67,14 @@ async fn check_holder(path: &Path, intent: &NetworkIntent) -> Result<(), ApplyEr
     // and opening one could block or read without end.
     match tokio::fs::symlink_metadata(path).await {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(unreadable(e.to_string())),
+        // Nothing is known to be there: the directory cannot be read (a component is not
+        // a directory, permissions), which may heal.
+        Err(source) => {
+            return Err(ApplyError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
         Ok(meta) if !meta.is_file() => return Err(unreadable("not a regular file".into())),
         Ok(_) => {}
     }
@@ -323,21 +181,10 @@ mod tests {
         )
     }
 
-    #[test]
-    fn parses_sink_specs() {
-        assert_eq!(
-            "dir:./intents".parse::<SinkSpec>().unwrap(),
-            SinkSpec::Dir("./intents".into())
-        );
-        assert_eq!("stdout".parse::<SinkSpec>().unwrap(), SinkSpec::Stdout);
-        assert!("dir:".parse::<SinkSpec>().is_err());
-        assert!("kube".parse::<SinkSpec>().unwrap_err().contains("kube"));
-    }
-
     #[tokio::test]
     async fn writing_twice_leaves_one_identical_file() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf()));
+        let sink = DirSink::new(dir.path().to_path_buf());
         sink.apply(&intent()).await.unwrap();
         let path = intent_path(dir.path(), &intent());
         let first = std::fs::read(&path).unwrap();
@@ -353,13 +200,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unwritable_directory_is_a_clear_error() {
+    async fn an_unwritable_directory_is_a_clear_transient_error_that_heals() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, b"x").unwrap();
-        let sink = IntentSink::new(SinkSpec::Dir(blocker.clone()));
-        let err = sink.apply(&intent()).await.unwrap_err().to_string();
-        assert!(err.contains(&blocker.display().to_string()), "{err}");
+        let sink = DirSink::new(blocker.clone());
+        let err = sink.apply(&intent()).await.unwrap_err();
+        assert!(err.is_transient(), "a directory may become writable: {err}");
+        assert!(!err.is_key_conflict());
+        let message = err.to_string();
+        assert!(
+            message.contains(&blocker.display().to_string()),
+            "{message}"
+        );
+        // Healed: the same sink writes.
+        std::fs::remove_file(&blocker).unwrap();
+        sink.apply(&intent()).await.unwrap();
+        assert!(intent_path(&blocker, &intent()).is_file());
     }
 
     /// An intent of key `key` that lands where `intent()` does: as if two keys had the
@@ -373,7 +230,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_payload_that_claimed_a_key_overwrites_its_intent() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf()));
+        let sink = DirSink::new(dir.path().to_path_buf());
         let path = intent_path(dir.path(), &intent());
         let first = intent().claimed_by(&[1; 8]);
         sink.apply(&first).await.unwrap();
@@ -400,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn an_intent_of_another_key_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf()));
+        let sink = DirSink::new(dir.path().to_path_buf());
         let path = intent_path(dir.path(), &intent());
         let hostile = "victim\u{1b}[31m\"\n".to_string() + &"x".repeat(500);
         sink.apply(&squatter(&hostile)).await.unwrap();
@@ -430,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_whose_owner_cannot_be_read_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf()));
+        let sink = DirSink::new(dir.path().to_path_buf());
         let path = intent_path(dir.path(), &intent());
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let big = vec![b'a'; MAX_EXISTING_BYTES as usize + 1];

@@ -691,6 +691,23 @@ async fn list_then_watch_from_its_version_sees_every_later_change_and_bookmarks(
     assert_eq!(added[0]["object"]["metadata"]["name"], "ni-2");
     assert_eq!(added[1]["object"]["metadata"]["name"], "ni-3");
 
+    // A streaming list (kube's `streaming_lists()`): the objects, then a bookmark that
+    // marks their end.
+    let mut streaming = http
+        .watch(&format!(
+            "{BASE}/namespaces/core5g/networkintents?&watch=true&timeoutSeconds=290&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+        ))
+        .await;
+    assert_eq!(streaming.event().await["type"], "ADDED");
+    assert_eq!(streaming.event().await["type"], "ADDED");
+    let end = streaming.event().await;
+    assert_eq!(end["type"], "BOOKMARK");
+    assert_eq!(
+        end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(rv(&end["object"]), api.resource_version());
+
     // timeoutSeconds ends the stream cleanly.
     let mut short = http
         .watch(&format!(

@@ -11,19 +11,14 @@ use std::time::Duration;
 use common::kubeapi::KubeApi;
 use common::{Outcomes, TestTopics, PATIENCE};
 use nephoran_kafka_consumer::lease::{Held, Lease};
-use nephoran_kafka_consumer::lifecycle::{self, transition, Ownership, Reporter, Settings};
+use nephoran_kafka_consumer::lifecycle::{self, transition, Handle, Ownership, Reporter, Settings};
 use nephoran_kafka_consumer::outcome::{generation_event_id, ErrorCode, Stage};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const NS: &str = "ran";
 
 /// A watcher running in-process against `api`, publishing to the test's outcomes topic.
-struct Watcher {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
-}
+struct Watcher(Handle);
 
 impl Watcher {
     async fn start(api: &KubeApi, topics: &TestTopics, ownership: Ownership) -> Self {
@@ -35,28 +30,14 @@ impl Watcher {
         let client = kube::Client::try_from(config).expect("kube client");
         let properties = [("bootstrap.servers".to_string(), common::brokers())].into();
         let reporter = Reporter::new(&properties, &topics.outcomes).expect("reporter");
-        let (stop, stopped) = oneshot::channel();
         let settings = Settings {
             recheck: Duration::from_millis(500),
         };
-        let task = tokio::spawn(lifecycle::run(
-            client,
-            reporter,
-            ownership,
-            settings,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Self { stop, task }
+        Self(Handle::spawn(client, reporter, ownership, settings))
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .expect("watcher task")
-            .expect("watcher ends cleanly");
+        self.0.stop().await.expect("watcher ends cleanly");
     }
 }
 

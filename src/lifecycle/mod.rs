@@ -34,6 +34,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
+use crate::apply::SinkSpec;
 use crate::decode::{IdempotencyKey, KeySource};
 use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::kafka::publisher::{Acknowledged, Publisher, Sends};
@@ -123,6 +124,68 @@ impl Reporter {
             .ok_or_else(|| anyhow::anyhow!("the outcome producer is gone"))?;
         back.result()?;
         Ok(())
+    }
+}
+
+/// Whether the sink makes intents the watcher can follow: only objects on a Kubernetes
+/// API server have a status. Exhaustive on purpose: a new sink must say.
+pub fn follows(sink: &SinkSpec) -> bool {
+    match sink {
+        SinkSpec::Dir(_) | SinkSpec::Stdout | SinkSpec::Discard => false,
+    }
+}
+
+/// A watcher running beside the worker.
+pub struct Handle {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Handle {
+    /// Starts the watcher for the worker when its sink is one it [`follows`]: a client
+    /// in-cluster or from `KUBECONFIG`, a producer of its own, and the intents of the
+    /// partitions in `held` (the worker's lease table). `None` for other sinks.
+    pub async fn for_worker(
+        sink: &SinkSpec,
+        properties: &BTreeMap<String, String>,
+        outcomes_topic: &str,
+        held: Held,
+    ) -> anyhow::Result<Option<Self>> {
+        if !follows(sink) {
+            return Ok(None);
+        }
+        let client = Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("lifecycle watcher: no Kubernetes client: {e}"))?;
+        let reporter = Reporter::new(properties, outcomes_topic)?;
+        Ok(Some(Self::spawn(
+            client,
+            reporter,
+            Ownership::Partitions(held),
+            Settings::default(),
+        )))
+    }
+
+    /// Runs [`run`] on a task of its own until [`Handle::stop`].
+    pub fn spawn(
+        client: Client,
+        reporter: Reporter,
+        ownership: Ownership,
+        settings: Settings,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(run(client, reporter, ownership, settings, async {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    /// Stops the watcher and waits for it: an event being published is finished first.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .map_err(|e| anyhow::anyhow!("lifecycle watcher task: {e}"))?
     }
 }
 

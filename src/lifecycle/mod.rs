@@ -398,3 +398,105 @@ fn event(intent: &NetworkIntent, about: &About, transition: Transition) -> Outco
     }
     event
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(annotations: &[(&str, &str)], topic: Option<&str>) -> NetworkIntent {
+        let spec = serde_json::from_value(serde_json::json!({
+            "intent": "deploy amf",
+            "intentType": "deployment",
+            "priority": "medium",
+            "targetNamespace": "ran",
+            "targetComponents": ["amf"],
+        }))
+        .unwrap();
+        let mut intent = NetworkIntent::for_key("k1", spec);
+        let meta = &mut intent.metadata;
+        for (k, v) in annotations {
+            meta.annotations
+                .get_or_insert_default()
+                .insert(k.to_string(), v.to_string());
+        }
+        if let Some(topic) = topic {
+            meta.labels
+                .get_or_insert_default()
+                .insert(SOURCE_TOPIC_LABEL.into(), topic.into());
+        }
+        intent
+    }
+
+    #[test]
+    fn the_source_comes_from_the_sinks_annotations() {
+        let good = intent(
+            &[
+                (SOURCE_PARTITION_ANNOTATION, "3"),
+                (SOURCE_OFFSET_ANNOTATION, "42"),
+                (KEY_SOURCE_ANNOTATION, "derived"),
+            ],
+            Some("service-requests"),
+        );
+        let about = about(&good).unwrap();
+        assert_eq!(about.key.value, "k1");
+        assert_eq!(about.key.source, KeySource::Derived);
+        assert_eq!(
+            about.source,
+            SourceRef {
+                topic: "service-requests".into(),
+                partition: 3,
+                offset: 42
+            }
+        );
+    }
+
+    #[test]
+    fn unusable_source_annotations_are_errors_not_panics() {
+        for (partition, offset, topic) in [
+            ("-1", "1", Some("t")),
+            ("x", "1", Some("t")),
+            ("99999999999", "1", Some("t")),
+            ("1", "-5", Some("t")),
+            ("1", "1", None),
+            ("1", "1", Some("")),
+        ] {
+            let bad = intent(
+                &[
+                    (SOURCE_PARTITION_ANNOTATION, partition),
+                    (SOURCE_OFFSET_ANNOTATION, offset),
+                ],
+                topic,
+            );
+            let error = about(&bad).err().expect("refused").to_string();
+            assert!(error.starts_with("NetworkIntent ran/"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_failed_event_escapes_and_bounds_the_status_message() {
+        let mut failed = intent(
+            &[
+                (SOURCE_PARTITION_ANNOTATION, "0"),
+                (SOURCE_OFFSET_ANNOTATION, "1"),
+            ],
+            Some("t"),
+        );
+        failed.status = Some(crate::intent::NetworkIntentStatus {
+            message: Some(format!("bad\u{1b}[2J{}", "x".repeat(5000))),
+            ..Default::default()
+        });
+        let transition = Transition {
+            stage: Stage::Failed,
+            generation: 4,
+        };
+        let event = event(&failed, &about(&failed).unwrap(), transition);
+        let error = event.error.unwrap();
+        assert_eq!(error.code, ErrorCode::DeployFailed);
+        assert!(error.message.starts_with("bad\\u{1b}[2J"));
+        assert!(error.message.len() <= crate::outcome::MAX_FAILURE_MESSAGE_BYTES);
+        assert_eq!(
+            event.event_id,
+            crate::outcome::generation_event_id("k1", Stage::Failed, 4)
+        );
+    }
+}

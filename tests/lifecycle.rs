@@ -239,3 +239,37 @@ async fn the_watch_survives_410_gone() {
     assert_eq!(count(&outcomes, "before-gone", "deployed"), 1);
     assert_eq!(outcomes.in_order.len(), 2, "{:?}", outcomes.in_order);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_that_moves_brings_its_pending_transitions() {
+    let topics = TestTopics::create("lifecycle-moves", 1).await;
+    let api = KubeApi::start().await;
+    api.create_namespace(NS);
+    let source = &topics.service_requests;
+    let pending = create(&api, "moves", source, 0, 1);
+    let mut outcomes = Outcomes::new(&topics);
+
+    // The replica holds partition 1 only: the deployed intent of partition 0 waits,
+    // unreported. The watcher takes events in order, so once the later intent of
+    // partition 1 is reported, the first one has been seen and passed over.
+    let held = Held::default();
+    held.insert((source.clone(), 1), Lease::new(1));
+    let watcher = Watcher::start(&api, &topics, Ownership::Partitions(held.clone())).await;
+    api.wait_for_watches(1).await;
+    api.deployed(NS, &pending, "ready").expect("status");
+    let marker = create(&api, "marker", source, 1, 1);
+    api.deployed(NS, &marker, "ready").expect("status");
+    until_stage(&mut outcomes, "marker", "deployed").await;
+    assert_eq!(
+        count(&outcomes, "moves", "deployed"),
+        0,
+        "not held: not reported"
+    );
+    // Partition 0 is assigned to it: the recheck reports what was pending, once.
+    held.insert((source.clone(), 0), Lease::new(1));
+    until_stage(&mut outcomes, "moves", "deployed").await;
+    until_recorded(&api, &pending, "deployed@1").await;
+    watcher.stop().await;
+    outcomes.drain(Duration::from_secs(1)).await;
+    assert_eq!(count(&outcomes, "moves", "deployed"), 1);
+}

@@ -209,10 +209,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let api: Api<NetworkIntent> = Api::all(client.clone());
     let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let mut objects = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff());
     let mut shutdown = std::pin::pin!(shutdown);
     // Intents with a transition due and not reported, by namespace and name: the latest
-    // version seen. Bounded by the managed intents.
+    // version seen. Bounded by the managed intents: a deleted one is dropped, and a
+    // re-list (after 410 Gone, or a reconnect) starts it afresh.
     let mut pending: HashMap<(String, String), Arc<NetworkIntent>> = HashMap::new();
     let mut recheck = tokio::time::interval(settings.recheck);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -220,13 +221,21 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),
-            next = objects.next() => match next {
+            next = events.next() => match next {
                 None => return Ok(()),
                 Some(Err(error)) => {
                     metrics::counter!("lifecycle_watch_errors_total").increment(1);
                     warn!(%error, "lifecycle watch failed; retrying with backoff");
                 }
-                Some(Ok(intent)) => {
+                Some(Ok(watcher::Event::Init)) => {
+                    // The list that follows brings every current object again.
+                    pending.clear();
+                }
+                Some(Ok(watcher::Event::InitDone)) => {}
+                Some(Ok(watcher::Event::Delete(intent))) => {
+                    pending.remove(&(intent.namespace().to_string(), intent.name().to_string()));
+                }
+                Some(Ok(watcher::Event::Apply(intent) | watcher::Event::InitApply(intent))) => {
                     let intent = Arc::new(intent);
                     let id = (intent.namespace().to_string(), intent.name().to_string());
                     pending.remove(&id);
@@ -316,8 +325,13 @@ async fn record(client: &Client, intent: &NetworkIntent, value: &str) -> kube::R
         },
         &Patch::Merge(&patch),
     )
-    .await?;
-    Ok(())
+    .await
+    .map(drop)
+    .or_else(|error| match &error {
+        // Deleted since: nothing left to record, nor to report again.
+        kube::Error::Api(status) if status.is_not_found() => Ok(()),
+        _ => Err(error),
+    })
 }
 
 /// What an event about the intent needs from its metadata.

@@ -34,8 +34,8 @@ pub const PAYLOAD_FINGERPRINT_ANNOTATION: &str = "nephoran.com/payload-fingerpri
 /// The condition the operator sets when an intent is deployed (the integration guide's
 /// pipelines run `kubectl wait --for=condition=Deployed`).
 pub const DEPLOYED_CONDITION: &str = "Deployed";
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const MANAGED_BY: &str = "nephoran-kafka-consumer";
+const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+const MANAGED_BY: &str = "nephoran-kafka-consumer";
 
 /// A DNS-1123 label (namespaces, environments), as the API server checks it.
 const DNS1123_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";

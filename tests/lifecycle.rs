@@ -51,7 +51,7 @@ fn create(api: &KubeApi, key: &str, topic: &str, partition: i32, offset: i64) ->
             "name": name,
             "namespace": NS,
             "labels": {
-                "app.kubernetes.io/managed-by": "nephoran-kafka-consumer",
+                "app.kubernetes.io/managed-by": "nephoran-kafka-consumer", // lifecycle::SELECTOR
                 lifecycle::SOURCE_TOPIC_LABEL: topic,
             },
             "annotations": {

@@ -36,12 +36,15 @@ use tracing::{info, warn};
 
 use crate::apply::SinkSpec;
 use crate::decode::{IdempotencyKey, KeySource};
-use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION};
 use crate::kafka::publisher::{Acknowledged, Publisher, Sends};
 use crate::lease::Held;
 use crate::message::SourceRef;
 use crate::outcome::{ErrorCode, Failure, IntentRef, OutcomeEvent, Stage};
 use transition::Transition;
+
+/// The intents this service manages: the label [`NetworkIntent::for_key`] sets.
+pub const SELECTOR: &str = "app.kubernetes.io/managed-by=nephoran-kafka-consumer";
 
 /// Label holding the topic of the request an intent was made from (set by the kube sink).
 pub const SOURCE_TOPIC_LABEL: &str = "nephoran.com/source-topic";
@@ -49,6 +52,8 @@ pub const SOURCE_TOPIC_LABEL: &str = "nephoran.com/source-topic";
 pub const SOURCE_PARTITION_ANNOTATION: &str = "nephoran.com/source-partition";
 /// Annotation holding that request's offset (set by the kube sink).
 pub const SOURCE_OFFSET_ANNOTATION: &str = "nephoran.com/source-offset";
+/// Kafka's longest topic name: a longer source topic is not one.
+const MAX_TOPIC_BYTES: usize = 249;
 /// Annotation holding how the key was found (`header`, `cloudevents`, `payload`,
 /// `derived`); optional, `header` when absent.
 pub const KEY_SOURCE_ANNOTATION: &str = "nephoran.com/key-source";
@@ -208,7 +213,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let api: Api<NetworkIntent> = Api::all(client.clone());
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let config = watcher::Config::default().labels(SELECTOR);
     let mut events = std::pin::pin!(watcher(api, config).default_backoff());
     let mut shutdown = std::pin::pin!(shutdown);
     // Intents with a transition due and not reported, by namespace and name: the latest
@@ -217,7 +222,7 @@ pub async fn run(
     let mut pending: HashMap<(String, String), Arc<NetworkIntent>> = HashMap::new();
     let mut recheck = tokio::time::interval(settings.recheck);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    info!(selector = %format!("{MANAGED_BY_LABEL}={MANAGED_BY}"), "lifecycle watcher started");
+    info!(selector = SELECTOR, "lifecycle watcher started");
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),
@@ -350,13 +355,17 @@ fn about(intent: &NetworkIntent) -> Result<About, Unreportable> {
         .annotation(IDEMPOTENCY_KEY_ANNOTATION)
         .filter(|k| !k.is_empty() && k.len() <= crate::decode::MAX_KEY_BYTES)
         .ok_or_else(|| missing("no usable idempotency-key annotation"))?;
+    // A topic that is not a valid label value (over 63 characters, say) has no label;
+    // an annotation of the same name, if the sink sets one, names it then.
     let topic = intent
         .metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(SOURCE_TOPIC_LABEL))
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| missing("no source-topic label"))?;
+        .map(String::as_str)
+        .or_else(|| intent.annotation(SOURCE_TOPIC_LABEL))
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOPIC_BYTES)
+        .ok_or_else(|| missing("no source-topic label or annotation"))?;
     let partition = intent
         .annotation(SOURCE_PARTITION_ANNOTATION)
         .and_then(|p| p.parse::<i32>().ok())
@@ -379,7 +388,7 @@ fn about(intent: &NetworkIntent) -> Result<About, Unreportable> {
             source: key_source,
         },
         source: SourceRef {
-            topic: topic.clone(),
+            topic: topic.to_string(),
             partition,
             offset,
         },
@@ -439,6 +448,27 @@ mod tests {
                 .insert(SOURCE_TOPIC_LABEL.into(), topic.into());
         }
         intent
+    }
+
+    #[test]
+    fn the_selector_matches_the_label_intents_get() {
+        let labels = intent(&[], None).metadata.labels.unwrap();
+        let (label, value) = SELECTOR.split_once('=').unwrap();
+        assert_eq!(labels.get(label).map(String::as_str), Some(value));
+    }
+
+    #[test]
+    fn a_topic_too_long_for_a_label_may_come_as_an_annotation() {
+        let long = "t".repeat(100);
+        let intent = intent(
+            &[
+                (SOURCE_TOPIC_LABEL, &long),
+                (SOURCE_PARTITION_ANNOTATION, "0"),
+                (SOURCE_OFFSET_ANNOTATION, "1"),
+            ],
+            None,
+        );
+        assert_eq!(about(&intent).unwrap().source.topic, long);
     }
 
     #[test]

@@ -43,6 +43,18 @@ impl Watcher {
 
 /// The object the kube sink applies for `key`, from `topic`/`partition`/`offset`.
 fn create(api: &KubeApi, key: &str, topic: &str, partition: i32, offset: i64) -> String {
+    apply_as_sink(api, key, topic, partition, offset, "deploy amf")
+}
+
+/// [`create`] with the intent text `text`: another text is another spec (a new generation).
+fn apply_as_sink(
+    api: &KubeApi,
+    key: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    text: &str,
+) -> String {
     let name = nephoran_kafka_consumer::intent::intent_name(key);
     let object = json!({
         "apiVersion": "nephoran.com/v1alpha1",
@@ -61,7 +73,7 @@ fn create(api: &KubeApi, key: &str, topic: &str, partition: i32, offset: i64) ->
             },
         },
         "spec": {
-            "intent": "deploy amf",
+            "intent": text,
             "intentType": "deployment",
             "priority": "medium",
             "targetNamespace": NS,
@@ -76,6 +88,10 @@ fn create(api: &KubeApi, key: &str, topic: &str, partition: i32, offset: i64) ->
 /// Waits until the watcher has recorded `value` on the object (it does so after the
 /// broker acknowledged the event). The test server offers nothing to await, so it polls.
 async fn until_recorded(api: &KubeApi, name: &str, value: &str) {
+    until_recorded_at(api, name, value, 1).await;
+}
+
+async fn until_recorded_at(api: &KubeApi, name: &str, value: &str, generation: i64) {
     let recorded = async {
         loop {
             let object = api.get(NS, name).unwrap_or(Value::Null);
@@ -89,7 +105,7 @@ async fn until_recorded(api: &KubeApi, name: &str, value: &str) {
         .await
         .unwrap_or_else(|_| panic!("{name} not recorded as {value} within {PATIENCE:?}"));
     assert_eq!(
-        object["metadata"]["generation"], 1,
+        object["metadata"]["generation"], generation,
         "the record does not bump the generation"
     );
 }
@@ -272,4 +288,45 @@ async fn a_partition_that_moves_brings_its_pending_transitions() {
     watcher.stop().await;
     outcomes.drain(Duration::from_secs(1)).await;
     assert_eq!(count(&outcomes, "moves", "deployed"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_generation_is_deployed_again_with_an_id_of_its_own() {
+    let topics = TestTopics::create("lifecycle-generations", 1).await;
+    let api = KubeApi::start().await;
+    api.create_namespace(NS);
+    let source = &topics.service_requests;
+    let name = create(&api, "regen", source, 0, 1);
+    let mut outcomes = Outcomes::new(&topics);
+    let watcher = Watcher::start(&api, &topics, Ownership::All).await;
+    api.wait_for_watches(1).await;
+    api.deployed(NS, &name, "ready").expect("status");
+    until_recorded(&api, &name, "deployed@1").await;
+
+    // The sink applies a changed spec (its own field manager; the record is not its
+    // field, so the apply keeps it): generation 2, whose old status says nothing yet.
+    apply_as_sink(&api, "regen", source, 0, 5, "deploy amf and smf");
+    let object = api.get(NS, &name).expect("object");
+    assert_eq!(object["metadata"]["generation"], 2);
+    assert_eq!(
+        object["metadata"]["annotations"][transition::REPORTED_ANNOTATION],
+        "deployed@1"
+    );
+    api.deployed(NS, &name, "ready again").expect("status");
+    until_recorded_at(&api, &name, "deployed@2", 2).await;
+    watcher.stop().await;
+    outcomes.drain(Duration::from_secs(1)).await;
+
+    let ids: Vec<&str> = outcomes.by_key["regen"]
+        .iter()
+        .map(|e| e.event_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            generation_event_id("regen", Stage::Deployed, 1),
+            generation_event_id("regen", Stage::Deployed, 2),
+        ]
+    );
+    assert_eq!(outcomes.by_key["regen"][1].source.offset, 5);
 }

@@ -25,6 +25,7 @@ pub mod hex;
 pub mod intent;
 pub mod kafka;
 pub mod lease;
+pub mod lifecycle;
 pub mod message;
 pub mod offsets;
 pub mod outcome;

@@ -96,10 +96,14 @@ pub enum ErrorCode {
     PolicyDenied,
     /// The idempotency key was first claimed by a message with a different payload.
     IdempotencyKeyConflict,
+    /// The operator could not deploy an intent the service applied: its status phase
+    /// turned `Failed` (the message is the status message). Not `apply_failed`: the
+    /// service did its part; what failed is downstream of it ([`crate::lifecycle`]).
+    DeployFailed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidSchema,
         ErrorCode::UnknownMessageType,
@@ -111,6 +115,7 @@ impl ErrorCode {
         ErrorCode::InvalidRecord,
         ErrorCode::PolicyDenied,
         ErrorCode::IdempotencyKeyConflict,
+        ErrorCode::DeployFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +131,7 @@ impl ErrorCode {
             ErrorCode::InvalidRecord => "invalid_record",
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::IdempotencyKeyConflict => "idempotency_key_conflict",
+            ErrorCode::DeployFailed => "deploy_failed",
         }
     }
 }
@@ -220,13 +226,32 @@ impl OutcomeEvent {
     }
 }
 
+/// The deterministic id of a lifecycle event the operator's status causes (`deployed`,
+/// `failed`) for one generation of the intent: a generation is deployed (or fails) once,
+/// and a later spec change is a new generation with events of its own.
+pub fn generation_event_id(idempotency_key: &str, stage: Stage, generation: i64) -> String {
+    uuid_of(&[
+        idempotency_key.as_bytes(),
+        stage.as_str().as_bytes(),
+        generation.to_string().as_bytes(),
+    ])
+}
+
 /// The deterministic id of an event: the same stage of the same request always gets the
 /// same id, formatted as a UUID (version 8, "custom") so consumers can store it as one.
 pub fn event_id(idempotency_key: &str, stage: Stage) -> String {
+    uuid_of(&[idempotency_key.as_bytes(), stage.as_str().as_bytes()])
+}
+
+/// SHA-256 of the parts, NUL-separated, as a version 8 UUID.
+fn uuid_of(parts: &[&[u8]]) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(idempotency_key.as_bytes());
-    hasher.update([0]);
-    hasher.update(stage.as_str().as_bytes());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.update([0]);
+        }
+        hasher.update(part);
+    }
     let digest = hasher.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
@@ -258,6 +283,11 @@ mod tests {
         assert_ne!(a, event_id("order-2", Stage::Applied));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
+        let d = generation_event_id("order-1", Stage::Deployed, 1);
+        assert_eq!(d, generation_event_id("order-1", Stage::Deployed, 1));
+        assert_ne!(d, generation_event_id("order-1", Stage::Deployed, 2));
+        assert_ne!(d, generation_event_id("order-1", Stage::Failed, 1));
+        assert_ne!(d, event_id("order-1", Stage::Deployed));
     }
 
     #[test]

@@ -108,6 +108,15 @@ pub async fn run<T: Translator + 'static>(
         leases: held.clone(),
     })
     .context("could not create the Kafka consumer")?;
+    // With a sink whose intents have a status, the lifecycle comes back: `deployed` and
+    // `failed` for the intents of the partitions this worker holds.
+    let lifecycle = crate::lifecycle::Handle::for_worker(
+        &config.intent_sink,
+        &properties,
+        &config.topics.outcomes_topic,
+        held.clone(),
+    )
+    .await?;
     info!(
         group = %config.group, topics = ?config.topics.topics, sink = %config.intent_sink,
         max_in_flight = config.max_in_flight, partition_buffer = config.partition_buffer,
@@ -168,6 +177,15 @@ pub async fn run<T: Translator + 'static>(
     }
     worker.end_leases();
     drop(worker);
+    if let Some(lifecycle) = lifecycle {
+        // An event being published is finished, within the deadline; one cut short is
+        // published again by the next owner (same event id: it was not recorded).
+        match tokio::time::timeout(deadline, lifecycle.stop()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %format!("{e:#}"), "lifecycle watcher stopped on an error"),
+            Err(_) => warn!("shutdown deadline reached; the lifecycle watcher was cut short"),
+        }
+    }
     consumer.commit();
     if let Err(e) = publisher.flush(deadline) {
         warn!(error = %e, "producer flush incomplete");

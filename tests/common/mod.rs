@@ -3,6 +3,7 @@
 //! worker running in-process, and the group's committed offsets.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod kubeapi;
 pub mod openai;
 pub mod raw;
 pub mod recorder;

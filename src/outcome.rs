@@ -96,10 +96,13 @@ pub enum ErrorCode {
     PolicyDenied,
     /// The idempotency key was first claimed by a message with a different payload.
     IdempotencyKeyConflict,
+    /// The intent's target namespace does not exist in the cluster (`INTENT_SINK=kube`
+    /// without `CREATE_NAMESPACES=true`).
+    NamespaceNotFound,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidSchema,
         ErrorCode::UnknownMessageType,
@@ -111,6 +114,7 @@ impl ErrorCode {
         ErrorCode::InvalidRecord,
         ErrorCode::PolicyDenied,
         ErrorCode::IdempotencyKeyConflict,
+        ErrorCode::NamespaceNotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +130,7 @@ impl ErrorCode {
             ErrorCode::InvalidRecord => "invalid_record",
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::IdempotencyKeyConflict => "idempotency_key_conflict",
+            ErrorCode::NamespaceNotFound => "namespace_not_found",
         }
     }
 }

@@ -174,7 +174,7 @@ const STAGES: [(Stage, u8); 5] = [
     // A closed-loop event folded into an earlier scale-out ([`crate::cooldown`]).
     (Stage::Duplicate, 5),
 ];
-const ERRORS: [(ErrorCode, u8); 11] = [
+const ERRORS: [(ErrorCode, u8); 12] = [
     (ErrorCode::InvalidJson, 1),
     (ErrorCode::InvalidSchema, 2),
     (ErrorCode::UnknownMessageType, 3),
@@ -186,6 +186,7 @@ const ERRORS: [(ErrorCode, u8); 11] = [
     (ErrorCode::InvalidRecord, 9),
     (ErrorCode::PolicyDenied, 10),
     (ErrorCode::IdempotencyKeyConflict, 11),
+    (ErrorCode::NamespaceNotFound, 12),
 ];
 
 fn stage_code(stage: Stage) -> u8 {

@@ -413,3 +413,64 @@ async fn without_a_usable_configuration_the_kube_sink_does_not_start() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_of_another_request_is_never_overwritten() {
+    let _turn = one_at_a_time().await;
+    let cluster = cluster("kubeclaim", &["default", "edge-f"]).await;
+    let (taken, claimed) = ("kube-claim-taken", "kube-claim-claimed");
+    // Under `taken`'s name: the object of another key.
+    let mut other_key = owned_by_someone_else(taken, "edge-f");
+    other_key["metadata"]["annotations"]["nephoran.com/idempotency-key"] = json!("someone-else");
+    // Under `claimed`'s name: the same key, claimed by another payload.
+    let mut other_payload = owned_by_someone_else(claimed, "edge-f");
+    other_payload["metadata"]["annotations"]["nephoran.com/payload-fingerprint"] =
+        json!("0123456789abcdef");
+    for object in [&other_key, &other_payload] {
+        cluster.api.apply(MANAGER, object, false).expect("apply");
+    }
+    let worker = Worker::start(cluster.config.clone());
+    worker.until_assigned().await;
+    send(
+        &cluster,
+        taken,
+        "Scale UPF to 3 replicas in namespace edge-f",
+    )
+    .await;
+    send(
+        &cluster,
+        claimed,
+        "Scale UPF to 3 replicas in namespace edge-f",
+    )
+    .await;
+    let mut outcomes = Outcomes::new(&cluster.topics);
+    outcomes.until_terminal([taken, claimed]).await;
+    worker.stop().await;
+
+    let failed = outcomes.terminal(taken)[0].clone();
+    assert_eq!(failed.stage.as_str(), "failed");
+    let error = failed.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::ApplyFailed);
+    assert!(
+        error.message.starts_with("conflict:") && error.message.contains("someone-else"),
+        "{}",
+        error.message
+    );
+    let rejected = outcomes.terminal(claimed)[0].clone();
+    assert_eq!(rejected.stage.as_str(), "rejected");
+    assert_eq!(
+        rejected.error.expect("an error").code,
+        ErrorCode::IdempotencyKeyConflict
+    );
+    for (key, object) in [(taken, &other_key), (claimed, &other_payload)] {
+        assert!(
+            applies_of(&cluster.api, &intent_name(key)).is_empty(),
+            "{key}: applied over another request's object"
+        );
+        let now = cluster.api.get("edge-f", &intent_name(key)).unwrap();
+        assert_eq!(
+            now["metadata"]["annotations"],
+            object["metadata"]["annotations"]
+        );
+    }
+}

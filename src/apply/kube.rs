@@ -8,7 +8,7 @@
 //! It keeps the guarantee of the `dir:` sink: before applying it reads the object already
 //! there (only its metadata counts) and applies only if its idempotency-key annotation is
 //! this intent's key and, when both record one, its payload fingerprint is this intent's
-//! ([`super::check_claim`]); anything else is an [`ApplyError::Conflict`].
+//! (`check_claim`, shared with it); anything else is an [`ApplyError::Conflict`].
 //!
 //! What the API server answers decides how the message ends ([`ApplyError::transience`]):
 //! 429, 5xx, a timeout or a connection that fails may heal (the pipeline waits with the

@@ -11,8 +11,8 @@
 //! (`check_claim`, shared with it); anything else is an [`ApplyError::Conflict`].
 //!
 //! What the API server answers decides how the message ends ([`ApplyError::transience`]):
-//! 429, 5xx, a timeout or a connection that fails may heal (the pipeline waits with the
-//! partition paused); a conflict with another field manager (unless `KUBE_FORCE_APPLY`),
+//! 429, 5xx, a timeout, a connection or credentials that fail, an answer that is not the
+//! API's may heal (the pipeline waits with the partition paused); a conflict with another field manager (unless `KUBE_FORCE_APPLY`),
 //! a namespace that does not exist (unless `CREATE_NAMESPACES`) and any other refusal
 //! (403, 422, 400, ...) will not, and end the message as `failed`. The API server's
 //! words are quoted bounded and escaped: they are not this service's to trust.
@@ -170,19 +170,22 @@ fn classify(error: kube::Error, what: &str, namespace: &str, name: &str) -> Appl
     let what = format!("{what} {namespace}/{name}");
     let status = match error {
         kube::Error::Api(status) => status,
-        // The connection: refused, reset, timed out, TLS that failed: may heal.
-        e @ (kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_)) => {
-            return ApplyError::Unavailable {
-                what,
-                message: escaped(&e.to_string(), MAX_SERVER_MESSAGE_CHARS),
-            }
-        }
-        other => {
+        // The request for this intent cannot be built: the same intent meets it again.
+        e @ (kube::Error::BuildRequest(_) | kube::Error::HttpError(_)) => {
             return ApplyError::Refused {
                 what,
                 code: 0,
                 reason: "ClientError".into(),
-                message: escaped(&other.to_string(), MAX_SERVER_MESSAGE_CHARS),
+                message: escaped(&e.to_string(), MAX_SERVER_MESSAGE_CHARS),
+            }
+        }
+        // The sink, not the message: a connection refused, reset or timed out, TLS or
+        // credentials that failed, an answer that is not the API's. Every message would
+        // meet it, so the partition waits (and /readyz says why) rather than fail them all.
+        e => {
+            return ApplyError::Unavailable {
+                what,
+                message: escaped(&e.to_string(), MAX_SERVER_MESSAGE_CHARS),
             }
         }
     };
@@ -280,6 +283,9 @@ mod tests {
             let shown = e.to_string();
             assert!(shown.contains("no <b>\\u{1b}[31m"), "{shown}");
         }
+        let garbage = serde_json::from_str::<u8>("<html>").unwrap_err();
+        let e = classify(kube::Error::SerdeError(garbage), "apply", "ns", "n");
+        assert_eq!(e.transience(), Transience::Transient, "{e}");
         let long = "x".repeat(10_000);
         let e = classify(status(403, "Forbidden", &long), "apply", "ns", "n");
         assert!(e.to_string().len() < MAX_SERVER_MESSAGE_CHARS + 200, "{e}");

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use nephoran_kafka_consumer::apply::{IntentSink, SinkSpec};
+use nephoran_kafka_consumer::apply::IntentSink;
 use nephoran_kafka_consumer::decode::decode;
 use nephoran_kafka_consumer::message::{InboundMessage, SourceRef};
 use nephoran_kafka_consumer::pipeline::Pipeline;
@@ -58,7 +58,7 @@ fn main() {
         .expect("runtime");
     let pipeline = Pipeline::new(
         RuleTranslator::new(100),
-        IntentSink::new(SinkSpec::Discard),
+        IntentSink::discard(),
         Limits::default(),
         Policy::default(),
     );

@@ -27,7 +27,7 @@ use futures::FutureExt;
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
-use nephoran_kafka_consumer::apply::{IntentSink, SinkSpec};
+use nephoran_kafka_consumer::apply::IntentSink;
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::health::Health;
 use nephoran_kafka_consumer::kafka::admin;
@@ -507,7 +507,7 @@ async fn pipeline_passthrough(
     let (consumer, producer) = consumer_and_producer(brokers, input, &format!("{input}-pipeline"))?;
     let pipeline = Pipeline::new(
         RuleTranslator::new(100),
-        IntentSink::new(SinkSpec::Discard),
+        IntentSink::discard(),
         Limits::default(),
         Policy::default(),
     );
@@ -668,7 +668,7 @@ fn start_worker<T: Translator + 'static>(
     let config = Wrapper::try_parse_from(args)?.config;
     let pipeline = Pipeline::new(
         translator,
-        IntentSink::new(config.intent_sink.clone()),
+        IntentSink::discard(),
         Limits::default(),
         Policy::default(),
     );

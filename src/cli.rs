@@ -145,13 +145,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (policy, source) = config.policy.policy(config.max_replicas)?;
     policy.log_in_force(&source);
     let translator = translate::configured(&config.llm, limits.clone())?;
-    let pipeline = Pipeline::new(
-        translator,
-        IntentSink::new(config.intent_sink.clone()),
-        limits,
-        policy,
-    )
-    .with_event_cooldown(config.event_cooldown);
+    let sink = IntentSink::start(config.intent_sink.clone(), config.kube.options()).await?;
+    let pipeline =
+        Pipeline::new(translator, sink, limits, policy).with_event_cooldown(config.event_cooldown);
     crate::worker::run(&config, pipeline, health, shutdown_signal()).await
 }
 

@@ -73,9 +73,13 @@ pub struct Config {
     #[arg(long, env = "CONSUMER_GROUP", default_value = "nephoran-intents")]
     pub group: String,
 
-    /// Where intents go: `dir:<path>` (one YAML file each, for GitOps), `stdout`, or `discard`.
+    /// Where intents go: `dir:<path>` (one YAML file each, for GitOps), `kube` (server-side
+    /// apply to the cluster, in-cluster or from KUBECONFIG), `stdout`, or `discard`.
     #[arg(long, env = "INTENT_SINK", default_value = "dir:./intents")]
     pub intent_sink: SinkSpec,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
 
     /// Address of the HTTP server for /healthz, /readyz (and /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
@@ -125,6 +129,42 @@ pub struct Config {
 
     #[command(flatten)]
     pub policy: crate::policy::PolicyArgs,
+}
+
+/// The `kube` sink (`INTENT_SINK=kube`); ignored by the other sinks.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Creates an intent's namespace when it does not exist (needs the RBAC of
+    /// deploy/rbac-create-namespaces); false: such an intent fails with
+    /// `namespace_not_found`.
+    #[arg(
+        long,
+        env = "CREATE_NAMESPACES",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub create_namespaces: bool,
+
+    /// Server-side apply with force: fields another field manager owns are taken over;
+    /// false: such an intent fails (`apply_failed`) naming the other manager.
+    #[arg(
+        long,
+        env = "KUBE_FORCE_APPLY",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub kube_force_apply: bool,
+}
+
+impl KubeArgs {
+    pub fn options(&self) -> crate::apply::KubeOptions {
+        crate::apply::KubeOptions {
+            create_namespaces: self.create_namespaces,
+            force_apply: self.kube_force_apply,
+        }
+    }
 }
 
 /// The LLM translator. Without `LLM_ENDPOINT` the service translates by rules alone.
@@ -742,8 +782,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("CONSUMER_GROUP"));
-        let bad_sink = Wrapper::try_parse_from(["x", "--intent-sink", "kube"]);
+        let bad_sink = Wrapper::try_parse_from(["x", "--intent-sink", "k8s"]);
         assert!(bad_sink.is_err());
+        let kube = parse(&["--intent-sink", "kube", "--create-namespaces", "true"]);
+        assert_eq!(kube.intent_sink, SinkSpec::Kube);
+        assert!(kube.kube.create_namespaces && !kube.kube.kube_force_apply);
+        let not_a_bool = Wrapper::try_parse_from(["x", "--kube-force-apply", "sometimes"]);
+        assert!(not_a_bool.is_err());
         let bad_property = Wrapper::try_parse_from(["x", "--kafka-config", "novalue"]);
         assert!(bad_property.is_err());
     }

@@ -34,7 +34,16 @@ pub const PAYLOAD_FINGERPRINT_ANNOTATION: &str = "nephoran.com/payload-fingerpri
 /// The condition the operator sets when an intent is deployed (the integration guide's
 /// pipelines run `kubectl wait --for=condition=Deployed`).
 pub const DEPLOYED_CONDITION: &str = "Deployed";
+/// Label naming the Kafka topic the request came from (when the topic is a valid label
+/// value: at most 63 characters; Kafka allows 249), for `kubectl get -l`.
+pub const SOURCE_TOPIC_LABEL: &str = "nephoran.com/source-topic";
+/// Annotations recording the partition and offset of the message an intent was applied
+/// from, so that a cluster object leads back to its record.
+pub const SOURCE_PARTITION_ANNOTATION: &str = "nephoran.com/source-partition";
+pub const SOURCE_OFFSET_ANNOTATION: &str = "nephoran.com/source-offset";
 const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The longest label value the API server accepts.
+const MAX_LABEL_VALUE: usize = 63;
 const MANAGED_BY: &str = "nephoran-kafka-consumer";
 
 /// A DNS-1123 label (namespaces, environments), as the API server checks it.
@@ -423,6 +432,33 @@ impl NetworkIntent {
         self
     }
 
+    /// Records the message the intent is applied from: its topic as a label (an annotation
+    /// of the same name when the topic is too long for a label value), its partition and
+    /// offset as annotations.
+    pub fn received_from(mut self, source: &crate::message::SourceRef) -> Self {
+        let annotations = self.metadata.annotations.get_or_insert_default();
+        if is_label_value(&source.topic) {
+            self.metadata
+                .labels
+                .get_or_insert_default()
+                .insert(SOURCE_TOPIC_LABEL.to_string(), source.topic.clone());
+        } else {
+            // A topic name may be longer than a label value (249 against 63 characters):
+            // then it is an annotation of the same name, where the lifecycle watcher
+            // looks for it too.
+            annotations.insert(SOURCE_TOPIC_LABEL.to_string(), source.topic.clone());
+        }
+        annotations.insert(
+            SOURCE_PARTITION_ANNOTATION.to_string(),
+            source.partition.to_string(),
+        );
+        annotations.insert(
+            SOURCE_OFFSET_ANNOTATION.to_string(),
+            source.offset.to_string(),
+        );
+        self
+    }
+
     /// The object's name ("" when unset, which only an object not built by
     /// [`NetworkIntent::for_key`] can be, and [`crate::validate::validate`] refuses).
     pub fn name(&self) -> &str {
@@ -444,6 +480,19 @@ impl NetworkIntent {
             .and_then(|a| a.get(key))
             .map(String::as_str)
     }
+}
+
+/// A label value as the API server checks it: at most 63 characters, alphanumerics, `-`,
+/// `_` and `.`, beginning and ending with an alphanumeric.
+fn is_label_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !value.is_empty()
+        && value.len() <= MAX_LABEL_VALUE
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 /// Derives the NetworkIntent name from an idempotency key: a readable, DNS-1123-safe

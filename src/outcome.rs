@@ -96,6 +96,9 @@ pub enum ErrorCode {
     PolicyDenied,
     /// The idempotency key was first claimed by a message with a different payload.
     IdempotencyKeyConflict,
+    /// The intent's target namespace does not exist in the cluster (`INTENT_SINK=kube`
+    /// without `CREATE_NAMESPACES=true`).
+    NamespaceNotFound,
     /// The operator could not deploy an intent the service applied: its status phase
     /// turned `Failed` (the message is the status message). Not `apply_failed`: the
     /// service did its part; what failed is downstream of it ([`crate::lifecycle`]).
@@ -103,7 +106,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidSchema,
         ErrorCode::UnknownMessageType,
@@ -115,6 +118,7 @@ impl ErrorCode {
         ErrorCode::InvalidRecord,
         ErrorCode::PolicyDenied,
         ErrorCode::IdempotencyKeyConflict,
+        ErrorCode::NamespaceNotFound,
         ErrorCode::DeployFailed,
     ];
 
@@ -131,6 +135,7 @@ impl ErrorCode {
             ErrorCode::InvalidRecord => "invalid_record",
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::IdempotencyKeyConflict => "idempotency_key_conflict",
+            ErrorCode::NamespaceNotFound => "namespace_not_found",
             ErrorCode::DeployFailed => "deploy_failed",
         }
     }

@@ -158,7 +158,9 @@ impl<T: Translator> Pipeline<T> {
                 ));
             }
         };
-        let intent = NetworkIntent::for_key(&key.value, spec).claimed_by(&received.fingerprint);
+        let intent = NetworkIntent::for_key(&key.value, spec)
+            .claimed_by(&received.fingerprint)
+            .received_from(source);
         let intent_ref = IntentRef {
             name: intent.name().to_string(),
             namespace: intent.namespace().to_string(),
@@ -216,7 +218,7 @@ impl<T: Translator> Pipeline<T> {
                 Failure::new(ErrorCode::IdempotencyKeyConflict, e.to_string()),
             ),
             Err(e) => {
-                let failure = Failure::new(ErrorCode::ApplyFailed, e.to_string());
+                let failure = Failure::new(e.code(), e.to_string());
                 let mut failed = described(Stage::Failed);
                 failed.error = Some(failure.clone());
                 let mut completion = rejected(failed, failure);
@@ -302,14 +304,13 @@ fn rejected(mut terminal: OutcomeEvent, failure: Failure) -> Completion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::SinkSpec;
     use crate::translate::RuleTranslator;
     use std::sync::Arc;
 
     fn pipeline(sink_dir: &std::path::Path) -> Pipeline<RuleTranslator> {
         Pipeline::new(
             RuleTranslator::new(100),
-            IntentSink::new(SinkSpec::Dir(sink_dir.to_path_buf())),
+            IntentSink::dir(sink_dir.to_path_buf()),
             Limits::default(),
             Policy::default(),
         )

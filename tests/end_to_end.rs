@@ -419,7 +419,12 @@ async fn a_missing_topic_stops_the_worker_at_start_naming_the_setting() {
     config.topics.outcomes_topic = format!("{}-typo", topics.outcomes);
     let pipeline = nephoran_kafka_consumer::pipeline::Pipeline::new(
         nephoran_kafka_consumer::translate::RuleTranslator::new(100),
-        nephoran_kafka_consumer::apply::IntentSink::new(config.intent_sink.clone()),
+        nephoran_kafka_consumer::apply::IntentSink::start(
+            config.intent_sink.clone(),
+            config.kube.options(),
+        )
+        .await
+        .expect("sink"),
         Default::default(),
         Default::default(),
     );

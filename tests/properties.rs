@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use common::openai::{FakeLlm, Reply};
-use nephoran_kafka_consumer::apply::{IntentSink, SinkSpec};
+use nephoran_kafka_consumer::apply::IntentSink;
 use nephoran_kafka_consumer::config::LlmArgs;
 use nephoran_kafka_consumer::intent::NetworkIntent;
 use nephoran_kafka_consumer::lease::Lease;
@@ -421,7 +421,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         let pipeline = Pipeline::new(
             translate::RuleTranslator::new(100),
-            IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf())),
+            IntentSink::dir(dir.path().to_path_buf()),
             Limits::default(),
             Policy::default(),
         );
@@ -456,7 +456,7 @@ proptest! {
         let translator = translate::configured(&args, Limits::default()).expect("translator");
         let pipeline = Pipeline::new(
             translator,
-            IntentSink::new(SinkSpec::Dir(dir.path().to_path_buf())),
+            IntentSink::dir(dir.path().to_path_buf()),
             Limits::default(),
             Policy::default(),
         );

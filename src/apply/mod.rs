@@ -1,6 +1,7 @@
 //! Applying: a validated NetworkIntent is handed to where it takes effect, the sink
 //! configured by `INTENT_SINK`. One file per sink: [`dir`] (YAML files for GitOps),
-//! [`stdout`] (YAML documents on standard output), [`discard`] (nothing, for benchmarks).
+//! [`kube`] (server-side apply to the Kubernetes API server), [`stdout`] (YAML documents
+//! on standard output), [`discard`] (nothing, for benchmarks).
 //! Every sink is idempotent: applying the same intent again changes nothing.
 //!
 //! A sink never overwrites another request's intent ([`ApplyError::Conflict`]).
@@ -13,21 +14,24 @@
 //!
 //! Adding a sink: a file with its type and an `async fn apply(&self, &NetworkIntent) ->
 //! Result<(), ApplyError>`, a [`SinkSpec`] variant that parses its `INTENT_SINK` form, and
-//! an arm in [`IntentSink::new`] and [`IntentSink::apply`].
+//! an arm in [`IntentSink::start`] and [`IntentSink::apply`].
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION};
+use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION, PAYLOAD_FINGERPRINT_ANNOTATION};
+use crate::outcome::ErrorCode;
 
 pub mod dir;
 pub mod discard;
+pub mod kube;
 pub mod status;
 pub mod stdout;
 
 pub use dir::{intent_path, DirSink, MAX_EXISTING_BYTES};
 pub use discard::DiscardSink;
+pub use kube::{KubeOptions, KubeSink, KubeStartError};
 pub use status::SinkStatus;
 pub use stdout::StdoutSink;
 
@@ -41,6 +45,8 @@ pub enum SinkSpec {
     Stdout,
     /// Drops every intent: for benchmarks and dry runs.
     Discard,
+    /// Server-side apply to the cluster of the in-cluster configuration or `KUBECONFIG`.
+    Kube,
 }
 
 impl FromStr for SinkSpec {
@@ -52,8 +58,9 @@ impl FromStr for SinkSpec {
             Some(("dir", _)) => Err("dir: needs a path, e.g. dir:./intents".into()),
             None if s == "stdout" => Ok(Self::Stdout),
             None if s == "discard" => Ok(Self::Discard),
+            None if s == "kube" => Ok(Self::Kube),
             _ => Err(format!(
-                "{s:?} is not a sink: use dir:<path>, stdout or discard"
+                "{s:?} is not a sink: use dir:<path>, kube, stdout or discard"
             )),
         }
     }
@@ -65,6 +72,7 @@ impl fmt::Display for SinkSpec {
             Self::Dir(path) => write!(f, "dir:{}", path.display()),
             Self::Stdout => f.write_str("stdout"),
             Self::Discard => f.write_str("discard"),
+            Self::Kube => f.write_str("kube"),
         }
     }
 }
@@ -82,6 +90,37 @@ pub enum ApplyError {
     /// The intent's place is taken by something that is not this request's intent.
     #[error("conflict: {path} {holder}; not overwritten")]
     Conflict { path: PathBuf, holder: Holder },
+    /// Another field manager owns fields the intent sets (a server-side apply conflict).
+    #[error(
+        "conflict with another field manager ({managers}) at {what}: {message}; not applied \
+         (KUBE_FORCE_APPLY=true takes the fields over)",
+        managers = managers.join(", ")
+    )]
+    FieldConflict {
+        what: String,
+        /// The other managers, as the API server named them (escaped).
+        managers: Vec<String>,
+        /// The API server's message, bounded and escaped.
+        message: String,
+    },
+    /// The intent's namespace does not exist in the cluster.
+    #[error(
+        "the namespace {namespace:?} does not exist; not created (CREATE_NAMESPACES=true \
+         creates it)"
+    )]
+    NamespaceNotFound { namespace: String },
+    /// The API server refused the request and will refuse it again (403, 422, 400, ...).
+    #[error("the Kubernetes API server refused {what}: {code} {reason}: {message}")]
+    Refused {
+        what: String,
+        code: u16,
+        reason: String,
+        /// The API server's message, bounded and escaped.
+        message: String,
+    },
+    /// The API server did not answer, or asked to come back later (429, 5xx, timeouts).
+    #[error("the Kubernetes API server is unavailable ({what}): {message}")]
+    Unavailable { what: String, message: String },
 }
 
 /// Whether an error may heal by itself, so the message should wait for it.
@@ -111,7 +150,22 @@ impl ApplyError {
     pub fn transience(&self) -> Transience {
         match self {
             Self::Io { source, .. } if !about_the_path(source.kind()) => Transience::Transient,
-            Self::Io { .. } | Self::Serialise(_) | Self::Conflict { .. } => Transience::Permanent,
+            Self::Unavailable { .. } => Transience::Transient,
+            Self::Io { .. }
+            | Self::Serialise(_)
+            | Self::Conflict { .. }
+            | Self::FieldConflict { .. }
+            | Self::NamespaceNotFound { .. }
+            | Self::Refused { .. } => Transience::Permanent,
+        }
+    }
+
+    /// The outcome's error code when this error ends a message.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            _ if self.is_key_conflict() => ErrorCode::IdempotencyKeyConflict,
+            Self::NamespaceNotFound { .. } => ErrorCode::NamespaceNotFound,
+            _ => ErrorCode::ApplyFailed,
         }
     }
 
@@ -170,12 +224,42 @@ impl fmt::Display for Holder {
     }
 }
 
-/// A key from a file, as it may be quoted: at most [`MAX_SHOWN_KEY_CHARS`] characters,
-/// anything but printable ASCII escaped, so it can forge neither log lines nor markup.
+/// Whether an intent's place, holding `held_key` and `held_fingerprint` (its annotations),
+/// may take `intent`: only when it holds the same idempotency key and, when both record
+/// one, the same payload fingerprint. A place without a fingerprint (written before it was
+/// recorded) belongs to whoever has the key. Shared by the sinks that read what is there.
+pub(crate) fn check_claim(
+    held_key: Option<&str>,
+    held_fingerprint: Option<&str>,
+    intent: &NetworkIntent,
+) -> Result<(), Holder> {
+    let Some(held_key) = held_key else {
+        return Err(Holder::Unreadable("no such annotation".into()));
+    };
+    if intent.annotation(IDEMPOTENCY_KEY_ANNOTATION) != Some(held_key) {
+        return Err(Holder::OtherKey(held_key.to_string()));
+    }
+    match (
+        held_fingerprint,
+        intent.annotation(PAYLOAD_FINGERPRINT_ANNOTATION),
+    ) {
+        (Some(held), Some(own)) if held != own => Err(Holder::OtherPayload(held.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// A key from a file, as it may be quoted: see [`escaped`].
 fn shown(key: &str) -> String {
+    escaped(key, MAX_SHOWN_KEY_CHARS)
+}
+
+/// Text from outside (a file, an API server), as it may be quoted: at most `max`
+/// characters (then `…`), anything but printable ASCII and space escaped, so it can
+/// forge neither log lines nor markup.
+pub(crate) fn escaped(text: &str, max: usize) -> String {
     let mut out = String::new();
-    for (i, c) in key.chars().enumerate() {
-        if i == MAX_SHOWN_KEY_CHARS {
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
             out.push('…');
             break;
         }
@@ -198,15 +282,30 @@ pub enum IntentSink {
     Dir(DirSink),
     Stdout(StdoutSink),
     Discard(DiscardSink),
+    Kube(KubeSink),
 }
 
 impl IntentSink {
-    pub fn new(spec: SinkSpec) -> Self {
-        match spec {
+    /// The sink `spec` names, ready to apply: for `kube`, a client configured in-cluster
+    /// or from `KUBECONFIG` with `kube`'s settings (an error when there is no usable
+    /// configuration); the others need nothing.
+    pub async fn start(spec: SinkSpec, kube: KubeOptions) -> Result<Self, KubeStartError> {
+        Ok(match spec {
+            SinkSpec::Kube => Self::Kube(KubeSink::connect(kube).await?),
             SinkSpec::Dir(dir) => Self::Dir(DirSink::new(dir)),
             SinkSpec::Stdout => Self::Stdout(StdoutSink),
             SinkSpec::Discard => Self::Discard(DiscardSink),
-        }
+        })
+    }
+
+    /// A `dir:` sink (tests, tools).
+    pub fn dir(dir: PathBuf) -> Self {
+        Self::Dir(DirSink::new(dir))
+    }
+
+    /// A sink that drops every intent (benchmarks).
+    pub fn discard() -> Self {
+        Self::Discard(DiscardSink)
     }
 
     /// Applies one intent; calling it again with the same intent changes nothing.
@@ -215,6 +314,7 @@ impl IntentSink {
             Self::Dir(sink) => sink.apply(intent).await,
             Self::Stdout(sink) => sink.apply(intent).await,
             Self::Discard(sink) => sink.apply(intent).await,
+            Self::Kube(sink) => sink.apply(intent).await,
         }
     }
 }
@@ -231,7 +331,9 @@ mod tests {
         );
         assert_eq!("stdout".parse::<SinkSpec>().unwrap(), SinkSpec::Stdout);
         assert!("dir:".parse::<SinkSpec>().is_err());
-        assert!("kube".parse::<SinkSpec>().unwrap_err().contains("kube"));
+        assert_eq!("kube".parse::<SinkSpec>().unwrap(), SinkSpec::Kube);
+        assert_eq!(SinkSpec::Kube.to_string(), "kube");
+        assert!("kube:x".parse::<SinkSpec>().unwrap_err().contains("kube"));
     }
 
     fn io(kind: std::io::ErrorKind) -> ApplyError {

@@ -174,7 +174,7 @@ const STAGES: [(Stage, u8); 5] = [
     // A closed-loop event folded into an earlier scale-out ([`crate::cooldown`]).
     (Stage::Duplicate, 5),
 ];
-const ERRORS: [(ErrorCode, u8); 12] = [
+const ERRORS: [(ErrorCode, u8); 13] = [
     (ErrorCode::InvalidJson, 1),
     (ErrorCode::InvalidSchema, 2),
     (ErrorCode::UnknownMessageType, 3),
@@ -186,7 +186,7 @@ const ERRORS: [(ErrorCode, u8); 12] = [
     (ErrorCode::InvalidRecord, 9),
     (ErrorCode::PolicyDenied, 10),
     (ErrorCode::IdempotencyKeyConflict, 11),
-    // 12 is kept for the kube sink's missing-namespace code.
+    (ErrorCode::NamespaceNotFound, 12),
     (ErrorCode::DeployFailed, 13),
 ];
 

@@ -46,12 +46,11 @@ use transition::Transition;
 /// The intents this service manages: the label [`NetworkIntent::for_key`] sets.
 pub const SELECTOR: &str = "app.kubernetes.io/managed-by=nephoran-kafka-consumer";
 
-/// Label holding the topic of the request an intent was made from (set by the kube sink).
-pub const SOURCE_TOPIC_LABEL: &str = "nephoran.com/source-topic";
-/// Annotation holding that request's partition (set by the kube sink).
-pub const SOURCE_PARTITION_ANNOTATION: &str = "nephoran.com/source-partition";
-/// Annotation holding that request's offset (set by the kube sink).
-pub const SOURCE_OFFSET_ANNOTATION: &str = "nephoran.com/source-offset";
+/// Where the request an intent was made from was read: set by
+/// [`NetworkIntent::received_from`] on every intent.
+pub use crate::intent::{
+    SOURCE_OFFSET_ANNOTATION, SOURCE_PARTITION_ANNOTATION, SOURCE_TOPIC_LABEL,
+};
 /// Kafka's longest topic name: a longer source topic is not one.
 const MAX_TOPIC_BYTES: usize = 249;
 /// Annotation holding how the key was found (`header`, `cloudevents`, `payload`,
@@ -136,6 +135,7 @@ impl Reporter {
 /// API server have a status. Exhaustive on purpose: a new sink must say.
 pub fn follows(sink: &SinkSpec) -> bool {
     match sink {
+        SinkSpec::Kube => true,
         SinkSpec::Dir(_) | SinkSpec::Stdout | SinkSpec::Discard => false,
     }
 }

@@ -162,13 +162,9 @@ impl Worker {
             .policy(config.max_replicas)
             .expect("test policy settings");
         let task = tokio::spawn(async move {
-            let pipeline = Pipeline::new(
-                translator,
-                IntentSink::new(config.intent_sink.clone()),
-                Limits::default(),
-                policy,
-            )
-            .with_event_cooldown(config.event_cooldown);
+            let sink = IntentSink::start(config.intent_sink.clone(), config.kube.options()).await?;
+            let pipeline = Pipeline::new(translator, sink, Limits::default(), policy)
+                .with_event_cooldown(config.event_cooldown);
             let shutdown = async {
                 let _ = stopped.await;
             };

@@ -382,6 +382,14 @@ async fn an_api_server_that_is_down_pauses_the_partition_and_all_is_applied_when
         metric("partition_pauses_total", &paused) >= 1.0
     })
     .await;
+    let group = cluster.topics.group.as_str();
+    let [(committed, _)] = common::committed_and_end(group, topic, 1)[..] else {
+        panic!("one partition");
+    };
+    assert!(
+        committed <= 0,
+        "committed {committed} while nothing was applied"
+    );
 
     cluster.api.up();
     let mut outcomes = Outcomes::new(&cluster.topics);
@@ -389,6 +397,8 @@ async fn an_api_server_that_is_down_pauses_the_partition_and_all_is_applied_when
         .until_terminal(keys.iter().map(String::as_str))
         .await;
     until("the worker is ready again", || worker.health.is_ready()).await;
+    // Everything applied, and committed to the end.
+    common::committed_offset(group, topic, 0, |o| o == keys.len() as i64).await;
     worker.stop().await;
     for key in &keys {
         assert_eq!(outcomes.stages(key), ["received", "translated", "applied"]);

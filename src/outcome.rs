@@ -1,8 +1,11 @@
 //! Outcome events: what became of each request, as OSS/BSS read it on `intent-outcomes`.
 //!
 //! This is a public contract. Events are keyed by the idempotency key, so all events of a
-//! request land on one partition in order; `event_id` is a pure function of the key and
-//! the stage, so an event published again after a crash is recognisable as a repeat.
+//! request land on one partition in order; `event_id` is a pure function of the key, the
+//! stage and the place (topic, partition, offset) of the message whose processing the
+//! event belongs to: an event published again for a redelivery of that message (after a
+//! crash or rebalance) has the id it had, while a later processing of the same key (a new
+//! message: sent again after its dedup entry expired, or after a `failed`) has new ids.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -216,7 +219,7 @@ impl OutcomeEvent {
     /// A bare event of `stage` for the message at `source`; callers add the details.
     pub fn new(key: &IdempotencyKey, stage: Stage, source: &SourceRef) -> Self {
         Self {
-            event_id: event_id(&key.value, stage),
+            event_id: event_id(&key.value, stage, source),
             idempotency_key: key.value.clone(),
             key_source: key.source,
             stage,
@@ -242,10 +245,18 @@ pub fn generation_event_id(idempotency_key: &str, stage: Stage, generation: i64)
     ])
 }
 
-/// The deterministic id of an event: the same stage of the same request always gets the
-/// same id, formatted as a UUID (version 8, "custom") so consumers can store it as one.
-pub fn event_id(idempotency_key: &str, stage: Stage) -> String {
-    uuid_of(&[idempotency_key.as_bytes(), stage.as_str().as_bytes()])
+/// The deterministic id of an event: the same stage of the processing of the message at
+/// `source` always gets the same id (a redelivery of the message is the same processing),
+/// and another message with the key (a new processing, or a `duplicate`) gets ids of its
+/// own. Formatted as a UUID (version 8, "custom") so consumers can store it as one.
+pub fn event_id(idempotency_key: &str, stage: Stage, source: &SourceRef) -> String {
+    uuid_of(&[
+        idempotency_key.as_bytes(),
+        stage.as_str().as_bytes(),
+        source.topic.as_bytes(),
+        source.partition.to_string().as_bytes(),
+        source.offset.to_string().as_bytes(),
+    ])
 }
 
 /// SHA-256 of the parts, NUL-separated, as a version 8 UUID.
@@ -280,19 +291,34 @@ fn uuid_of(parts: &[&[u8]]) -> String {
 mod tests {
     use super::*;
 
+    fn at(offset: i64) -> SourceRef {
+        SourceRef {
+            topic: "service-requests".into(),
+            partition: 0,
+            offset,
+        }
+    }
+
     #[test]
-    fn event_ids_are_deterministic_per_key_and_stage() {
-        let a = event_id("order-1", Stage::Applied);
-        assert_eq!(a, event_id("order-1", Stage::Applied));
-        assert_ne!(a, event_id("order-1", Stage::Received));
-        assert_ne!(a, event_id("order-2", Stage::Applied));
+    fn event_ids_are_deterministic_per_processing_and_stage() {
+        let a = event_id("order-1", Stage::Applied, &at(5));
+        assert_eq!(a, event_id("order-1", Stage::Applied, &at(5)));
+        assert_ne!(a, event_id("order-1", Stage::Received, &at(5)));
+        assert_ne!(a, event_id("order-2", Stage::Applied, &at(5)));
+        // the same key processed again from another message
+        assert_ne!(a, event_id("order-1", Stage::Applied, &at(6)));
+        let elsewhere = SourceRef {
+            partition: 1,
+            ..at(5)
+        };
+        assert_ne!(a, event_id("order-1", Stage::Applied, &elsewhere));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
         let d = generation_event_id("order-1", Stage::Deployed, 1);
         assert_eq!(d, generation_event_id("order-1", Stage::Deployed, 1));
         assert_ne!(d, generation_event_id("order-1", Stage::Deployed, 2));
         assert_ne!(d, generation_event_id("order-1", Stage::Failed, 1));
-        assert_ne!(d, event_id("order-1", Stage::Deployed));
+        assert_ne!(d, event_id("order-1", Stage::Deployed, &at(1)));
     }
 
     #[test]

@@ -293,8 +293,11 @@ fn rejected(mut terminal: OutcomeEvent, failure: Failure) -> Completion {
     terminal.error = Some(failure.clone());
     let mut dead_lettered = terminal.clone();
     dead_lettered.stage = Stage::DeadLettered;
-    dead_lettered.event_id =
-        crate::outcome::event_id(&terminal.idempotency_key, Stage::DeadLettered);
+    dead_lettered.event_id = crate::outcome::event_id(
+        &terminal.idempotency_key,
+        Stage::DeadLettered,
+        &terminal.source,
+    );
     Completion {
         outcomes: vec![terminal, dead_lettered],
         dead_letter: Some(failure),

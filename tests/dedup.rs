@@ -536,7 +536,10 @@ async fn the_same_key_with_another_payload_is_a_conflict_and_the_original_stands
         "a conflict names no intent of its own"
     );
     // its events are its own, not re-publications of the original's
-    assert_ne!(conflict.event_id, event_id("claimed-1", Stage::Rejected));
+    assert_ne!(
+        conflict.event_id,
+        event_id("claimed-1", Stage::Rejected, &terminal[0].source)
+    );
     assert!(outcomes.stages("claimed-1").contains(&"dead_lettered"));
     // the same payload again is a duplicate of the original, not of the conflict
     let duplicate = terminal[2].original.as_ref().expect("names the original");

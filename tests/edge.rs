@@ -321,7 +321,9 @@ async fn a_dead_letter_that_cannot_be_written_never_fails_the_message() {
         Publisher::<()>::new(&properties, &topics.outcomes, &missing).expect("producer");
     let sends = Sends::new(());
     let failure = Failure::new(ErrorCode::InvalidJson, "the payload is not JSON");
-    publisher.dead_letter(&sends, &message, "k", &failure).await;
+    publisher
+        .dead_letter(&sends, &message, "k", &failure, "id")
+        .await;
     publisher.seal(sends);
     let back = next(&mut acks).await;
     assert!(
@@ -349,7 +351,9 @@ async fn a_dead_letter_that_cannot_be_written_never_fails_the_message() {
         Publisher::<()>::new(&properties, &topics.outcomes, &topics.dlq).expect("producer");
     let sends = Sends::new(());
     let failure = Failure::new(ErrorCode::InvalidJson, "x".repeat(2000));
-    publisher.dead_letter(&sends, &message, "k", &failure).await;
+    publisher
+        .dead_letter(&sends, &message, "k", &failure, "id")
+        .await;
     publisher.seal(sends);
     let back = next(&mut acks).await;
     assert!(back.result().is_ok());

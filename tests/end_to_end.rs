@@ -94,7 +94,7 @@ async fn a_request_and_an_event_are_applied_with_their_outcomes() {
         assert_eq!(applied.translator, Some(TranslatorKind::Rules));
         assert_eq!(
             applied.event_id,
-            nephoran_kafka_consumer::outcome::event_id(key, Stage::Applied)
+            nephoran_kafka_consumer::outcome::event_id(key, Stage::Applied, &applied.source)
         );
         let intent_ref = applied.intent.as_ref().expect("applied names its intent");
         let intent = read_intent(dir.path(), &intent_ref.namespace, &intent_ref.name);

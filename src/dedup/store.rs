@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::entry::{DecodeError, Entry, State};
 use crate::decode::Fingerprint;
+use crate::outcome::Stage;
 
 /// How much a partition's state may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,11 @@ pub enum Check {
     /// This very message (same offset) was completed but its offset not committed:
     /// publish its outcome again, do nothing else.
     Redelivery(Entry),
+    /// The key's last processing (another message, same payload) ended `failed`: the
+    /// cause may have been fixed since, so this message is a new processing of the key
+    /// (new event ids). A `rejected` key is not retried: the same payload would be
+    /// rejected again, so it is a [`Check::Duplicate`].
+    Retry(Entry),
     /// Another message with this key and the same payload was completed: publish
     /// `duplicate`, nothing else.
     Duplicate(Entry),
@@ -131,6 +137,7 @@ impl PartitionStore {
             _ if !same_payload => Check::Conflict(*entry),
             State::InProgress => Check::TakeOver(*entry),
             State::Done(_) if entry.offset == offset => Check::Redelivery(*entry),
+            State::Done(o) if o.stage == Stage::Failed => Check::Retry(*entry),
             State::Done(_) => {
                 entry.last_seen = now;
                 Check::Duplicate(*entry)
@@ -202,7 +209,7 @@ impl PartitionStore {
 mod tests {
     use super::*;
     use crate::dedup::entry::Outcome;
-    use crate::outcome::Stage;
+    use crate::outcome::ErrorCode;
 
     fn done(offset: i64, at: u32) -> Entry {
         Entry {
@@ -257,6 +264,34 @@ mod tests {
         // and past the window the key is new again
         assert_eq!(s.check("k", 11, PAYLOAD, 1250), Check::New);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_failed_key_is_retried_and_a_rejected_one_is_not() {
+        let mut s = store(10);
+        let ended = |stage, error| Entry {
+            state: State::Done(Outcome {
+                stage,
+                message_type: None,
+                translator: None,
+                error: Some(error),
+            }),
+            ..done(5, 1000)
+        };
+        let failed = ended(Stage::Failed, ErrorCode::ApplyFailed);
+        s.insert("f", failed, None);
+        // its own redelivery is still a redelivery (same processing, same events)
+        assert_eq!(s.check("f", 5, PAYLOAD, 1001), Check::Redelivery(failed));
+        // the payload sent again is a new processing
+        assert_eq!(s.check("f", 9, PAYLOAD, 1001), Check::Retry(failed));
+        // another payload under the failed key is still a conflict
+        assert_eq!(s.check("f", 9, OTHER, 1001), Check::Conflict(failed));
+        let rejected = ended(Stage::Rejected, ErrorCode::PolicyDenied);
+        s.insert("r", rejected, None);
+        assert!(matches!(
+            s.check("r", 9, PAYLOAD, 1001),
+            Check::Duplicate(_)
+        ));
     }
 
     #[test]

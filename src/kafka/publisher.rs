@@ -43,6 +43,10 @@ pub mod dlq_headers {
     pub const SOURCE_PARTITION: &str = "nephoran.source.partition";
     pub const SOURCE_OFFSET: &str = "nephoran.source.offset";
     pub const IDEMPOTENCY_KEY: &str = "nephoran.idempotency.key";
+    /// The `event_id` of the message's `dead_lettered` outcome event: the same for every
+    /// copy of the dead letter of one processing (a redelivery sends it again), so a
+    /// consumer of the dead-letter topic drops the copies by it.
+    pub const EVENT_ID: &str = "nephoran.event.id";
     /// Set when the original payload was left out (too large to copy, or a minimal dead
     /// letter); says why and where to find it.
     pub const PAYLOAD_OMITTED: &str = "nephoran.payload.omitted";
@@ -326,15 +330,18 @@ impl<M: Send + Sync + 'static> Publisher<M> {
     /// topic, with headers naming the error and where the message came from; what does
     /// not fit is left out, and said so. Never fails: a dead letter that cannot be
     /// enqueued is followed by a minimal one, and one whose delivery fails is settled by
-    /// [`Publisher::settle_dead_letter`] when the message's sends come back.
+    /// [`Publisher::settle_dead_letter`] when the message's sends come back. `event_id`
+    /// is that of the message's `dead_lettered` event ([`dlq_headers::EVENT_ID`]).
     pub async fn dead_letter(
         &self,
         sends: &Arc<Sends<M>>,
         message: &InboundMessage,
         idempotency_key: &str,
         failure: &Failure,
+        event_id: &str,
     ) {
-        let letter = DeadLetterRecord::new(message, idempotency_key, failure, self.budget());
+        let letter =
+            DeadLetterRecord::new(message, idempotency_key, failure, event_id, self.budget());
         {
             let mut state = sends.dead_letter();
             state.minimal = Some(letter.minimal.clone());
@@ -551,6 +558,7 @@ impl<'m> DeadLetterRecord<'m> {
         message: &'m InboundMessage,
         idempotency_key: &str,
         failure: &Failure,
+        event_id: &str,
         budget: usize,
     ) -> Self {
         let source = &message.source;
@@ -562,6 +570,7 @@ impl<'m> DeadLetterRecord<'m> {
             (dlq_headers::SOURCE_PARTITION, source.partition.to_string()),
             (dlq_headers::SOURCE_OFFSET, source.offset.to_string()),
             (dlq_headers::IDEMPOTENCY_KEY, idempotency_key.to_string()),
+            (dlq_headers::EVENT_ID, event_id.to_string()),
         ];
         let mut minimal = Minimal {
             code: failure.code.as_str(),
@@ -791,7 +800,7 @@ mod tests {
 
     fn letter(message: &InboundMessage) -> DeadLetterRecord<'_> {
         let failure = Failure::new(crate::outcome::ErrorCode::InvalidRecord, "x".repeat(5000));
-        DeadLetterRecord::new(message, "sha256:00", &failure, BUDGET)
+        DeadLetterRecord::new(message, "sha256:00", &failure, "id", BUDGET)
     }
 
     fn note<'a>(letter: &'a DeadLetterRecord<'_>, name: &str) -> Option<&'a str> {
@@ -911,12 +920,17 @@ mod tests {
                 dlq_headers::SOURCE_PARTITION,
                 dlq_headers::SOURCE_OFFSET,
                 dlq_headers::IDEMPOTENCY_KEY,
+                dlq_headers::EVENT_ID,
                 dlq_headers::PAYLOAD_OMITTED,
                 dlq_headers::KEY_OMITTED,
                 dlq_headers::HEADERS_OMITTED,
             ]
         );
-        assert!(minimal.headers[8].1.contains("minimal dead letter"));
+        assert_eq!(
+            minimal.headers[6].1, "id",
+            "a minimal letter can be dropped as a copy too"
+        );
+        assert!(minimal.headers[9].1.contains("minimal dead letter"));
         assert_eq!(minimal.code, "invalid_record");
     }
 }

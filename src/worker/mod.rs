@@ -604,9 +604,16 @@ impl<T: Translator + 'static> Worker<'_, T> {
         };
         let key = admitted.received.key.value.clone();
         if let Some(failure) = &completion.dead_letter {
+            // Identified by its `dead_lettered` event, so a re-sent copy can be dropped.
+            let event_id = completion
+                .outcomes
+                .iter()
+                .find(|e| e.stage == Stage::DeadLettered)
+                .map(|e| e.event_id.as_str())
+                .unwrap_or_default();
             // Never fails: a dead letter that cannot be written is logged and counted.
             self.publisher
-                .dead_letter(&admitted.sends, &admitted.message, &key, failure)
+                .dead_letter(&admitted.sends, &admitted.message, &key, failure, event_id)
                 .await;
         }
         if let Some(terminal) = completion.outcomes.iter().find(|e| e.stage.is_terminal()) {

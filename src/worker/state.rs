@@ -1,7 +1,7 @@
-//! The worker's dedup state: looking a message's key up (new, taken over, a duplicate, a
-//! redelivery or a conflict) and recording its end, restoring a partition's store from
-//! its changelog, trimming it, tombstoning what it drops, and rebuilding the events of a
-//! completed key.
+//! The worker's dedup state: looking a message's key up (new, taken over, retried after a
+//! `failed`, a duplicate, a redelivery or a conflict) and recording its end, restoring a
+//! partition's store from its changelog, trimming it, tombstoning what it drops, and
+//! rebuilding the events (and dead letter) of a completed key.
 //!
 //! A key is claimed by its content: the entry keeps the fingerprint of the payload that
 //! claimed it, and another payload under the same key is `rejected` as
@@ -74,7 +74,13 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 if let Some(failure) = &terminal.error {
                     // Never a reason to stop: see `Publisher::dead_letter`.
                     self.publisher
-                        .dead_letter(&admitted.sends, &admitted.message, &key, failure)
+                        .dead_letter(
+                            &admitted.sends,
+                            &admitted.message,
+                            &key,
+                            failure,
+                            &dead_lettered.event_id,
+                        )
                         .await;
                 }
                 self.publisher.outcome(&admitted.sends, &terminal).await?;
@@ -87,18 +93,40 @@ impl<T: Translator + 'static> Worker<'_, T> {
             }
             Check::Redelivery(original) => {
                 // Completed before a crash or rebalance, offset not committed: its events
-                // may never have gone out. Publish them again (same event ids).
+                // and its dead letter may never have gone out. Send them again (same event
+                // ids; the dead letter names its `dead_lettered` event's id).
                 metrics::counter!("dedup_redeliveries_total", &labels()).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
-                for event in republished(&received.key, &source, &original, namespace.as_deref()) {
-                    self.publisher.outcome(&admitted.sends, &event).await?;
+                let events = republished(&received.key, &source, &original, namespace.as_deref());
+                let dead_lettered = events.iter().find(|e| e.stage == Stage::DeadLettered);
+                if let Some(dead_lettered) = dead_lettered {
+                    if let Some(failure) = &dead_lettered.error {
+                        metrics::counter!("dead_letters_resent_total", &labels()).increment(1);
+                        self.publisher
+                            .dead_letter(
+                                &admitted.sends,
+                                &admitted.message,
+                                &key,
+                                failure,
+                                &dead_lettered.event_id,
+                            )
+                            .await;
+                    }
+                }
+                for event in &events {
+                    self.publisher.outcome(&admitted.sends, event).await?;
                 }
                 None
             }
-            check @ (Check::New | Check::TakeOver(_)) => {
+            check @ (Check::New | Check::TakeOver(_) | Check::Retry(_)) => {
                 if let Check::TakeOver(attempt) = check {
                     metrics::counter!("dedup_takeovers_total", &labels()).increment(1);
                     info!(key = %key, started = attempt.since, offset = attempt.offset, "taking over an attempt that never finished");
+                }
+                if let Check::Retry(failed) = check {
+                    // A `failed` key sent again: processed anew, as a new processing.
+                    metrics::counter!("dedup_retries_total", &labels()).increment(1);
+                    info!(key = %key, failed_offset = failed.offset, "processing again a key whose last processing failed");
                 }
                 let started = Entry {
                     state: State::InProgress,
@@ -299,9 +327,9 @@ pub(super) fn intent_ref(key: &str, stage: Stage, namespace: Option<&str>) -> Op
 }
 
 /// The `rejected` and `dead_lettered` events of a message whose key `claimant` holds
-/// with another payload. Their event ids are derived from the key, the stage and this
-/// payload's fingerprint: deterministic for a redelivery of this message, and distinct
-/// from the claimant's own events (whose ids come from the key and the stage alone).
+/// with another payload. Their event ids are derived from the key, the stage, this
+/// payload's fingerprint and this message's place: deterministic for a redelivery of this
+/// message, and distinct from the claimant's own events.
 pub(super) fn conflict(received: &Received, claimant: &Entry) -> (OutcomeEvent, OutcomeEvent) {
     let source = &received.source;
     let state = match claimant.state {
@@ -320,7 +348,7 @@ pub(super) fn conflict(received: &Received, claimant: &Entry) -> (OutcomeEvent, 
     let id = |stage| {
         let fingerprint = crate::hex::lower_hex(&received.fingerprint);
         let claim = format!("{}\u{0}conflict\u{0}{fingerprint}", received.key.value);
-        crate::outcome::event_id(&claim, stage)
+        crate::outcome::event_id(&claim, stage, source)
     };
     let mut terminal = OutcomeEvent::new(&received.key, Stage::Rejected, source);
     terminal.event_id = id(Stage::Rejected);
@@ -352,10 +380,11 @@ pub(super) fn republished(
     };
     terminal.error = Some(Failure::new(
         code,
-        "published again after a restart; the first publication of this event has the details",
+        "published again for a redelivery after a restart or rebalance (only the code is \
+         kept); the first publication of this event, if it went out, has the details",
     ));
     let mut dead_lettered = terminal.clone();
     dead_lettered.stage = Stage::DeadLettered;
-    dead_lettered.event_id = crate::outcome::event_id(&key.value, Stage::DeadLettered);
+    dead_lettered.event_id = crate::outcome::event_id(&key.value, Stage::DeadLettered, source);
     vec![terminal, dead_lettered]
 }

@@ -918,3 +918,240 @@ async fn redelivered_messages_that_claim_no_key_are_processed_again_with_the_sam
         "only the keyed request has an entry"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_sent_again_after_its_window_gets_new_event_ids_and_a_redelivery_keeps_them() {
+    let topics = TestTopics::create("per-processing", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let payload = request("again-1", "Deploy AMF in namespace core5g");
+    produce(
+        &producer,
+        &topics.service_requests,
+        Some("again-1"),
+        &payload,
+        &[],
+    )
+    .await;
+    let mut outcomes = Outcomes::new(&topics);
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes.until_terminal_messages(1).await;
+    worker.stop().await;
+
+    // A redelivery (the offset was not committed): the same processing, the same ids.
+    rewind(&topics.group, &topics.service_requests, 0);
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes.until(|o| o.terminal("again-1").len() >= 2).await;
+    worker.stop().await;
+    let first = outcomes.terminal("again-1");
+    assert_eq!(
+        (first[0].stage, first[1].stage),
+        (Stage::Applied, Stage::Applied)
+    );
+    assert_eq!(
+        first[0].event_id, first[1].event_id,
+        "a redelivery keeps its ids"
+    );
+    assert_eq!(
+        first[0].event_id,
+        event_id("again-1", Stage::Applied, &first[0].source)
+    );
+
+    // The entry expires (written as last seen 8 days ago), and the key is sent again:
+    // a new processing, whose events are new to a subscriber that drops seen ids.
+    write_changelog(
+        &topics,
+        std::iter::once((
+            "again-1".to_string(),
+            applied_entry(0, now_secs() - 8 * 24 * 3600),
+        )),
+    )
+    .await;
+    produce(
+        &producer,
+        &topics.service_requests,
+        Some("again-1"),
+        &payload,
+        &[],
+    )
+    .await;
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes.until(|o| o.terminal("again-1").len() >= 3).await;
+    worker.stop().await;
+    let terminals = outcomes.terminal("again-1");
+    let again = terminals[2];
+    assert_eq!((again.stage, again.source.offset), (Stage::Applied, 1));
+    assert_ne!(
+        again.event_id, terminals[0].event_id,
+        "a new processing has new ids"
+    );
+    let received: Vec<_> = outcomes.by_key["again-1"]
+        .iter()
+        .filter(|e| e.stage == Stage::Received)
+        .collect();
+    let ids: HashSet<_> = received
+        .iter()
+        .map(|e| (e.source.offset, &e.event_id))
+        .collect();
+    let offsets: HashSet<_> = received.iter().map(|e| e.source.offset).collect();
+    assert_eq!(
+        ids.len(),
+        offsets.len(),
+        "one received id per message: {received:?}"
+    );
+    assert_eq!(offsets, HashSet::from([0, 1]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_key_sent_again_is_processed_and_a_rejected_one_is_a_duplicate() {
+    recorder();
+    let topics = TestTopics::create("retry-failed", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Another key's intent (here: not an intent at all) holds fail-1's path: the dir:
+    // sink refuses to overwrite it, a permanent apply_failed.
+    let blocked = dir
+        .path()
+        .join("core5g")
+        .join(format!("{}.yaml", intent_name("fail-1")));
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, "not: an intent of this service\n").unwrap();
+    let producer = producer();
+    let fail = request("fail-1", "Deploy AMF in namespace core5g");
+    let reject = request("rej-1", "Delete every AMF in namespace core5g");
+    let send_both = || async {
+        produce(
+            &producer,
+            &topics.service_requests,
+            Some("fail-1"),
+            &fail,
+            &[],
+        )
+        .await;
+        produce(
+            &producer,
+            &topics.service_requests,
+            Some("rej-1"),
+            &reject,
+            &[],
+        )
+        .await;
+    };
+    send_both().await;
+    let mut outcomes = Outcomes::new(&topics);
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes.until_terminal_messages(2).await;
+    let failed = outcomes.terminal("fail-1")[0].clone();
+    assert_eq!(failed.stage, Stage::Failed, "{failed:?}");
+    assert_eq!(
+        failed.error.as_ref().map(|f| f.code),
+        Some(ErrorCode::ApplyFailed)
+    );
+    assert_eq!(outcomes.terminal("rej-1")[0].stage, Stage::Rejected);
+
+    // The cause is fixed; both are sent again, same payloads.
+    std::fs::remove_file(&blocked).unwrap();
+    send_both().await;
+    outcomes.until_terminal_messages(4).await;
+    worker.stop().await;
+
+    let retried = outcomes.terminal("fail-1");
+    assert_eq!(retried.len(), 2);
+    assert_eq!(
+        (retried[1].stage, retried[1].source.offset),
+        (Stage::Applied, 2),
+        "a failed key is processed again: {retried:?}"
+    );
+    assert_ne!(retried[1].event_id, failed.event_id);
+    assert!(
+        outcomes
+            .stages("fail-1")
+            .iter()
+            .filter(|s| **s == "translated")
+            .count()
+            == 2
+    );
+    let intent = std::fs::read_to_string(&blocked).expect("the intent is written now");
+    assert!(intent.contains("fail-1"), "{intent}");
+    let rejected = outcomes.terminal("rej-1");
+    assert_eq!(
+        rejected.iter().map(|e| e.stage).collect::<Vec<_>>(),
+        [Stage::Rejected, Stage::Duplicate],
+        "rejected stays final for the same payload"
+    );
+    let topic = topics.service_requests.as_str();
+    assert_eq!(metric("dedup_retries_total", &[("topic", topic)]), 1.0);
+    assert!(matches!(
+        changelog_entry(&topics, "fail-1").map(|e| e.state),
+        Some(State::Done(Outcome {
+            stage: Stage::Applied,
+            ..
+        }))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_rejected_message_sends_its_dead_letter_again_with_its_event_id() {
+    let topics = TestTopics::create("redeliver-dlq", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let reject = request("rej-2", "Delete every AMF in namespace core5g");
+    produce(
+        &producer,
+        &topics.service_requests,
+        Some("rej-2"),
+        &reject,
+        &[],
+    )
+    .await;
+    let mut outcomes = Outcomes::new(&topics);
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes.until_terminal_messages(1).await;
+    worker.stop().await;
+    // A crash after the changelog's acknowledgement, before the offset's commit.
+    rewind(&topics.group, &topics.service_requests, 0);
+    let worker = Worker::start(topics.config(dir.path()));
+    outcomes
+        .until(|o| {
+            o.by_key.get("rej-2").is_some_and(|events| {
+                events
+                    .iter()
+                    .filter(|e| e.stage == Stage::DeadLettered)
+                    .count()
+                    >= 2
+            })
+        })
+        .await;
+    worker.stop().await;
+
+    let dead_lettered: Vec<_> = outcomes.by_key["rej-2"]
+        .iter()
+        .filter(|e| e.stage == Stage::DeadLettered)
+        .collect();
+    assert_eq!(dead_lettered[0].event_id, dead_lettered[1].event_id);
+    let reader = TopicReader::new(&topics.dlq, topics.partitions);
+    let mut letters = Vec::new();
+    for _ in 0..2 {
+        let letter = reader
+            .next(common::PATIENCE)
+            .await
+            .expect("a dead letter for each delivery");
+        letters.push((
+            header(&letter, "nephoran.event.id"),
+            header(&letter, "nephoran.error.code"),
+            header(&letter, "nephoran.source.offset"),
+            rdkafka::Message::payload(&letter).map(<[u8]>::to_vec),
+        ));
+    }
+    for letter in &letters {
+        assert_eq!(
+            letter,
+            &(
+                Some(dead_lettered[0].event_id.clone()),
+                Some("untranslatable".to_string()),
+                Some("0".to_string()),
+                Some(reject.clone()),
+            ),
+            "the copy is identified by its dead_lettered event id"
+        );
+    }
+}

@@ -20,7 +20,10 @@ use crate::translate::TranslatorKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub state: State,
-    /// Offset of the message that carried the key first (in this partition).
+    /// Offset of the message whose processing this is (in this partition): the first to
+    /// carry the key, or the one that processed it again after a `failed`. A message at
+    /// this offset is a redelivery of that processing, with its event ids
+    /// ([`crate::outcome::event_id`]), which need nothing else stored.
     pub offset: i64,
     /// When the attempt started (in progress) or ended (done), Unix seconds.
     pub since: u32,

@@ -410,6 +410,56 @@ async fn the_circuit_breaker_sends_traffic_to_the_rules_then_probes() {
 }
 
 #[tokio::test]
+async fn when_the_breaker_opens_every_waiting_and_retrying_ask_goes_to_the_rules_at_once() {
+    // 20 asks at once against an endpoint answering 500, with a budget (LLM_TIMEOUT) far
+    // longer than the test: none waits out its retries, and the calls are the first
+    // attempts plus at most the breaker's failures.
+    let fake = FakeLlm::start(|_| Reply::status(500, "internal error")).await;
+    let model = "cut-short-model";
+    let t = translator(
+        &fake,
+        model,
+        &[
+            "--llm-timeout",
+            "10m",
+            "--llm-max-concurrency",
+            "64",
+            "--llm-breaker-failures",
+            "3",
+            "--llm-breaker-cooldown",
+            "10m",
+        ],
+    );
+    let text = "Deploy UPF with 2 replicas in namespace edge";
+    let requests: Vec<Request> = (0..20).map(|_| service(text)).collect();
+    let asks = requests.iter().map(|request| t.translate(request));
+    let translations =
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(asks))
+            .await
+            .expect("the asks ended when the breaker opened, not by their 10 min budget");
+    for translation in &translations {
+        assert_eq!(translation.by, TranslatorKind::Rules);
+        assert!(translation.result.is_ok());
+    }
+    assert!(fake.calls().len() <= 20 + 3, "{} calls", fake.calls().len());
+    let fallbacks = |reason| {
+        metric(
+            "llm_fallbacks_total",
+            &[("model", model), ("reason", reason)],
+        )
+    };
+    assert!(fallbacks("circuit_opened") >= 1.0, "asks were cut short");
+    assert_eq!(
+        fallbacks("api_error") + fallbacks("circuit_opened") + fallbacks("circuit_open"),
+        20.0
+    );
+    // And an ask that came once it was open made no call.
+    let calls = fake.calls().len();
+    assert_eq!(t.translate(&service(text)).await.by, TranslatorKind::Rules);
+    assert_eq!(fake.calls().len(), calls);
+}
+
+#[tokio::test]
 async fn resubmitted_text_is_answered_from_the_cache() {
     let fake = FakeLlm::start(|_| smf_times_seven()).await;
     let t = translator(&fake, "cache-model", &[]);

@@ -249,15 +249,16 @@ impl ChatClient {
                     (e, wait)
                 }
             };
-            let wait =
-                wait.unwrap_or_else(|| policy.next_backoff().unwrap_or(Duration::from_millis(200)));
             let left = deadline.saturating_duration_since(Instant::now());
+            let wait = match wait {
+                // The server's wait, if it fits; if not, the error says so.
+                Some(wait) if wait >= left && !left.is_zero() => {
+                    return Err(Stop::Failed(beyond_budget(e, wait, self.timeout)));
+                }
+                Some(wait) => wait,
+                None => policy.next_backoff().unwrap_or(Duration::from_millis(200)),
+            };
             if wait >= left {
-                let e = if left.is_zero() {
-                    e
-                } else {
-                    beyond_budget(e, wait, self.timeout)
-                };
                 return Err(Stop::Failed(e));
             }
             warn!(model = %self.model, error = %e, retry_in = ?wait, "LLM call failed, retrying");

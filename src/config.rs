@@ -194,7 +194,8 @@ pub struct LlmArgs {
     #[arg(long, env = "LLM_API_KEY_FILE")]
     pub llm_api_key_file: Option<std::path::PathBuf>,
 
-    /// Longest wait for one LLM answer; retries stop once twice this has passed.
+    /// Longest wait for one LLM answer, retries included: the whole ask (its turn, its
+    /// calls and their retries) ends by this, then the rules translate.
     #[arg(long, env = "LLM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub llm_timeout: std::time::Duration,
 

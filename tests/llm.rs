@@ -410,6 +410,56 @@ async fn the_circuit_breaker_sends_traffic_to_the_rules_then_probes() {
 }
 
 #[tokio::test]
+async fn when_the_breaker_opens_every_waiting_and_retrying_ask_goes_to_the_rules_at_once() {
+    // 20 asks at once against an endpoint answering 500, with a budget (LLM_TIMEOUT) far
+    // longer than the test: none waits out its retries, and the calls are the first
+    // attempts plus at most the breaker's failures.
+    let fake = FakeLlm::start(|_| Reply::status(500, "internal error")).await;
+    let model = "cut-short-model";
+    let t = translator(
+        &fake,
+        model,
+        &[
+            "--llm-timeout",
+            "10m",
+            "--llm-max-concurrency",
+            "64",
+            "--llm-breaker-failures",
+            "3",
+            "--llm-breaker-cooldown",
+            "10m",
+        ],
+    );
+    let text = "Deploy UPF with 2 replicas in namespace edge";
+    let requests: Vec<Request> = (0..20).map(|_| service(text)).collect();
+    let asks = requests.iter().map(|request| t.translate(request));
+    let translations =
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(asks))
+            .await
+            .expect("the asks ended when the breaker opened, not by their 10 min budget");
+    for translation in &translations {
+        assert_eq!(translation.by, TranslatorKind::Rules);
+        assert!(translation.result.is_ok());
+    }
+    assert!(fake.calls().len() <= 20 + 3, "{} calls", fake.calls().len());
+    let fallbacks = |reason| {
+        metric(
+            "llm_fallbacks_total",
+            &[("model", model), ("reason", reason)],
+        )
+    };
+    assert!(fallbacks("circuit_opened") >= 1.0, "asks were cut short");
+    assert_eq!(
+        fallbacks("api_error") + fallbacks("circuit_opened") + fallbacks("circuit_open"),
+        20.0
+    );
+    // And an ask that came once it was open made no call.
+    let calls = fake.calls().len();
+    assert_eq!(t.translate(&service(text)).await.by, TranslatorKind::Rules);
+    assert_eq!(fake.calls().len(), calls);
+}
+
+#[tokio::test]
 async fn resubmitted_text_is_answered_from_the_cache() {
     let fake = FakeLlm::start(|_| smf_times_seven()).await;
     let t = translator(&fake, "cache-model", &[]);
@@ -681,12 +731,12 @@ async fn with_the_llm_down_every_message_still_gets_its_outcome_by_rules() {
         metric("llm_circuit_breaker_state", &[("model", model)]),
         2.0
     );
-    let failed = fallbacks("api_error");
-    assert!(
-        (2.0..=4.0).contains(&failed),
-        "{failed} requests waited out the dead endpoint"
-    );
-    assert_eq!(failed + fallbacks("circuit_open"), 10.0);
+    // The calls: those of the two requests in flight when the endpoint went down (their
+    // failures open the breaker), nothing more. The requests that waited for their turn,
+    // or to retry, went to the rules the moment it opened, or found it open.
+    assert!(errors <= 4.0, "{errors} calls to the dead endpoint");
+    let first_batch = fallbacks("api_error") + fallbacks("circuit_opened");
+    assert_eq!(first_batch + fallbacks("circuit_open"), 10.0);
 
     // Second batch: straight to the rules, no call at all.
     let second = produce_all(&producer, requests, topics.partitions, batch(10)).await;
@@ -698,7 +748,7 @@ async fn with_the_llm_down_every_message_still_gets_its_outcome_by_rules() {
         errors,
         "no call while the breaker is open"
     );
-    assert_eq!(fallbacks("circuit_open"), 20.0 - failed);
+    assert_eq!(fallbacks("circuit_open"), 20.0 - first_batch);
     for key in keys(0).iter().chain(&keys(10)) {
         let applied = outcomes.terminal(key)[0];
         assert_eq!(applied.stage, Stage::Applied, "{key}");
@@ -779,7 +829,7 @@ async fn a_huge_retry_after_neither_panics_nor_waits_past_the_budget() {
             .unwrap_err()
             .reason;
         assert!(
-            reason.contains("429") && reason.contains("beyond the retry budget of 4s"),
+            reason.contains("429") && reason.contains("beyond the retry budget of 2s"),
             "{retry_after}: {reason}"
         );
         assert_eq!(fake.calls().len(), 2, "one attempt per request, no retry");
@@ -1063,4 +1113,190 @@ async fn the_requesters_namespace_wins_over_the_models_and_a_cached_answer_must_
         3,
         "the model was asked (twice), not the cache"
     );
+}
+
+// The fault suite's LLM cases (issue 13, cases 3 to 6): with the endpoint failing in each
+// way, 20 requests in flight at once are applied by the rules within LLM_TIMEOUT, the
+// calls stay bounded by the breaker's settings, every message has exactly one terminal
+// outcome and the offsets are committed to the end.
+
+const FAULT_REQUESTS: usize = 20;
+const FAULT_BREAKER_FAILURES: usize = 3;
+
+/// How one fault case went.
+struct FaultRun {
+    calls: usize,
+    /// Each request's time from its `received` to its `applied` outcome.
+    received_to_applied: Vec<Duration>,
+}
+
+fn occurred_at(event: &nephoran_kafka_consumer::outcome::OutcomeEvent) -> std::time::SystemTime {
+    humantime::parse_rfc3339(&event.occurred_at).expect("occurred_at is RFC 3339")
+}
+
+/// Sends [`FAULT_REQUESTS`] prose requests at once to a worker whose LLM is `fake`, with
+/// MAX_IN_FLIGHT and LLM_MAX_CONCURRENCY 64, and checks what every case must hold.
+async fn llm_fault(name: &str, fake: &FakeLlm, llm_timeout: &str) -> FaultRun {
+    let topics = TestTopics::create(name, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let model = format!("{name}-model");
+    recorder();
+    let mut config = topics.config(dir.path());
+    let failures = FAULT_BREAKER_FAILURES.to_string();
+    let args = [
+        "test",
+        "--llm-endpoint",
+        &fake.endpoint,
+        "--llm-model",
+        &model,
+        "--llm-timeout",
+        llm_timeout,
+        "--llm-max-concurrency",
+        "64",
+        "--llm-breaker-failures",
+        &failures,
+        // Longer than the test: no probe is due while it runs.
+        "--llm-breaker-cooldown",
+        "10m",
+    ];
+    config.llm = Args::try_parse_from(args).expect("LLM flags").llm;
+    config.max_in_flight = 64;
+    let worker = Worker::start(config);
+    worker.until_assigned().await;
+
+    let keys: Vec<String> = (0..FAULT_REQUESTS).map(|i| format!("{name}-{i}")).collect();
+    // The rules read this text; the model is asked because the screen lets it pass.
+    let batch = keys.iter().map(|key| {
+        let payload = service_request(key, "Deploy UPF with 2 replicas in namespace edge");
+        (key.clone(), payload)
+    });
+    let requests = &topics.service_requests;
+    let ends = produce_all(&producer(), requests, topics.partitions, batch).await;
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes
+        .until_terminal(keys.iter().map(String::as_str))
+        .await;
+
+    let mut received_to_applied = Vec::new();
+    for key in &keys {
+        let terminal = outcomes.terminal(key);
+        assert_eq!(terminal.len(), 1, "{key}: exactly one terminal outcome");
+        assert_eq!(terminal[0].stage, Stage::Applied, "{key}");
+        assert_eq!(terminal[0].translator, Some(TranslatorKind::Rules), "{key}");
+        let events = &outcomes.by_key[key];
+        let received = events
+            .iter()
+            .find(|e| e.stage == Stage::Received)
+            .unwrap_or_else(|| panic!("{key}: no received outcome"));
+        let took = occurred_at(terminal[0])
+            .duration_since(occurred_at(received))
+            .unwrap_or_default();
+        received_to_applied.push(took);
+    }
+    for (partition, end) in ends.iter().enumerate() {
+        committed_offset(&topics.group, requests, partition as i32, |o| o == *end).await;
+    }
+    // Nothing more arrives: no second terminal outcome for any message.
+    outcomes.drain(Duration::from_secs(1)).await;
+    for key in &keys {
+        assert_eq!(
+            outcomes.terminal(key).len(),
+            1,
+            "{key}: one terminal outcome"
+        );
+    }
+    let fallbacks: f64 = ["api_error", "circuit_open", "circuit_opened", "timeout"]
+        .into_iter()
+        .map(|reason| {
+            metric(
+                "llm_fallbacks_total",
+                &[("model", model.as_str()), ("reason", reason)],
+            )
+        })
+        .sum();
+    assert_eq!(
+        fallbacks, FAULT_REQUESTS as f64,
+        "every request fell back once"
+    );
+    assert_eq!(
+        metric("llm_circuit_breaker_state", &[("model", model.as_str())]),
+        2.0,
+        "the breaker is open"
+    );
+    worker.stop().await;
+    let slowest = received_to_applied
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    eprintln!(
+        "{name}: {} calls for {FAULT_REQUESTS} requests, slowest received to applied {slowest:?}",
+        fake.calls().len()
+    );
+    assert!(!fake.calls().is_empty(), "the model was asked");
+    FaultRun {
+        calls: fake.calls().len(),
+        received_to_applied,
+    }
+}
+
+/// The calls an outage may cost: each request in flight when it starts calls once (here
+/// all of them: LLM_MAX_CONCURRENCY is above the requests), then at most the failures
+/// that open the breaker, and a probe per cool-down (none is due within the test).
+fn assert_calls_bounded(run: &FaultRun) {
+    let bound = FAULT_REQUESTS + FAULT_BREAKER_FAILURES + 1;
+    assert!(
+        run.calls <= bound,
+        "{} calls for {FAULT_REQUESTS} requests; at most {bound} expected",
+        run.calls
+    );
+}
+
+fn assert_all_within(run: &FaultRun, bound: Duration) {
+    for took in &run.received_to_applied {
+        assert!(
+            *took < bound,
+            "a request took {took:?} to be applied, more than {bound:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_llm_500s_cost_a_bounded_number_of_calls_and_no_request_waits_out_retries() {
+    let fake = FakeLlm::start(|_| Reply::status(500, "internal error")).await;
+    let run = llm_fault("fault-500", &fake, "20s").await;
+    assert_calls_bounded(&run);
+    assert_all_within(&run, Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_llm_429_with_retry_after_is_cut_short_when_the_breaker_opens() {
+    let fake = FakeLlm::start(|_| Reply::status(429, "slow down").retry_after("5")).await;
+    let run = llm_fault("fault-429", &fake, "20s").await;
+    assert_calls_bounded(&run);
+    assert_all_within(&run, Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_llm_timeouts_end_each_ask_by_llm_timeout() {
+    // The server answers after a minute; each ask ends by LLM_TIMEOUT (2 s), retries
+    // included (before, the retries alone had twice that).
+    let fake = FakeLlm::start(|_| Reply::status(500, "late").after(Duration::from_secs(60))).await;
+    let run = llm_fault("fault-timeout", &fake, "2s").await;
+    assert_calls_bounded(&run);
+    // The ask's LLM_TIMEOUT, plus the rules and the apply after it: less than the
+    // retry budget alone was before.
+    assert_all_within(&run, Duration::from_secs(4));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_llm_garbage_answers_open_the_breaker_and_the_rules_answer() {
+    let fake = FakeLlm::start(|call: &Call| match call.index % 2 {
+        0 => Reply::raw(200, "<html>502 Bad Gateway</html>".to_string()),
+        _ => Reply::raw(200, vec![0xff, 0xfe, 0x00, 0x7b]),
+    })
+    .await;
+    let run = llm_fault("fault-garbage", &fake, "20s").await;
+    assert_calls_bounded(&run);
+    assert_all_within(&run, Duration::from_secs(20));
 }

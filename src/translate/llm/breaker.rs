@@ -6,11 +6,17 @@
 //! open (none pass until the cool-down ends), half-open (one probe passes; its success
 //! closes the breaker, its failure opens it again). The state is the gauge
 //! `llm_circuit_breaker_state{model}`: 0 closed, 1 half-open, 2 open.
+//!
+//! Opening is also a signal ([`Breaker::opened`]): the asks waiting for their turn and
+//! the asks between retries select on it and go to the rules at once, so an outage
+//! costs the calls in flight when it starts, the failures that open the breaker and a
+//! probe per cool-down, not a retry budget per request.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use metrics::{gauge, Gauge};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     gauge: Gauge,
+    /// How many times the breaker has opened; a change wakes whoever waits on the LLM.
+    opened: watch::Sender<u64>,
 }
 
 /// Leave to make one call. Its verdict is [`Pass::succeeded`] or [`Pass::failed`]; a
@@ -56,6 +64,7 @@ impl Breaker {
             threshold: threshold.max(1),
             cooldown,
             gauge,
+            opened: watch::Sender::new(0),
         }
     }
 
@@ -79,6 +88,22 @@ impl Breaker {
         })
     }
 
+    /// A receiver that sees the breaker open from now on: `changed()` resolves at the
+    /// next opening (never for one before the call).
+    pub fn opened(&self) -> watch::Receiver<u64> {
+        self.opened.subscribe()
+    }
+
+    /// Whether a request now would be refused a pass (open within its cool-down, or a
+    /// probe out), without taking one.
+    pub fn is_open(&self) -> bool {
+        match *self.lock() {
+            State::Closed { .. } => false,
+            State::HalfOpen => true,
+            State::Open { until } => Instant::now() < until,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is a plain value: a panic elsewhere cannot leave it half-written.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -96,6 +121,7 @@ impl Breaker {
                 until: Instant::now() + self.cooldown,
             },
         );
+        self.opened.send_modify(|openings| *openings += 1);
     }
 }
 
@@ -192,6 +218,29 @@ mod tests {
         let probe = b.try_pass().expect("zero cool-down");
         probe.failed();
         assert!(matches!(state(&b), State::Open { .. }));
+    }
+
+    #[tokio::test]
+    async fn opening_wakes_the_waiters_once() {
+        let b = Breaker::new(2, Duration::from_secs(60), "m");
+        let mut opened = b.opened();
+        b.try_pass().unwrap().failed();
+        assert!(
+            !opened.has_changed().unwrap(),
+            "one failure does not open it"
+        );
+        assert!(!b.is_open());
+        b.try_pass().unwrap().failed();
+        assert!(b.is_open());
+        opened
+            .changed()
+            .await
+            .expect("the sender lives in the breaker");
+        let later = b.opened();
+        assert!(
+            !later.has_changed().unwrap(),
+            "a later receiver sees later openings only"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Only this file knows the API's wire format. It retries what may pass (connection
 //! errors, timeouts, 408, 429, 5xx) with exponential backoff and jitter, waits what a
-//! `Retry-After` asks within its budget, and gives up at once on what will not pass
+//! `Retry-After` asks within its budget (`LLM_TIMEOUT` for the whole ask, retries
+//! included), stops the moment the circuit breaker opens, and gives up at once on what will not pass
 //! (401, 404, ...). It asks for structured output (`response_format` with the answer's
 //! JSON schema), a temperature of 0 and a token bound. Servers differ in which of these
 //! they take (OpenAI's reasoning models refuse `temperature` and `max_tokens`, some
@@ -23,6 +24,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
 use metrics::{counter, histogram};
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
@@ -31,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::warn;
 
+use super::breaker::Breaker;
 use crate::config::Secret;
 
 /// Largest response body read; a bigger one is an error, not an unbounded buffer.
@@ -124,6 +127,17 @@ pub struct ChatClient {
     optional: [AtomicBool; 3],
 }
 
+/// Why an ask gave no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The last attempt failed and there is no other (not retryable, or no time left).
+    Failed(CallError),
+    /// The circuit breaker was open: no call was made.
+    Open,
+    /// The circuit breaker opened while this ask waited or retried: cut short.
+    Opened,
+}
+
 /// How an attempt ended when it did not give a reply.
 enum Failed {
     /// Worth another attempt, after the server's `Retry-After` if it sent one.
@@ -133,7 +147,7 @@ enum Failed {
 
 impl ChatClient {
     /// `endpoint` is the API's base URL (`.../v1`); requests go to `chat/completions`
-    /// under it. Each attempt is bounded by `timeout`, the retries by twice that. With an
+    /// under it. The whole ask, retries included, is bounded by `timeout`. With an
     /// API key the endpoint must be https or a loopback host ([`may_carry_a_key`]).
     pub fn new(
         endpoint: &str,
@@ -183,49 +197,84 @@ impl ChatClient {
         &self.model
     }
 
-    /// How long the retries of one completion may take: twice the attempt timeout.
-    fn budget(&self) -> Duration {
-        self.timeout.saturating_mul(2)
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
-    /// Asks for one completion of `messages`, retrying within the budget.
-    pub async fn complete(&self, messages: &[Message]) -> Result<Reply, CallError> {
-        let started = Instant::now();
-        let budget = self.budget();
-        let policy = ExponentialBackoff {
+    /// Asks for one completion of `messages`, retrying until `deadline`. Every attempt
+    /// takes a pass from `breaker` and gives it its verdict; once the breaker is open
+    /// (before an attempt, during one or between two) the ask stops at once.
+    pub async fn complete(
+        &self,
+        messages: &[Message],
+        deadline: Instant,
+        breaker: &Breaker,
+    ) -> Result<Reply, Stop> {
+        let mut policy = ExponentialBackoff {
             initial_interval: Duration::from_millis(200),
             randomization_factor: 0.5,
             multiplier: 2.0,
             max_interval: Duration::from_secs(10),
-            max_elapsed_time: Some(budget),
+            max_elapsed_time: None,
             ..ExponentialBackoff::default()
         };
-        let attempt = || async {
-            match self.attempt(messages).await {
-                Ok(reply) => Ok(reply),
-                Err(Failed::GiveUp(e)) => Err(backoff::Error::permanent(e)),
-                // backoff waits a Retry-After without looking at its budget: cap it here.
-                Err(Failed::Retry(e, Some(wait)))
-                    if started.elapsed().saturating_add(wait) > budget =>
-                {
-                    Err(backoff::Error::permanent(beyond_budget(e, wait, budget)))
+        let mut attempts = 0u32;
+        loop {
+            // Subscribed before the pass: an opening between the two is not missed.
+            let mut opened = breaker.opened();
+            let Some(pass) = breaker.try_pass() else {
+                return Err(if attempts == 0 {
+                    Stop::Open
+                } else {
+                    Stop::Opened
+                });
+            };
+            attempts += 1;
+            let result = tokio::select! {
+                result = self.attempt(messages, deadline) => result,
+                // The pass goes without a verdict: the calls that opened it gave theirs.
+                _ = opened.changed() => return Err(Stop::Opened),
+            };
+            let (e, wait) = match result {
+                Ok(reply) => {
+                    pass.succeeded();
+                    return Ok(reply);
                 }
-                Err(Failed::Retry(e, Some(wait))) => Err(backoff::Error::retry_after(e, wait)),
-                Err(Failed::Retry(e, None)) => Err(backoff::Error::transient(e)),
+                Err(Failed::GiveUp(e)) => {
+                    pass.failed();
+                    return Err(Stop::Failed(e));
+                }
+                Err(Failed::Retry(e, wait)) => {
+                    pass.failed();
+                    (e, wait)
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = match wait {
+                // The server's wait, if it fits; if not, the error says so.
+                Some(wait) if wait >= left && !left.is_zero() => {
+                    return Err(Stop::Failed(beyond_budget(e, wait, self.timeout)));
+                }
+                Some(wait) => wait,
+                None => policy.next_backoff().unwrap_or(Duration::from_millis(200)),
+            };
+            if wait >= left {
+                return Err(Stop::Failed(e));
             }
-        };
-        let notify = |e: CallError, wait: Duration| {
             warn!(model = %self.model, error = %e, retry_in = ?wait, "LLM call failed, retrying");
-        };
-        backoff::future::retry_notify(policy, attempt, notify).await
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = opened.changed() => return Err(Stop::Opened),
+            }
+        }
     }
 
     /// One attempt, plus an immediate re-ask for each optional parameter the server
     /// turns down (each is dropped once, so this ends).
-    async fn attempt(&self, messages: &[Message]) -> Result<Reply, Failed> {
+    async fn attempt(&self, messages: &[Message], deadline: Instant) -> Result<Reply, Failed> {
         loop {
             let sent = self.optional.each_ref().map(|o| o.load(Ordering::Relaxed));
-            let result = self.post(messages, sent).await;
+            let result = self.post(messages, sent, deadline).await;
             let refused = match &result {
                 Err(Failed::GiveUp(CallError::Status {
                     status: 400 | 422,
@@ -247,9 +296,18 @@ impl ChatClient {
         }
     }
 
-    async fn post(&self, messages: &[Message], sent: [bool; 3]) -> Result<Reply, Failed> {
+    async fn post(
+        &self,
+        messages: &[Message],
+        sent: [bool; 3],
+        deadline: Instant,
+    ) -> Result<Reply, Failed> {
         let started = Instant::now();
-        let result = self.exchange(messages, sent).await;
+        let exchange = self.exchange(messages, sent);
+        let result = match tokio::time::timeout_at(deadline.into(), exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Failed::Retry(self.no_answer(), None)),
+        };
         let status = if result.is_ok() { "success" } else { "error" };
         counter!("llm_api_calls_total", "status" => status, "model" => self.model.clone())
             .increment(1);
@@ -362,13 +420,22 @@ impl ChatClient {
         }
     }
 
-    fn transport(&self, e: reqwest::Error) -> Failed {
-        let problem = if e.is_timeout() {
-            format!(
+    /// The error for an attempt that outlived its time.
+    fn no_answer(&self) -> CallError {
+        CallError::Unreachable {
+            url: self.shown_url.clone(),
+            problem: format!(
                 "no answer within {}",
                 humantime::format_duration(self.timeout)
-            )
-        } else {
+            ),
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> Failed {
+        if e.is_timeout() {
+            return Failed::Retry(self.no_answer(), None);
+        }
+        let problem = {
             // The source chain says what failed (refused connection, DNS, TLS). Without the
             // URL: it is in the error already, redacted.
             let e = e.without_url();
@@ -513,7 +580,7 @@ fn beyond_budget(e: CallError, wait: Duration, budget: Duration) -> CallError {
             url,
             status,
             message: format!(
-                "{message} (Retry-After {}, beyond the retry budget of {}: not retried)",
+                "{message} (Retry-After {}, beyond the retry budget of {} (LLM_TIMEOUT): not retried)",
                 humantime::format_duration(wait),
                 humantime::format_duration(budget)
             ),

@@ -14,7 +14,8 @@
 //! 3. The response cache ([`cache`]) answers a text seen before, if the cached answer
 //!    agrees with what this text states.
 //! 4. The circuit breaker ([`breaker`]) sends everything to the rules while the API
-//!    keeps failing.
+//!    keeps failing. The ask (the wait for a turn, the calls, their retries) ends by
+//!    `LLM_TIMEOUT` in all, and at once when the breaker opens (`circuit_opened`).
 //! 5. The model is asked ([`client`], [`prompt`]); its answer is read strictly,
 //!    validated, and held to what the text states ([`answer`]): a namespace, components,
 //!    a count or resources other than the text's make it invalid. An invalid answer is
@@ -24,6 +25,8 @@
 //!
 //! The outcome's `translator` says which translator produced the intent. Fallbacks are
 //! counted in `llm_fallbacks_total{reason,model}`.
+
+use std::time::Instant;
 
 use metrics::counter;
 use tokio::sync::Semaphore;
@@ -46,7 +49,7 @@ use answer::Rejection;
 use breaker::Breaker;
 use cache::{AnswerCache, CacheKey};
 pub use client::{carries_credentials, may_carry_a_key, redacted, shown_endpoint};
-use client::{CallError, ChatClient, Message, Reply};
+use client::{ChatClient, Message, Reply, Stop};
 
 pub struct LlmTranslator {
     client: ChatClient,
@@ -62,7 +65,7 @@ pub struct LlmTranslator {
 
 /// Why the model gave no accepted answer.
 enum Miss {
-    Api(CallError),
+    Api(Stop),
     Refused(String),
     Invalid(String),
 }
@@ -127,35 +130,55 @@ impl LlmTranslator {
                 return llm(spec);
             }
         }
-        // The turn first, then the breaker: a request that waited for its turn while the
-        // calls before it failed must see the breaker open, not wait out the retries too.
-        // (The semaphore is never closed; without a permit there is nothing to wait for.)
-        let _permit = self.permits.acquire().await.ok();
-        let Some(pass) = self.breaker.try_pass() else {
+        // Nothing to wait for while the breaker is open.
+        if self.breaker.is_open() {
             return self.fall_back(request, "circuit_open", "the LLM circuit breaker is open");
+        }
+        // The whole ask (the turn, the calls, their retries) ends by one deadline, and the
+        // moment the breaker opens: a dead endpoint costs a request at most LLM_TIMEOUT.
+        let timeout = self.client.timeout();
+        let deadline = Instant::now() + timeout;
+        let mut opened = self.breaker.opened();
+        // (The semaphore is never closed; without a permit there is nothing to wait for.)
+        let _permit = tokio::select! {
+            permit = self.permits.acquire() => permit.ok(),
+            _ = opened.changed() => return self.cut_short(request),
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let why = format!(
+                    "no turn to ask the LLM within LLM_TIMEOUT ({}): LLM_MAX_CONCURRENCY asks were open",
+                    humantime::format_duration(timeout)
+                );
+                return self.fall_back(request, "timeout", &why);
+            }
         };
-        match self.ask(service, &stated).await {
+        match self.ask(service, &stated, deadline).await {
             Ok(spec) => {
-                pass.succeeded();
                 self.cache.put(key, spec.clone());
                 llm(spec)
             }
-            Err(Miss::Api(e)) => {
-                pass.failed();
+            Err(Miss::Api(Stop::Failed(e))) => {
                 warn!(model = %self.client.model(), error = %e, "LLM call failed; translating by rules");
                 self.fall_back(request, "api_error", &format!("LLM call failed: {e}"))
             }
+            Err(Miss::Api(Stop::Open)) => {
+                self.fall_back(request, "circuit_open", "the LLM circuit breaker is open")
+            }
+            Err(Miss::Api(Stop::Opened)) => self.cut_short(request),
             Err(Miss::Invalid(why)) => {
-                pass.succeeded();
                 warn!(model = %self.client.model(), problem = %why, "LLM answer invalid after a retry; translating by rules");
                 let why = format!("LLM answer invalid after a retry: {why}");
                 self.fall_back(request, "invalid_answer", &why)
             }
             Err(Miss::Refused(why)) => {
-                pass.succeeded();
                 self.fall_back(request, "refused", &format!("LLM refused: {why}"))
             }
         }
+    }
+
+    /// The rules' translation for an ask the breaker's opening cut short.
+    fn cut_short(&self, request: &Request) -> Translation {
+        let why = "the LLM circuit breaker opened while this request waited or retried";
+        self.fall_back(request, "circuit_opened", why)
     }
 
     /// Asks the model, and once more with the problem when the first answer is invalid.
@@ -163,12 +186,13 @@ impl LlmTranslator {
         &self,
         service: &ServiceRequest,
         stated: &Stated,
+        deadline: Instant,
     ) -> Result<NetworkIntentSpec, Miss> {
         let mut messages = vec![
             Message::system(self.system_prompt.clone()),
             Message::user(user_message(service)),
         ];
-        let first = self.call(&messages).await?;
+        let first = self.call(&messages, deadline).await?;
         let problem = match answer::read(&first, service, stated, &self.limits) {
             Ok(spec) => return Ok(spec),
             Err(Rejection::Refused(why)) => return Err(Miss::Refused(why)),
@@ -184,7 +208,7 @@ impl LlmTranslator {
             "That answer is invalid: {problem}. Answer again with one JSON object that \
              follows the schema and fixes this."
         )));
-        let second = self.call(&messages).await?;
+        let second = self.call(&messages, deadline).await?;
         answer::read(&second, service, stated, &self.limits).map_err(|rejection| match rejection {
             Rejection::Refused(why) => Miss::Refused(why),
             Rejection::Invalid(second_problem) => {
@@ -195,8 +219,12 @@ impl LlmTranslator {
         })
     }
 
-    async fn call(&self, messages: &[Message]) -> Result<String, Miss> {
-        match self.client.complete(messages).await {
+    async fn call(&self, messages: &[Message], deadline: Instant) -> Result<String, Miss> {
+        match self
+            .client
+            .complete(messages, deadline, &self.breaker)
+            .await
+        {
             Ok(Reply::Answer(content)) => Ok(content),
             Ok(Reply::Refused(why)) => Err(Miss::Refused(why)),
             Err(e) => Err(Miss::Api(e)),

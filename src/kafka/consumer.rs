@@ -76,7 +76,11 @@ pub struct GroupContext {
     leases: Held,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::logs::forward(level, facility, message);
+    }
+}
 
 impl GroupContext {
     /// Hands an event to the worker; false when there is no worker (or no poll thread)

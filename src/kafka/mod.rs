@@ -10,6 +10,7 @@ pub mod admin;
 pub mod changelog;
 pub mod consumer;
 pub mod headers;
+pub mod logs;
 pub mod properties;
 pub mod publisher;
 pub mod tools;
@@ -37,6 +38,7 @@ fn admin_client(
 fn client_config(properties: &BTreeMap<String, String>, fixed: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("client.id", "nephoran-kafka-consumer");
+    config.set_log_level(logs::LEVEL);
     for (key, value) in properties {
         config.set(key, value);
     }

@@ -198,7 +198,11 @@ pub struct Reports<M> {
     acknowledged: mpsc::UnboundedSender<Arc<Sends<M>>>,
 }
 
-impl<M: Send + Sync + 'static> ClientContext for Reports<M> {}
+impl<M: Send + Sync + 'static> ClientContext for Reports<M> {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::logs::forward(level, facility, message);
+    }
+}
 
 impl<M: Send + Sync + 'static> ProducerContext for Reports<M> {
     type DeliveryOpaque = Ticket<M>;

@@ -46,7 +46,8 @@ async fn main() -> anyhow::Result<()> {
     let input = format!("bench-requests-{run}");
     let group = format!("bench-{run}");
     admin::create_topics(&properties, std::slice::from_ref(&input), 1, 1).await?;
-    changelog::ensure_changelogs(&properties, &group, std::slice::from_ref(&input), 1).await?;
+    changelog::ensure_changelogs(&properties, &group, std::slice::from_ref(&input), 1, true)
+        .await?;
     let topic = changelog_topic(&group, &input);
 
     let started = Instant::now();

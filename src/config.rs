@@ -105,6 +105,17 @@ pub struct Config {
     #[arg(long, env = "DEDUP_CHANGELOG_REPLICATION", default_value_t = -1, allow_negative_numbers = true)]
     pub dedup_changelog_replication: i32,
 
+    /// Accept a missing dedup changelog for a group that has committed offsets: create it
+    /// empty (logged) instead of refusing to start; completed keys are forgotten.
+    #[arg(
+        long,
+        env = "DEDUP_REBUILD",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub dedup_rebuild: bool,
+
     /// Messages being translated and applied at once, across all partitions.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,

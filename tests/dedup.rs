@@ -290,6 +290,7 @@ async fn write_changelog(topics: &TestTopics, entries: impl Iterator<Item = (Str
         &topics.group,
         std::slice::from_ref(&topics.service_requests),
         1,
+        true,
     )
     .await
     .unwrap();

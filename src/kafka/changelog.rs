@@ -5,12 +5,17 @@
 //! N, so a worker that is assigned an input partition knows exactly what to read.
 //! Writing goes through the [`Publisher`](super::publisher::Publisher) like every other
 //! send, so it is acknowledged before the input offset is stored.
+//!
+//! At start an existing changelog must be compacted (a deleting one loses completed keys
+//! after its retention), and a missing changelog of a group that has already committed
+//! offsets is refused unless the operator accepts an empty state: recreating it empty
+//! would forget every completed key.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -26,12 +31,15 @@ const RESTORE_STALL: Duration = Duration::from_secs(60);
 const TAIL_GRACE: Duration = Duration::from_millis(100);
 
 /// Creates the changelog of each input topic if it is missing (compacted, one partition
-/// per input partition), and checks that existing ones have enough partitions.
+/// per input partition), and checks that existing ones are compacted and have enough
+/// partitions. A missing changelog of a group with committed offsets on the input topic
+/// is an error unless `rebuild` (`DEDUP_REBUILD`) accepts starting from an empty state.
 pub async fn ensure_changelogs(
     properties: &BTreeMap<String, String>,
     group: &str,
     inputs: &[String],
     replication: i32,
+    rebuild: bool,
 ) -> anyhow::Result<()> {
     let admin = super::admin_client(properties)?;
     for input in inputs {
@@ -39,12 +47,31 @@ pub async fn ensure_changelogs(
         let wanted = partition_count(&admin, input)?
             .with_context(|| format!("input topic {input:?} does not exist"))?;
         match partition_count(&admin, &changelog)? {
-            Some(have) if have >= wanted => continue,
+            Some(have) if have >= wanted => {
+                check_compacted(&admin, &changelog).await?;
+                continue;
+            }
             Some(have) => bail!(
                 "the dedup changelog {changelog:?} has {have} partitions but {input:?} has {wanted}: \
                  add partitions to the changelog (input partition N is kept in changelog partition N)"
             ),
             None => {}
+        }
+        let committed = committed_partitions(properties, group, input, wanted).await?;
+        if committed > 0 {
+            if !rebuild {
+                bail!(
+                    "the dedup changelog {changelog:?} is missing but group {group:?} has committed \
+                     offsets on {input:?} ({committed} partitions): an empty changelog would forget \
+                     every completed key and re-apply them on redelivery; restore the changelog, or \
+                     set DEDUP_REBUILD=true to start with an empty dedup state"
+                );
+            }
+            warn!(
+                topic = %changelog, group, input = %input, committed_partitions = committed,
+                "dedup changelog missing for a group with committed offsets; DEDUP_REBUILD=true: \
+                 creating it empty, completed keys are forgotten"
+            );
         }
         let topic = NewTopic::new(&changelog, wanted, TopicReplication::Fixed(replication))
             .set("cleanup.policy", "compact");
@@ -63,6 +90,85 @@ pub async fn ensure_changelogs(
         }
     }
     Ok(())
+}
+
+/// Refuses a changelog whose `cleanup.policy` does not include `compact`. A broker that
+/// does not report the policy is let through with a warning: never a false refusal.
+async fn check_compacted(
+    admin: &AdminClient<DefaultClientContext>,
+    changelog: &str,
+) -> anyhow::Result<()> {
+    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(changelog)], &options)
+        .await
+        .with_context(|| format!("could not reach the brokers to describe {changelog:?}"))?;
+    let policy = results.into_iter().find_map(|result| match result {
+        Ok(resource) => resource.get("cleanup.policy").and_then(|e| e.value.clone()),
+        Err(code) => {
+            warn!(topic = %changelog, error = %code, "could not describe the dedup changelog's config; its cleanup.policy is not checked");
+            None
+        }
+    });
+    let Some(policy) = policy else {
+        warn!(topic = %changelog, "the broker reports no cleanup.policy for the dedup changelog; not checked");
+        return Ok(());
+    };
+    if !is_compacted(&policy) {
+        bail!(
+            "the dedup changelog {changelog:?} has cleanup.policy={policy:?}, not compacted: its \
+             entries would be deleted after the retention and completed keys forgotten; fix it with \
+             `kafka-configs --alter --entity-type topics --entity-name {changelog} \
+             --add-config cleanup.policy=compact`"
+        );
+    }
+    Ok(())
+}
+
+/// Whether a `cleanup.policy` value (a comma-separated list) includes `compact`.
+fn is_compacted(policy: &str) -> bool {
+    policy
+        .split(',')
+        .any(|p| p.trim().eq_ignore_ascii_case("compact"))
+}
+
+/// How many of `input`'s `partitions` have an offset committed by `group`, read without
+/// joining the group.
+async fn committed_partitions(
+    properties: &BTreeMap<String, String>,
+    group: &str,
+    input: &str,
+    partitions: i32,
+) -> anyhow::Result<usize> {
+    let properties = properties.clone();
+    let (group, input) = (group.to_string(), input.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = super::client_config(
+            &properties,
+            &[
+                ("group.id", group.as_str()),
+                ("enable.auto.commit", "false"),
+            ],
+        )
+        .create()
+        .context("could not create the client that reads the group's committed offsets")?;
+        let mut tpl = TopicPartitionList::new();
+        for partition in 0..partitions {
+            tpl.add_partition(&input, partition);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, METADATA_TIMEOUT)
+            .with_context(|| {
+                format!("cannot read the offsets group {group:?} committed on {input:?}")
+            })?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter(|e| matches!(e.offset(), Offset::Offset(o) if o >= 0))
+            .count())
+    })
+    .await
+    .context("the committed-offsets check panicked")?
 }
 
 fn partition_count(

@@ -94,6 +94,7 @@ pub async fn run<T: Translator + 'static>(
         &config.group,
         &config.topics.topics,
         config.dedup_changelog_replication,
+        config.dedup_rebuild,
     )
     .await?;
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ApplyError, Holder};
+use super::{check_claim, ApplyError, Holder};
 use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION, PAYLOAD_FINGERPRINT_ANNOTATION};
 
 /// The most of an existing intent file read to learn whose it is; a larger file is not
@@ -93,33 +93,23 @@ async fn check_holder(path: &Path, intent: &NetworkIntent) -> Result<(), ApplyEr
     }
     let document: serde_yaml::Value =
         serde_yaml::from_slice(&bytes).map_err(|_| unreadable("not YAML".into()))?;
-    let holder = document
-        .get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(IDEMPOTENCY_KEY_ANNOTATION));
-    let Some(holder) = holder else {
-        return Err(unreadable("no such annotation".into()));
+    let annotation = |key| {
+        document
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(key))
     };
-    let Some(holder) = holder.as_str() else {
-        return Err(unreadable("not a string".into()));
+    let held_key = match annotation(IDEMPOTENCY_KEY_ANNOTATION) {
+        None => None,
+        Some(key) => Some(
+            key.as_str()
+                .ok_or_else(|| unreadable("not a string".into()))?,
+        ),
     };
-    let own = |annotation| intent.annotation(annotation);
-    if own(IDEMPOTENCY_KEY_ANNOTATION) != Some(holder) {
-        return Err(conflict(Holder::OtherKey(holder.to_string())));
-    }
-    // The same key: overwritten only by the payload that claimed it. A file without the
-    // fingerprint (written before it was recorded) belongs to whoever has the key.
-    let claimed = document
-        .get("metadata")
-        .and_then(|m| m.get("annotations"))
-        .and_then(|a| a.get(PAYLOAD_FINGERPRINT_ANNOTATION));
-    match (claimed, own(PAYLOAD_FINGERPRINT_ANNOTATION)) {
-        (Some(claimed), Some(own)) if claimed.as_str() != Some(own) => {
-            let shown = claimed.as_str().unwrap_or("not a string");
-            Err(conflict(Holder::OtherPayload(shown.to_string())))
-        }
-        _ => Ok(()),
-    }
+    // A fingerprint that is not a string is not this payload's.
+    let held_fingerprint =
+        annotation(PAYLOAD_FINGERPRINT_ANNOTATION).map(|f| f.as_str().unwrap_or("not a string"));
+    check_claim(held_key, held_fingerprint, intent).map_err(conflict)
 }
 
 async fn write_atomically(

@@ -101,6 +101,11 @@ pub struct Config {
     #[arg(long, env = "DEDUP_MAX_ENTRIES", default_value_t = 200_000)]
     pub dedup_max_entries: usize,
 
+    /// Dedup changelog partitions restored at once after an assignment (each reader
+    /// buffers up to 16 MiB besides the state it builds; docs/memory.md).
+    #[arg(long, env = "DEDUP_RESTORE_CONCURRENCY", default_value_t = 2)]
+    pub dedup_restore_concurrency: usize,
+
     /// Replication factor of dedup changelog topics the worker creates (-1: broker default).
     #[arg(long, env = "DEDUP_CHANGELOG_REPLICATION", default_value_t = -1, allow_negative_numbers = true)]
     pub dedup_changelog_replication: i32,
@@ -676,6 +681,16 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(1..=MAX_RESTORE_CONCURRENCY).contains(&self.dedup_restore_concurrency) {
+            return Err(config_error(
+                "DEDUP_RESTORE_CONCURRENCY (--dedup-restore-concurrency)",
+                format!(
+                    "{} is not between 1 and {MAX_RESTORE_CONCURRENCY} (each restore holds up to \
+                     16 MiB of fetched records besides its state)",
+                    self.dedup_restore_concurrency
+                ),
+            ));
+        }
         if self.dedup_window.is_zero() {
             return Err(config_error(
                 "DEDUP_WINDOW (--dedup-window)",
@@ -704,6 +719,10 @@ impl Config {
         self.llm.validate()
     }
 }
+
+/// Most `DEDUP_RESTORE_CONCURRENCY`: restores side by side cost memory, and past a few
+/// they share the same network and broker anyway.
+const MAX_RESTORE_CONCURRENCY: usize = 64;
 
 /// Longest `SHUTDOWN_TIMEOUT` and `REVOKE_DRAIN_TIMEOUT`.
 const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(60 * 60);
@@ -932,6 +951,24 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn restores_at_once_are_bounded() {
+        assert_eq!(parse(&[]).dedup_restore_concurrency, 2);
+        for refused in ["0", "65"] {
+            let err = parse(&["--dedup-restore-concurrency", refused])
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("DEDUP_RESTORE_CONCURRENCY") && err.contains("between 1 and 64"),
+                "{err}"
+            );
+        }
+        assert!(parse(&["--dedup-restore-concurrency", "8"])
+            .validate()
+            .is_ok());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub fn now_secs() -> u32 {
 #[derive(Debug)]
 pub struct Dedup {
     limits: Limits,
+    /// Partitions restored at once.
+    restore_concurrency: usize,
     partitions: HashMap<(String, i32), PartitionStore>,
 }
 
@@ -45,8 +47,19 @@ impl Dedup {
                 window_secs,
                 max_entries,
             },
+            restore_concurrency: 1,
             partitions: HashMap::new(),
         }
+    }
+
+    /// Restores `concurrency` partitions at once (at least one).
+    pub fn with_restore_concurrency(mut self, concurrency: usize) -> Self {
+        self.restore_concurrency = concurrency.max(1);
+        self
+    }
+
+    pub fn restore_concurrency(&self) -> usize {
+        self.restore_concurrency
     }
 
     pub fn limits(&self) -> Limits {

@@ -22,6 +22,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
+use super::budgets;
 use crate::dedup::{changelog_topic, Limits, PartitionStore};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -196,6 +197,88 @@ pub struct Restored {
     pub elapsed: Duration,
 }
 
+/// The result of restoring one input partition's dedup state.
+pub type RestoreResult = anyhow::Result<(PartitionStore, Restored)>;
+
+/// Restores the dedup state of each of `partitions` (input topic, partition) of `group`
+/// from its changelog, at most `concurrency` at once (each reader holds up to
+/// [`budgets::restore_reader_bytes`] besides the state it builds), each on a blocking
+/// thread. The results come in the order of `partitions`: put first the one a message
+/// waits for. `dedup_restores_in_progress` and `dedup_restores_waiting` show the queue.
+pub async fn restore_all(
+    properties: &BTreeMap<String, String>,
+    group: &str,
+    partitions: Vec<(String, i32)>,
+    limits: Limits,
+    concurrency: usize,
+) -> Vec<((String, i32), RestoreResult)> {
+    let properties = properties.clone();
+    let group = group.to_string();
+    fan_out(partitions, concurrency, move |topic, partition| {
+        restore(
+            &properties,
+            &changelog_topic(&group, topic),
+            partition,
+            limits,
+        )
+    })
+    .await
+}
+
+/// Runs `restore` for each of `partitions` on blocking threads, at most `concurrency` at
+/// once, starting them in order; the results come in that order.
+async fn fan_out<F>(
+    partitions: Vec<(String, i32)>,
+    concurrency: usize,
+    restore: F,
+) -> Vec<((String, i32), RestoreResult)>
+where
+    F: Fn(&str, i32) -> RestoreResult + Clone + Send + 'static,
+{
+    use futures::StreamExt;
+    // Made at once, so every partition counts as waiting until its restore starts (or
+    // the whole is dropped).
+    let restores: Vec<_> = partitions
+        .into_iter()
+        .map(|(topic, partition)| {
+            let waiting = Counted::new("dedup_restores_waiting");
+            let restore = restore.clone();
+            async move {
+                drop(waiting);
+                let name = topic.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    let _running = Counted::new("dedup_restores_in_progress");
+                    restore(&name, partition)
+                })
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("the changelog reader panicked: {e}")));
+                ((topic, partition), result)
+            }
+        })
+        .collect();
+    futures::stream::iter(restores)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// Counts one in a gauge for as long as it lives.
+struct Counted(metrics::Gauge);
+
+impl Counted {
+    fn new(gauge: &'static str) -> Self {
+        let gauge = metrics::gauge!(gauge);
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// Reads changelog partition `partition` of `topic` from its start to its current end
 /// into a new store. Blocking; call it from a blocking thread.
 pub fn restore(
@@ -205,24 +288,21 @@ pub fn restore(
     limits: Limits,
 ) -> anyhow::Result<(PartitionStore, Restored)> {
     let started = Instant::now();
-    let consumer: BaseConsumer = super::client_config(
-        properties,
-        &[
-            // Assigned, never subscribed, never committed: the group id only satisfies
-            // the client.
-            ("group.id", "nephoran-dedup-restore"),
-            ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "false"),
-            // A restore reads a whole partition as fast as it can: large fetches, and a
-            // deep prefetch queue (bounded by queued.max.messages.kbytes, 64 MiB), which
-            // takes 1 M entries from 6 s to under 2 s on the development broker.
-            ("max.partition.fetch.bytes", "16777216"),
-            ("fetch.max.bytes", "67108864"),
-            ("queued.min.messages", "1000000"),
-        ],
-    )
-    .create()
-    .context("could not create the changelog reader")?;
+    // Assigned, never subscribed, never committed: the group id only satisfies the
+    // client. A restore reads a whole partition as fast as it can: a deep prefetch queue
+    // in records (queued.min.messages; with librdkafka's default 1 M entries took 6 s
+    // instead of under 2 s on the development broker), bounded in bytes
+    // ([`budgets::restore_settings`]) so that restores side by side stay small.
+    let budgets = budgets::restore_settings(properties);
+    let mut fixed = vec![
+        ("group.id", "nephoran-dedup-restore"),
+        ("enable.auto.commit", "false"),
+        ("enable.partition.eof", "false"),
+    ];
+    fixed.extend(budgets.iter().map(|(name, value)| (*name, value.as_str())));
+    let consumer: BaseConsumer = super::client_config(properties, &fixed)
+        .create()
+        .context("could not create the changelog reader")?;
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
         .with_context(|| format!("cannot read the end offsets of {topic}[{partition}]"))?;
@@ -278,4 +358,52 @@ pub fn restore(
     }
     restored.elapsed = started.elapsed();
     Ok((store, restored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn restores_run_at_most_concurrency_at_once_and_answer_in_order() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let partitions: Vec<_> = (0..6).map(|p| ("t".to_string(), p)).collect();
+        let (r, m) = (running.clone(), most.clone());
+        let results = fan_out(partitions, 2, move |_, partition| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            // The work of a restore, long enough for unbounded restores to overlap.
+            std::thread::sleep(Duration::from_millis(20));
+            r.fetch_sub(1, Ordering::SeqCst);
+            if partition == 3 {
+                bail!("partition 3 cannot be read");
+            }
+            let limits = Limits {
+                window_secs: 60,
+                max_entries: 10,
+            };
+            let restored = Restored {
+                records: u64::try_from(partition).unwrap_or(0),
+                skipped: 0,
+                elapsed: Duration::ZERO,
+            };
+            Ok((PartitionStore::new(limits), restored))
+        })
+        .await;
+        assert!(most.load(Ordering::SeqCst) <= 2, "at most 2 at once");
+        let order: Vec<i32> = results.iter().map(|((_, p), _)| *p).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+        for ((_, partition), result) in &results {
+            match result {
+                Ok((_, restored)) => assert_eq!(restored.records, *partition as u64),
+                Err(e) => {
+                    assert_eq!(*partition, 3);
+                    assert!(e.to_string().contains("partition 3"), "{e}");
+                }
+            }
+        }
+    }
 }

@@ -204,6 +204,11 @@ impl GroupConsumer {
         if !settings.properties.contains_key("auto.offset.reset") {
             config.set("auto.offset.reset", "earliest");
         }
+        // Prefetch bounded in bytes (docs/memory.md), unless the user sets it.
+        super::budgets::apply(
+            &mut config,
+            &super::budgets::consumer_defaults(settings.properties),
+        );
         let (events, received) = mpsc::channel(EVENT_QUEUE);
         let context = GroupContext {
             health: settings.health,

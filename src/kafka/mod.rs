@@ -7,6 +7,7 @@
 //! them, and their aliases, at start).
 
 pub mod admin;
+pub mod budgets;
 pub mod changelog;
 pub mod consumer;
 pub mod headers;

@@ -257,6 +257,8 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         if !properties.contains_key("allow.auto.create.topics") {
             config.set("allow.auto.create.topics", "false");
         }
+        // The queue bounded in bytes (docs/memory.md), unless the user sets it.
+        super::budgets::apply(&mut config, &super::budgets::producer_defaults(properties));
         let (acknowledged, reports) = mpsc::unbounded_channel();
         let producer = config.create_with_context(Reports {
             acknowledged: acknowledged.clone(),

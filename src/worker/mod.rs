@@ -132,7 +132,8 @@ pub async fn run<T: Translator + 'static>(
         health: health.clone(),
         sink,
         publisher: &publisher,
-        dedup: Dedup::new(config.dedup_window, config.dedup_max_entries),
+        dedup: Dedup::new(config.dedup_window, config.dedup_max_entries)
+            .with_restore_concurrency(config.dedup_restore_concurrency),
         properties: &properties,
         group: &config.group,
         offsets: OffsetTracker::default(),

@@ -217,8 +217,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
 
     /// The dedup state of a partition, restored from its changelog if this worker has
     /// not read it since the partition was assigned. Restoring one restores every held
-    /// partition still without state, side by side: after a rebalance the first
-    /// messages of all of them are about to arrive.
+    /// partition still without state, `DEDUP_RESTORE_CONCURRENCY` at once, this one
+    /// first: after a rebalance the first messages of all of them are about to arrive.
     pub(super) async fn store(
         &mut self,
         topic: &str,
@@ -231,18 +231,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     missing.push(held.clone());
                 }
             }
-            let limits = self.dedup.limits();
-            let restores = missing.into_iter().map(|(topic, partition)| {
-                let properties = self.properties.clone();
-                let changelog = dedup::changelog_topic(self.group, &topic);
-                tokio::task::spawn_blocking(move || {
-                    changelog::restore(&properties, &changelog, partition, limits)
-                        .map(|(store, restored)| (topic, partition, store, restored))
-                })
-            });
-            for restore in futures::future::join_all(restores).await {
-                let (topic, partition, store, restored) =
-                    restore.context("the changelog reader panicked")??;
+            let (limits, concurrency) = (self.dedup.limits(), self.dedup.restore_concurrency());
+            let restores =
+                changelog::restore_all(self.properties, self.group, missing, limits, concurrency);
+            for ((topic, partition), restored) in restores.await {
+                let (store, restored) = restored?;
                 self.install(&topic, partition, store, restored).await?;
             }
         }

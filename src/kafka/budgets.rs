@@ -34,6 +34,12 @@ pub const PRODUCER_QUEUE_MESSAGES: u64 = 50_000;
 pub const RESTORE_QUEUE_KBYTES: u64 = 8 * 1024;
 /// A restore reader's fetch responses: 8 MiB.
 pub const RESTORE_FETCH_BYTES: u64 = 8 * 1024 * 1024;
+/// The largest response a client accepts (librdkafka's default: 100 MB). Apache Kafka
+/// keeps a fetch response within `fetch.max.bytes` (but for a first record batch larger
+/// than that); brokers that ignore it (the development broker sends one batch of up to
+/// `max.partition.fetch.bytes` per partition, whatever the total) get this much room.
+/// Larger responses are refused and logged ("increase receive.message.max.bytes").
+pub const RECEIVE_BYTES: u64 = 32 * 1024 * 1024;
 /// librdkafka's framing allowance of a response over `fetch.max.bytes`.
 const RESPONSE_FRAMING: u64 = 512;
 /// librdkafka's default `message.max.bytes`.
@@ -59,8 +65,8 @@ fn fetch_bytes(properties: &BTreeMap<String, String>, budget: u64) -> u64 {
 }
 
 /// The worker consumer's buffer settings the user did not set: prefetch queue, fetch
-/// sizes, and the largest response (the fetch size plus framing, so that a hostile or
-/// broken broker cannot make the client allocate librdkafka's default of 100 MB).
+/// sizes, and the largest response ([`RECEIVE_BYTES`], or the fetch size plus framing
+/// if that is more).
 pub fn consumer_defaults(properties: &BTreeMap<String, String>) -> Vec<(&'static str, String)> {
     let fetch = user_number(properties, "fetch.max.bytes")
         .unwrap_or_else(|| fetch_bytes(properties, CONSUMER_FETCH_BYTES));
@@ -76,7 +82,7 @@ pub fn consumer_defaults(properties: &BTreeMap<String, String>) -> Vec<(&'static
         ),
         (
             "receive.message.max.bytes",
-            (fetch + RESPONSE_FRAMING).to_string(),
+            receive_bytes(fetch).to_string(),
         ),
     ];
     defaults
@@ -125,12 +131,19 @@ pub fn restore_settings(properties: &BTreeMap<String, String>) -> Vec<(&'static 
         ("max.partition.fetch.bytes", fetch.to_string()),
         (
             "receive.message.max.bytes",
-            (fetch + RESPONSE_FRAMING).to_string(),
+            receive_bytes(fetch).to_string(),
         ),
     ]
 }
 
-/// The most one restore reader's buffers hold: its queue plus one response in flight.
+/// The largest response accepted with fetches of `fetch` bytes: librdkafka refuses a
+/// bound below the fetch size plus framing.
+fn receive_bytes(fetch: u64) -> u64 {
+    RECEIVE_BYTES.max(fetch + RESPONSE_FRAMING)
+}
+
+/// The most one restore reader's buffers hold from a broker that keeps to the fetch
+/// size: its queue plus one response in flight (8 MiB + 8 MiB).
 pub fn restore_reader_bytes(properties: &BTreeMap<String, String>) -> u64 {
     RESTORE_QUEUE_KBYTES * 1024 + fetch_bytes(properties, RESTORE_FETCH_BYTES) + RESPONSE_FRAMING
 }
@@ -167,7 +180,7 @@ mod tests {
         );
         assert_eq!(
             value(&defaults, "receive.message.max.bytes"),
-            Some("4194816")
+            Some("33554432")
         );
 
         // The user's value wins, under any of its names, and the response bound follows
@@ -175,7 +188,7 @@ mod tests {
         let user = props(&[
             ("fetch.message.max.bytes", "2097152"),
             ("queued.max.messages.kbytes", "1024"),
-            ("fetch.max.bytes", "10000000"),
+            ("fetch.max.bytes", "40000000"),
         ]);
         let defaults = consumer_defaults(&user);
         assert_eq!(value(&defaults, "max.partition.fetch.bytes"), None);

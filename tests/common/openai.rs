@@ -165,6 +165,8 @@ struct Shared {
     calls: Mutex<Vec<Call>>,
     open: AtomicUsize,
     most_open: AtomicUsize,
+    /// While true, every request (open or new) waits before it is answered.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 /// The server, serving until dropped with the test's runtime.
@@ -181,6 +183,7 @@ impl FakeLlm {
             calls: Mutex::default(),
             open: AtomicUsize::new(0),
             most_open: AtomicUsize::new(0),
+            held: tokio::sync::watch::Sender::new(false),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
@@ -205,6 +208,22 @@ impl FakeLlm {
 
     pub fn calls(&self) -> Vec<Call> {
         self.shared.calls.lock().expect("calls").clone()
+    }
+
+    /// Holds every request, those open and those to come, unanswered until
+    /// [`Self::release`]: a translator that blocks.
+    pub fn hold(&self) {
+        self.shared.held.send_replace(true);
+    }
+
+    /// Answers the held requests, and every request from now on, as the responder says.
+    pub fn release(&self) {
+        self.shared.held.send_replace(false);
+    }
+
+    /// Requests open now (received and not yet answered).
+    pub fn open(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
     }
 
     /// The most requests that were open at once.
@@ -240,6 +259,9 @@ async fn complete(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
     };
     let responder = shared.responder.lock().expect("responder").clone();
     let reply = responder(&call);
+    let mut held = shared.held.subscribe();
+    // Only fails when the server is dropped, which ends this request anyway.
+    let _ = held.wait_for(|held| !*held).await;
     tokio::time::sleep(reply.delay).await;
     let mut response = Response::builder()
         .status(StatusCode::from_u16(reply.status).expect("status"))

@@ -4,7 +4,10 @@
 //! (keys like `order-000000123456`) to one changelog partition, then restores them the
 //! way a worker does when the partition is assigned, and prints the restore time and the
 //! bytes held per entry (counted by a global allocator around the store), next to the
-//! targets: under 3 s and under 200 bytes per entry.
+//! targets: under 3 s and under 200 bytes per entry. First, without a broker, the
+//! footprint of a full partition state (`DEDUP_MAX_ENTRIES`, 200 000, entries) with the
+//! shortest and the longest keys (18 and 256 bytes), counted by the allocator and as
+//! resident memory: the figures of the memory model (docs/memory.md).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -40,6 +43,9 @@ const ENTRIES: i64 = 1_000_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    for key_bytes in [18, 256] {
+        footprint(key_bytes);
+    }
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let properties = BTreeMap::from([("bootstrap.servers".to_string(), brokers.clone())]);
     let run = std::process::id();
@@ -132,6 +138,63 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fills a store to the default bound with keys of `key_bytes` and prints what it holds
+/// per entry: bytes the Rust side asked for, and the process's resident memory growth
+/// (allocator overhead included).
+fn footprint(key_bytes: usize) {
+    const BOUND: usize = 200_000;
+    let limits = Limits {
+        window_secs: 7 * 24 * 3600,
+        max_entries: BOUND,
+    };
+    let now = now_secs();
+    let held_before = HELD.load(Ordering::Relaxed);
+    let rss_before = rss();
+    let mut store = nephoran_kafka_consumer::dedup::PartitionStore::new(limits);
+    for i in 0..BOUND {
+        let entry = Entry {
+            state: State::Done(Outcome {
+                stage: Stage::Applied,
+                message_type: None,
+                translator: Some(TranslatorKind::Rules),
+                error: None,
+            }),
+            offset: i as i64,
+            since: now,
+            last_seen: now,
+            namespace: 0,
+            fingerprint: Some((i as u64).to_be_bytes()),
+        };
+        let mut key = format!("order-{i:012}");
+        key.extend(std::iter::repeat_n(
+            'k',
+            key_bytes.saturating_sub(key.len()),
+        ));
+        store.insert(&key, entry, Some("core5g"));
+    }
+    let held = HELD.load(Ordering::Relaxed).saturating_sub(held_before);
+    let resident = rss().saturating_sub(rss_before);
+    println!(
+        "dedup state of {} entries with {key_bytes}-byte keys: {:.0} bytes per entry held, \
+         {:.0} resident ({:.1} MiB)",
+        store.len(),
+        held as f64 / store.len() as f64,
+        resident as f64 / store.len() as f64,
+        resident as f64 / (1024.0 * 1024.0)
+    );
+}
+
+/// This process's resident memory, in bytes (0 where /proc is not there).
+fn rss() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 fn bare_read(properties: &BTreeMap<String, String>, topic: &str) -> anyhow::Result<Duration> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
@@ -140,12 +203,13 @@ fn bare_read(properties: &BTreeMap<String, String>, topic: &str) -> anyhow::Resu
     for (k, v) in properties {
         config.set(k, v);
     }
+    // The restore's own buffer settings.
+    for (name, value) in nephoran_kafka_consumer::kafka::budgets::restore_settings(properties) {
+        config.set(name, value);
+    }
     let consumer: BaseConsumer = config
         .set("group.id", "bench-bare")
         .set("enable.auto.commit", "false")
-        .set("max.partition.fetch.bytes", "16777216")
-        .set("fetch.max.bytes", "67108864")
-        .set("queued.min.messages", "1000000")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;

@@ -25,11 +25,12 @@ pub const CONSUMER_FETCH_BYTES: u64 = 4 * 1024 * 1024;
 /// (it grows the request by itself for a larger record).
 pub const CONSUMER_PARTITION_FETCH_BYTES: u64 = 1024 * 1024;
 /// The producer's queue of messages not yet acknowledged, in bytes of key and value:
-/// 32 MiB (librdkafka's default: 1 GiB).
-pub const PRODUCER_QUEUE_KBYTES: u64 = 32 * 1024;
-/// The producer's queue in messages: 50 000 (librdkafka's default: 100 000); each costs
-/// librdkafka's own bookkeeping on top of its bytes.
-pub const PRODUCER_QUEUE_MESSAGES: u64 = 50_000;
+/// 16 MiB (librdkafka's default: 1 GiB), sixteen dead letters of 1 MB or some 20 000
+/// outcome events.
+pub const PRODUCER_QUEUE_KBYTES: u64 = 16 * 1024;
+/// The producer's queue in messages: 20 000 (librdkafka's default: 100 000); each costs
+/// librdkafka's own bookkeeping and its headers on top of its bytes.
+pub const PRODUCER_QUEUE_MESSAGES: u64 = 20_000;
 /// A restore reader's prefetch queue: 8 MiB of changelog records (about 100 000).
 pub const RESTORE_QUEUE_KBYTES: u64 = 8 * 1024;
 /// A restore reader's fetch responses: 8 MiB.
@@ -196,7 +197,7 @@ mod tests {
         assert_eq!(value(&defaults, "fetch.max.bytes"), None);
         assert_eq!(
             value(&defaults, "receive.message.max.bytes"),
-            Some("10000512")
+            Some("40000512")
         );
     }
 
@@ -222,18 +223,18 @@ mod tests {
         let defaults = producer_defaults(&props(&[]));
         assert_eq!(
             value(&defaults, "queue.buffering.max.kbytes"),
-            Some("32768")
+            Some("16384")
         );
         assert_eq!(
             value(&defaults, "queue.buffering.max.messages"),
-            Some("50000")
+            Some("20000")
         );
         let user = props(&[("queue.buffering.max.kbytes", "1048576")]);
         let defaults = producer_defaults(&user);
         assert_eq!(value(&defaults, "queue.buffering.max.kbytes"), None);
         assert_eq!(
             value(&defaults, "queue.buffering.max.messages"),
-            Some("50000")
+            Some("20000")
         );
     }
 

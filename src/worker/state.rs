@@ -192,27 +192,12 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
     }
 
-    /// Sets a partition's `dedup_entries` gauge; the handle is kept, as this runs for
-    /// every message.
+    /// Sets a partition's `dedup_entries` gauge.
     pub(super) fn record_entries(&mut self, source: &SourceRef) {
-        let Some(store) = self.dedup.partition(&source.topic, source.partition) else {
-            return;
-        };
-        let entries = store.len() as f64;
-        if let Some(gauge) = self
-            .entries_gauges
-            .get(source.topic.as_str())
-            .and_then(|partitions| partitions.get(&source.partition))
-        {
-            gauge.set(entries);
-            return;
+        let partition = (source.topic.clone(), source.partition);
+        if let Some(state) = self.partitions.get(&partition) {
+            state.count_entries();
         }
-        let gauge = metrics::gauge!("dedup_entries", "topic" => source.topic.clone(), "partition" => source.partition.to_string());
-        gauge.set(entries);
-        self.entries_gauges
-            .entry(source.topic.clone())
-            .or_default()
-            .insert(source.partition, gauge);
     }
 
     /// The dedup state of a partition, restored from its changelog if this worker has
@@ -224,14 +209,18 @@ impl<T: Translator + 'static> Worker<'_, T> {
         topic: &str,
         partition: i32,
     ) -> anyhow::Result<&mut PartitionStore> {
-        if self.dedup.partition(topic, partition).is_none() {
-            let mut missing = vec![(topic.to_string(), partition)];
-            for held in &self.held.partitions() {
-                if !missing.contains(held) && self.dedup.partition(&held.0, held.1).is_none() {
+        let wanted = (topic.to_string(), partition);
+        let restored = |state: Option<&super::partition::PartitionState<_>>| {
+            state.is_some_and(|s| s.dedup.is_some())
+        };
+        if !restored(self.partitions.get(&wanted)) {
+            let mut missing = vec![wanted.clone()];
+            for held in self.partitions.held() {
+                if held != &wanted && !restored(self.partitions.get(held)) {
                     missing.push(held.clone());
                 }
             }
-            let limits = self.dedup.limits();
+            let limits = self.limits;
             let restores = missing.into_iter().map(|(topic, partition)| {
                 let properties = self.properties.clone();
                 let changelog = dedup::changelog_topic(self.group, &topic);
@@ -246,9 +235,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 self.install(&topic, partition, store, restored).await?;
             }
         }
-        self.dedup
-            .partition(topic, partition)
-            .context("dedup state vanished after its restore")
+        self.partitions
+            .get_mut(&wanted)
+            .and_then(|s| s.dedup.as_mut())
+            .context("the partition was handed over during its dedup state's restore")
     }
 
     /// Installs a restored partition state, trimmed to the window and the bound.
@@ -285,7 +275,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
         self.tombstone(&at, windowed.to_vec(), "window", None)
             .await?;
         self.tombstone(&at, bounded.to_vec(), "bound", None).await?;
-        self.dedup.restored(topic, partition, store);
+        if let Some(state) = self.partitions.get_mut(&(topic.to_string(), partition)) {
+            state.dedup = Some(store);
+            state.count_entries();
+        }
         Ok(())
     }
 

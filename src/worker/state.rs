@@ -381,3 +381,127 @@ pub(super) fn republished(
     dead_lettered.event_id = crate::outcome::event_id(&key.value, Stage::DeadLettered, source);
     vec![terminal, dead_lettered]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{IdempotencyKey, KeySource};
+
+    fn key() -> IdempotencyKey {
+        IdempotencyKey {
+            value: "order-1".into(),
+            source: KeySource::Header,
+        }
+    }
+
+    fn at(offset: i64) -> SourceRef {
+        SourceRef {
+            topic: "service-requests".into(),
+            partition: 3,
+            offset,
+        }
+    }
+
+    fn done(stage: Stage, error: Option<ErrorCode>) -> Entry {
+        Entry {
+            state: State::Done(dedup::Outcome {
+                stage,
+                message_type: None,
+                translator: None,
+                error,
+            }),
+            offset: 40,
+            since: 1,
+            last_seen: 1,
+            namespace: 0,
+            fingerprint: Some([7; 8]),
+        }
+    }
+
+    fn received(fingerprint: [u8; 8], offset: i64) -> Received {
+        Received {
+            key: key(),
+            source: at(offset),
+            request: Err(Failure::new(
+                ErrorCode::InvalidJson,
+                "not read in this test",
+            )),
+            fingerprint,
+            claims_key: true,
+        }
+    }
+
+    #[test]
+    fn a_redelivery_republishes_the_first_publications_ids() {
+        let events = republished(&key(), &at(40), &done(Stage::Applied, None), Some("core5g"));
+        let first = OutcomeEvent::new(&key(), Stage::Applied, &at(40));
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].event_id, first.event_id,
+            "a subscriber drops the copy"
+        );
+        let intent = events[0]
+            .intent
+            .as_ref()
+            .map(|i| (i.name.clone(), i.namespace.clone()));
+        assert_eq!(intent, Some((intent_name("order-1"), "core5g".into())));
+    }
+
+    #[test]
+    fn a_redelivered_rejection_republishes_its_dead_lettered_event_too() {
+        let entry = done(Stage::Rejected, Some(ErrorCode::PolicyDenied));
+        let events = republished(&key(), &at(40), &entry, None);
+        let stages: Vec<Stage> = events.iter().map(|e| e.stage).collect();
+        assert_eq!(stages, [Stage::Rejected, Stage::DeadLettered]);
+        for event in &events {
+            assert_eq!(
+                event.error.as_ref().map(|f| f.code),
+                Some(ErrorCode::PolicyDenied)
+            );
+            assert_eq!(
+                event.event_id,
+                crate::outcome::event_id("order-1", event.stage, &at(40)),
+                "the dead letter names this id: a re-sent copy can be dropped"
+            );
+        }
+    }
+
+    #[test]
+    fn an_attempt_that_never_finished_republishes_nothing() {
+        let mut entry = done(Stage::Applied, None);
+        entry.state = State::InProgress;
+        assert!(republished(&key(), &at(40), &entry, Some("core5g")).is_empty());
+    }
+
+    #[test]
+    fn a_conflict_has_ids_of_its_own_stable_across_redeliveries() {
+        let claimant = done(Stage::Applied, None);
+        let (rejected, dead_lettered) = conflict(&received([1; 8], 41), &claimant);
+        let (again, _) = conflict(&received([1; 8], 41), &claimant);
+        let (other_payload, _) = conflict(&received([2; 8], 41), &claimant);
+        assert_eq!(rejected.stage, Stage::Rejected);
+        assert_eq!(dead_lettered.stage, Stage::DeadLettered);
+        assert_eq!(
+            rejected.event_id, again.event_id,
+            "a redelivery: the same ids"
+        );
+        assert_ne!(rejected.event_id, other_payload.event_id);
+        assert_ne!(
+            rejected.event_id,
+            crate::outcome::event_id("order-1", Stage::Rejected, &at(41)),
+            "not an id the claimant's own processing could have"
+        );
+        let failure = rejected
+            .error
+            .as_ref()
+            .map(|f| (f.code, f.message.contains("offset 40")));
+        assert_eq!(failure, Some((ErrorCode::IdempotencyKeyConflict, true)));
+    }
+
+    #[test]
+    fn a_folded_duplicate_names_no_intent() {
+        assert!(intent_ref("order-1", Stage::Duplicate, Some("core5g")).is_none());
+        assert!(intent_ref("order-1", Stage::Applied, None).is_none());
+        assert!(intent_ref("order-1", Stage::Applied, Some("core5g")).is_some());
+    }
+}

@@ -132,6 +132,17 @@ pub struct Config {
     #[arg(long, env = "PARTITION_BUFFER", default_value_t = 1000)]
     pub partition_buffer: usize,
 
+    /// Bytes of one partition's messages consumed and not yet done (record key, value and
+    /// headers); at the bound the partition is paused until they are down to half. A size
+    /// as Kubernetes writes one (`16Mi`) or bytes.
+    #[arg(long, env = "PARTITION_BUFFER_BYTES", default_value = "16Mi", value_parser = parse_bytes)]
+    pub partition_buffer_bytes: usize,
+
+    /// Bytes of all partitions' messages consumed and not yet done; at the bound every
+    /// partition is paused until they are down to half. See docs/memory.md.
+    #[arg(long, env = "BUFFER_BYTES", default_value = "64Mi", value_parser = parse_bytes)]
+    pub buffer_bytes: usize,
+
     /// How long a revoked partition's in-flight messages may take to finish before the
     /// partition is handed over without them (the new owner processes them again).
     #[arg(long, env = "REVOKE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -494,6 +505,14 @@ fn config_error(setting: &'static str, problem: impl Into<String>) -> ConfigErro
     }
 }
 
+/// A size in bytes, written as a Kubernetes quantity (`16Mi`, `1G`) or a plain count.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let quantity = crate::quantity::Quantity::parse(s)
+        .map_err(|e| format!("{s:?} is not a size like 16Mi: {e}"))?;
+    usize::try_from(quantity.nanos().div_ceil(1_000_000_000))
+        .map_err(|_| format!("{s:?} is larger than this machine can address"))
+}
+
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 25s: {e}"))
 }
@@ -716,6 +735,18 @@ impl Config {
             return Err(config_error(
                 "PARTITION_BUFFER (--partition-buffer)",
                 "must be at least 1",
+            ));
+        }
+        if self.partition_buffer_bytes == 0 {
+            return Err(config_error(
+                "PARTITION_BUFFER_BYTES (--partition-buffer-bytes)",
+                "must be at least 1",
+            ));
+        }
+        if self.buffer_bytes < self.partition_buffer_bytes {
+            return Err(config_error(
+                "BUFFER_BYTES (--buffer-bytes)",
+                "must be at least PARTITION_BUFFER_BYTES: the whole worker's buffer holds at least one partition's",
             ));
         }
         self.check_durations()?;

@@ -21,6 +21,24 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
+    /// Bytes this message holds in memory, as the buffer budgets count them: key,
+    /// payload, header names and values, and a fixed cost per header and per message for
+    /// the allocations around them (measured on a 64-bit target).
+    pub fn size(&self) -> usize {
+        const PER_MESSAGE: usize = std::mem::size_of::<InboundMessage>() + 64;
+        const PER_HEADER: usize = std::mem::size_of::<RawHeader>();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| PER_HEADER + name.len() + value.as_ref().map_or(0, Vec::len))
+            .sum();
+        PER_MESSAGE
+            + self.source.topic.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.payload.as_ref().map_or(0, Vec::len)
+            + headers
+    }
+
     /// The value of the first header whose name is exactly `name` (byte for byte), if
     /// it has one.
     pub fn header(&self, name: &str) -> Option<&[u8]> {

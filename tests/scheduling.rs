@@ -1,6 +1,7 @@
 //! Parallel across keys, in order within a key, on the real broker: slow translations
 //! run side by side, the committed offset is the watermark of what is done, a full
-//! partition is paused without leaving the group, and work in flight on a revoked
+//! partition is paused without leaving the group (in messages, or in bytes: its own
+//! and the whole worker's), and work in flight on a revoked
 //! partition is fenced.
 
 mod common;
@@ -226,6 +227,92 @@ async fn a_full_partition_is_paused_without_leaving_the_group_and_loses_nothing(
         MESSAGES,
         "each message received once: none was redelivered by a rebalance"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_pause_on_bytes_their_own_and_the_whole_workers() {
+    recorder();
+    use nephoran_kafka_consumer::kafka::queued::QUEUE_BYTES;
+    use rdkafka::message::{Header, OwnedHeaders};
+    const MESSAGES: usize = 40;
+    // 32 headers of 16 000 bytes: half a megabyte a message, each header under the
+    // per-value limit of the trust boundary.
+    const HEADERS: usize = 32;
+    const HEADER_BYTES: usize = 16_000;
+    const MESSAGE_BYTES: usize = HEADERS * HEADER_BYTES;
+    let topics = TestTopics::create("bytes", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = producer();
+    let padding = vec![b'x'; HEADER_BYTES];
+    for i in 0..MESSAGES {
+        let key = format!("bytes-{i}");
+        let payload = request(&key, "Deploy NRF in namespace core5g");
+        let mut headers = OwnedHeaders::new();
+        for h in 0..HEADERS {
+            headers = headers.insert(Header {
+                key: &format!("x-padding-{h}"),
+                value: Some(&padding),
+            });
+        }
+        let record = rdkafka::producer::FutureRecord::to(&topics.service_requests)
+            .key(&key)
+            .partition((i % 2) as i32)
+            .headers(headers)
+            .payload(&payload);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+
+    let translator = SlowTranslator::new(Duration::ZERO, Some("bytes-"));
+    let mut config = topics.config(dir.path());
+    config.intent_sink = "discard".parse().unwrap();
+    // Far above what arrives: only bytes can pause a partition here.
+    config.partition_buffer = 1000;
+    config.partition_buffer_bytes = 4 * MESSAGE_BYTES;
+    config.buffer_bytes = 6 * MESSAGE_BYTES;
+    let worker = Worker::start_with(config, translator.clone());
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes.until(|o| o.count("received") >= 6).await;
+    outcomes.drain(Duration::from_secs(3)).await;
+    let topic = topics.service_requests.as_str();
+    let pauses = |reason| {
+        metric(
+            "partition_pauses_total",
+            &[("topic", topic), ("reason", reason)],
+        )
+    };
+    assert!(
+        pauses("memory") >= 2.0,
+        "both partitions paused for the worker's buffer"
+    );
+    let admitted = outcomes.count("received");
+    // What the budget admits, what was already in the hand-off queue, and one more.
+    let bound = 6 + QUEUE_BYTES / MESSAGE_BYTES + 2;
+    assert!(
+        admitted <= bound,
+        "{admitted} messages of {MESSAGE_BYTES} bytes admitted with a buffer of 6 of them \
+         (at most {bound} with the hand-off queue): the byte budgets did not pause"
+    );
+
+    translator.release();
+    outcomes.until_terminal_messages(MESSAGES).await;
+    for partition in 0..2 {
+        committed_offset(&topics.group, topic, partition, |o| {
+            o == (MESSAGES / 2) as i64
+        })
+        .await;
+    }
+    worker.stop().await;
+    outcomes.drain(Duration::from_millis(500)).await;
+    assert_eq!(
+        outcomes.count("applied"),
+        MESSAGES,
+        "nothing lost while paused"
+    );
+    assert_eq!(outcomes.count("received"), MESSAGES, "nor redelivered");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -31,10 +31,14 @@ use crate::lease::Held;
 use crate::message::{InboundMessage, SourceRef};
 use crate::schedule::PartitionId;
 
+use super::queued::{QueuedBytes, Slot};
+
 /// Consumed messages and rebalances, in the order they happened.
 #[derive(Debug)]
 pub enum GroupEvent {
-    Message(InboundMessage),
+    /// A consumed message, with its bytes' place in the hand-off queue
+    /// ([`super::queued`]): dropping the slot gives them back.
+    Message(InboundMessage, Slot),
     Assigned(Vec<PartitionId>),
     /// The partitions are being taken away. The worker answers on `handed_over` once it
     /// has finished (or fenced) their in-flight messages and stored their offsets; the
@@ -227,7 +231,7 @@ impl GroupConsumer {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("kafka-poll".into())
-                .spawn(move || poll(&consumer, &events, &stop))
+                .spawn(move || poll(&consumer, &events, &stop, &Arc::default()))
                 .map_err(|e| {
                     rdkafka::error::KafkaError::ClientCreation(format!(
                         "cannot start the poll thread: {e}"
@@ -315,6 +319,7 @@ fn poll(
     consumer: &BaseConsumer<GroupContext>,
     events: &mpsc::Sender<GroupEvent>,
     stop: &AtomicBool,
+    queued: &Arc<QueuedBytes>,
 ) {
     /// Says so when the thread ends without having been asked to.
     struct Ended<'a>(&'a AtomicBool);
@@ -332,7 +337,14 @@ fn poll(
     while !stop.load(Ordering::Acquire) {
         let event = match consumer.poll(POLL_WAIT) {
             None => continue,
-            Some(Ok(record)) => GroupEvent::Message(to_inbound(&record)),
+            Some(Ok(record)) => {
+                let message = to_inbound(&record);
+                let give_up = || stop.load(Ordering::Acquire) || events.is_closed();
+                let Some(slot) = queued.reserve(message.size(), give_up) else {
+                    break; // stopping: the message is left uncommitted
+                };
+                GroupEvent::Message(message, slot)
+            }
             Some(Err(e)) => {
                 warn!(error = %e, "consumer error");
                 continue;

@@ -14,6 +14,7 @@ pub mod headers;
 pub mod logs;
 pub mod properties;
 pub mod publisher;
+pub mod queued;
 pub mod tools;
 
 use std::collections::BTreeMap;

@@ -13,11 +13,13 @@
 //! translator must not block). When it finishes, its changelog entry, dead letter and
 //! events are enqueued and its lane's next message may start. The sends of a message are
 //! counted together ([`Sends`]); when they are all acknowledged the message is done, and the
-//! [`OffsetTracker`] moves its partition's committable position past every message below
-//! which all are done. librdkafka auto-commits stored positions.
+//! partition's [`crate::offsets::OffsetTracker`] moves its committable position past every
+//! message below which all are done. librdkafka auto-commits stored positions.
 //!
-//! A partition with [`Config::partition_buffer`] messages outstanding is paused until
-//! half of them are done; the poll thread keeps polling. A partition whose messages wait
+//! Everything known about a partition lives in its [`partition::PartitionState`], created
+//! at assignment and dropped at hand-over. A partition whose buffer is full (in messages
+//! or bytes), or every partition when the worker's buffer is full in bytes, is paused
+//! until half of it is done; the poll thread keeps polling. A partition whose messages wait
 //! for the intent sink (it is down) is paused until none does ([`sink`]). A revoked
 //! partition stops starting messages, and the group waits while its in-flight ones
 //! finish (not those waiting for the sink), up to [`Config::revoke_drain_timeout`]; then
@@ -38,25 +40,24 @@ use tracing::{debug, info, warn};
 
 use crate::apply::status::SinkState;
 use crate::config::Config;
-use crate::dedup::{self, Dedup, Entry};
+use crate::dedup::{self, Entry};
 use crate::health::Health;
 use crate::kafka::changelog;
 use crate::kafka::consumer::{self, GroupConsumer, GroupEvent};
 use crate::kafka::publisher::{Acknowledged, PublishError, Publisher, Sends};
 use crate::lease::{Fenced, Held, Lease};
 use crate::message::{InboundMessage, SourceRef};
-use crate::offsets::OffsetTracker;
 use crate::outcome::{ErrorCode, OutcomeEvent, Stage};
 use crate::pipeline::{Completion, Pipeline, Received};
 use crate::schedule::{ordering_key, Lane, PartitionId, Scheduler};
 use crate::translate::Translator;
 
-mod pause;
+mod partition;
 mod rebalance;
 mod sink;
 mod state;
 
-use pause::{Pauses, Reason};
+use partition::{Budget, Partitions};
 
 /// Events taken from the poll thread at once. Taking them in batches frees room in the
 /// hand-off queue in batches, so the poll thread, when it waits for room, is woken once
@@ -132,28 +133,26 @@ pub async fn run<T: Translator + 'static>(
         health: health.clone(),
         sink,
         publisher: &publisher,
-        dedup: Dedup::new(config.dedup_window, config.dedup_max_entries)
-            .with_restore_concurrency(config.dedup_restore_concurrency),
+        limits: dedup::Limits::new(config.dedup_window, config.dedup_max_entries),
+        restore_concurrency: config.dedup_restore_concurrency,
         properties: &properties,
         group: &config.group,
-        offsets: OffsetTracker::default(),
+        partitions: Partitions::new(Budget {
+            messages: config.partition_buffer,
+            bytes: config.partition_buffer_bytes,
+            total_bytes: config.buffer_bytes,
+        }),
         scheduler: Scheduler::new(config.max_in_flight),
         held,
         epochs: 0,
-        busy: HashMap::new(),
-        pauses: Pauses::default(),
-        entries_gauges: HashMap::new(),
         changelogs: config
             .topics
             .topics
             .iter()
             .map(|t| (t.clone(), dedup::changelog_topic(&config.group, t)))
             .collect(),
-        partition_buffer: config.partition_buffer,
         revocations: Vec::new(),
         revoke_drain_timeout: config.revoke_drain_timeout,
-        translating: HashMap::new(),
-        unparked: Vec::new(),
         translations: FuturesUnordered::new(),
         acknowledged,
         sealed: 0,
@@ -213,6 +212,8 @@ struct Sent {
     epoch: u64,
     /// When it was consumed.
     at: Instant,
+    /// Its size, as the buffer budgets count it ([`InboundMessage::size`]).
+    bytes: usize,
     /// Nanoseconds spent translating and applying, left out of the worker's own overhead.
     took: AtomicU64,
     /// Its terminal stage (and error code), once it has one; counted when acknowledged.
@@ -253,33 +254,24 @@ struct Worker<'a, T> {
     /// The sink's state ([`Pipeline::sink_status`]): which partitions' messages wait for it.
     sink: watch::Receiver<SinkState>,
     publisher: &'a Publisher<Sent>,
-    dedup: Dedup,
+    /// The dedup state's window and bound (the state is in each partition's).
+    limits: dedup::Limits,
+    /// Dedup changelog partitions restored at once (`DEDUP_RESTORE_CONCURRENCY`).
+    restore_concurrency: usize,
     properties: &'a std::collections::BTreeMap<String, String>,
     group: &'a str,
-    /// Messages consumed and not yet done, per partition.
-    offsets: OffsetTracker,
+    /// The partitions this worker holds, each with its state.
+    partitions: Partitions<(Lane, Admitted)>,
     scheduler: Scheduler<Admitted>,
     /// The partitions this worker holds, with the lease their work carries; shared with
     /// the rebalance callback.
     held: Held,
     /// Leases handed out so far; the next lease's epoch.
     epochs: u64,
-    /// Messages started and not yet done, per partition: what a revocation waits for.
-    busy: HashMap<PartitionId, usize>,
-    /// Partitions paused, and why.
-    pauses: Pauses,
-    /// `dedup_entries` per topic and partition, kept rather than looked up per message.
-    entries_gauges: HashMap<String, HashMap<i32, metrics::Gauge>>,
     /// The dedup changelog topic of each input topic.
     changelogs: HashMap<String, String>,
-    partition_buffer: usize,
     revocations: Vec<Revocation>,
     revoke_drain_timeout: Duration,
-    /// Idempotency keys being translated, per partition, with the messages of the same
-    /// key (from other lanes: a different record key) parked until it is done.
-    translating: HashMap<(PartitionId, String), Vec<(Lane, Admitted)>>,
-    /// Parked messages whose key is done: they start before anything new.
-    unparked: Vec<(Lane, Admitted)>,
     /// Messages being translated and applied; at most `max_in_flight`.
     translations: FuturesUnordered<Translation>,
     /// Messages whose sends are all acknowledged.
@@ -374,7 +366,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     for event in batch.drain(..) {
                         match event {
                             // Started at once, so a batch adds no latency.
-                            GroupEvent::Message(message) => {
+                            // Its bytes leave the hand-off queue's count as they join
+                            // its partition's buffer.
+                            GroupEvent::Message(message, _slot) => {
                                 self.admit(message).await?;
                                 self.start_ready().await?;
                             }
@@ -401,7 +395,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         events: &mut mpsc::Receiver<GroupEvent>,
     ) -> anyhow::Result<()> {
         let mut acknowledged = Vec::with_capacity(EVENT_BATCH);
-        while self.busy.keys().any(|p| self.may_finish(p) > 0) {
+        while self.partitions.held().any(|p| self.may_finish(p) > 0) {
             tokio::select! {
                 Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
                     self.finish(finished).await?;
@@ -428,16 +422,24 @@ impl<T: Translator + 'static> Worker<'_, T> {
     async fn admit(&mut self, message: InboundMessage) -> Result<(), PublishError> {
         let at = Instant::now();
         let partition = (message.source.topic.clone(), message.source.partition);
-        let Some(epoch) = self.held.get(&partition).as_ref().map(Lease::epoch) else {
+        let epoch = self.held.get(&partition).as_ref().map(Lease::epoch);
+        let Some(epoch) = epoch.filter(|e| {
+            self.partitions
+                .get(&partition)
+                .is_some_and(|s| s.epoch == *e)
+        }) else {
             debug!(source = ?message.source, "message of a partition not held; left to its owner");
             return Ok(());
         };
-        self.offsets.arrived(&message.source);
+        let bytes = message.size();
+        self.partitions
+            .arrived(&partition, message.source.offset, bytes, self.consumer);
         let (received, event) = self.pipeline.receive(&message);
         let sends = Sends::new(Sent {
             source: message.source.clone(),
             epoch,
             at,
+            bytes,
             took: AtomicU64::new(0),
             terminal: OnceLock::new(),
         });
@@ -446,21 +448,6 @@ impl<T: Translator + 'static> Worker<'_, T> {
             key: ordering_key(message.key.as_deref(), &received.key.value),
             partition,
         };
-        let outstanding = self
-            .offsets
-            .outstanding(&message.source.topic, message.source.partition);
-        if outstanding >= self.partition_buffer
-            && self
-                .pauses
-                .pause(self.consumer, &lane.partition, Reason::Buffer)
-        {
-            info!(
-                topic = %lane.partition.0, partition = lane.partition.1, outstanding,
-                "partition paused: its buffer is full"
-            );
-            metrics::counter!("partition_pauses_total", "topic" => lane.partition.0.clone(), "reason" => "buffer")
-                .increment(1);
-        }
         self.scheduler.push(
             lane,
             Admitted {
@@ -475,8 +462,18 @@ impl<T: Translator + 'static> Worker<'_, T> {
 
     /// Starts every message that may start.
     async fn start_ready(&mut self) -> anyhow::Result<()> {
-        while let Some((lane, admitted)) = self.unparked.pop() {
-            self.start(lane, admitted).await?;
+        loop {
+            let unparked: Vec<(Lane, Admitted)> = self
+                .partitions
+                .iter_mut()
+                .flat_map(|(_, state)| std::mem::take(&mut state.unparked))
+                .collect();
+            if unparked.is_empty() {
+                break;
+            }
+            for (lane, admitted) in unparked {
+                self.start(lane, admitted).await?;
+            }
         }
         while let Some((lane, admitted)) = self.scheduler.start_next() {
             self.start(lane, admitted).await?;
@@ -489,7 +486,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
     /// or starts its translation (finished at once for the rules, polled with the others
     /// for a translator that waits).
     async fn start(&mut self, lane: Lane, admitted: Admitted) -> anyhow::Result<()> {
-        let Some(lease) = self.held.get(&lane.partition) else {
+        let (Some(lease), Some(state)) = (
+            self.held.get(&lane.partition),
+            self.partitions.get_mut(&lane.partition),
+        ) else {
             self.scheduler.finished(&lane);
             return Ok(());
         };
@@ -498,16 +498,15 @@ impl<T: Translator + 'static> Worker<'_, T> {
         // tombstone) never looks up or writes a dedup entry: its key is only a correlation
         // id, and its rejection must not make a later, corrected message a duplicate.
         let claims_key = admitted.received.claims_key;
-        if claims_key && !self.translating.is_empty() {
-            let translating = (lane.partition.clone(), key.clone());
-            if let Some(parked) = self.translating.get_mut(&translating) {
+        if claims_key {
+            if let Some(parked) = state.translating.get_mut(&key) {
                 // The same request under another record key: it waits for the first,
                 // then finds it done (a duplicate). Its lane waits with it.
                 parked.push((lane, admitted));
                 return Ok(());
             }
         }
-        *self.busy.entry(lane.partition.clone()).or_default() += 1;
+        state.busy += 1;
         let source = admitted.message.source.clone();
         let started = if claims_key {
             match self.look_up(&admitted).await? {
@@ -550,8 +549,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
         // meanwhile is visible to the next owner as an attempt to take over; messages of
         // the same key that start meanwhile park behind it.
         if let Some(started) = &started {
-            self.translating
-                .insert((lane.partition.clone(), key.clone()), Vec::new());
+            if let Some(state) = self.partitions.get_mut(&lane.partition) {
+                state.translating.insert(key.clone(), Vec::new());
+            }
             let value = started.encode(None);
             let changelog = self.changelog_of(&source.topic);
             self.publisher
@@ -640,9 +640,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
         // The terminal entry is in the store: the lane's next message, and any parked
         // message of the same key, may look it up. (A message that claims no key parked
         // nothing: another message's key may be translating under the same value.)
-        if started.is_some() && !self.translating.is_empty() {
-            if let Some(parked) = self.translating.remove(&(lane.partition.clone(), key)) {
-                self.unparked.extend(parked);
+        if started.is_some() {
+            if let Some(state) = self.partitions.get_mut(&lane.partition) {
+                if let Some(parked) = state.translating.remove(&key) {
+                    state.unparked.extend(parked);
+                }
             }
         }
         self.scheduler.finished(&lane);
@@ -673,11 +675,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
             let sent = &sends.of;
             let source = &sent.source;
             let partition = (source.topic.clone(), source.partition);
-            if self.held.epoch(&partition) != Some(sent.epoch) {
+            if self.partitions.get(&partition).map(|s| s.epoch) != Some(sent.epoch) {
                 continue; // handed over meanwhile
-            }
-            if let Some(busy) = self.busy.get_mut(&partition) {
-                *busy = busy.saturating_sub(1);
             }
             let took = Duration::from_nanos(sent.took.load(Ordering::Relaxed));
             self.meters
@@ -686,7 +685,14 @@ impl<T: Translator + 'static> Worker<'_, T> {
             if let Some(&(stage, code)) = sent.terminal.get() {
                 self.meters.processed(stage, code, sent.at.elapsed());
             }
-            if let Some(position) = self.offsets.completed(source) {
+            let done = self.partitions.done(
+                &partition,
+                sent.epoch,
+                source.offset,
+                sent.bytes,
+                self.consumer,
+            );
+            if let Some(position) = done {
                 match positions
                     .iter_mut()
                     .find(|(t, p, _)| *t == source.topic && *p == source.partition)
@@ -694,18 +700,6 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     Some(stored) => stored.2 = position,
                     None => positions.push((source.topic.clone(), source.partition, position)),
                 }
-            }
-            let outstanding = self.offsets.outstanding(&source.topic, source.partition);
-            if outstanding <= self.partition_buffer / 2
-                && self.pauses.is_paused_for(&partition, Reason::Buffer)
-            {
-                self.pauses
-                    .resume(self.consumer, &partition, Reason::Buffer);
-                let still = self.pauses.is_paused_for(&partition, Reason::SinkDown);
-                info!(
-                    topic = %source.topic, partition = source.partition, outstanding,
-                    "{}", if still { "partition's buffer drained; still paused: the intent sink is down" } else { "partition resumed" }
-                );
             }
         }
         for (topic, partition, position) in positions {

@@ -21,7 +21,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
             for revocation in &mut self.revocations {
                 revocation.partitions.retain(|p| p != &partition);
             }
-            self.forget(&partition);
+            self.scheduler.forget_partition(&partition);
+            self.partitions
+                .assign(partition, self.epochs, self.consumer);
         }
     }
 
@@ -36,7 +38,11 @@ impl<T: Translator + 'static> Worker<'_, T> {
         for partition in &partitions {
             dropped += self.scheduler.drop_waiting(partition);
         }
-        let in_flight: usize = partitions.iter().filter_map(|p| self.busy.get(p)).sum();
+        let in_flight: usize = partitions
+            .iter()
+            .filter_map(|p| self.partitions.get(p))
+            .map(|s| s.busy)
+            .sum();
         info!(
             partitions = ?partitions, in_flight, not_started = dropped,
             deadline = ?self.revoke_drain_timeout,
@@ -80,12 +86,13 @@ impl<T: Translator + 'static> Worker<'_, T> {
     pub(super) fn hand_over(&mut self, revocation: Revocation) {
         let mut fenced = 0;
         for partition in &revocation.partitions {
-            fenced += self.busy.get(partition).copied().unwrap_or(0);
             metrics::counter!("partitions_revoked_total", "topic" => partition.0.clone())
                 .increment(1);
             self.held.end(std::slice::from_ref(partition));
-            self.pauses.hand_over(self.consumer, partition);
-            self.forget(partition);
+            self.scheduler.forget_partition(partition);
+            if let Some(state) = self.partitions.hand_over(partition, self.consumer) {
+                fenced += state.busy;
+            }
         }
         metrics::histogram!("revocation_drain_seconds")
             .record(revocation.started.elapsed().as_secs_f64());
@@ -101,17 +108,5 @@ impl<T: Translator + 'static> Worker<'_, T> {
     /// Ends every lease: on shutdown, work still in flight must not apply anything.
     pub(super) fn end_leases(&mut self) {
         self.held.end_all();
-    }
-
-    /// Drops everything known about a partition that changed hands.
-    pub(super) fn forget(&mut self, partition: &PartitionId) {
-        self.scheduler.forget_partition(partition);
-        self.dedup.drop_partition(&partition.0, partition.1);
-        self.offsets.forget(&partition.0, partition.1);
-        self.busy.remove(partition);
-        self.pauses.forget(partition);
-        self.translating.retain(|(p, _), _| p != partition);
-        self.unparked
-            .retain(|(lane, _)| &lane.partition != partition);
     }
 }

@@ -192,27 +192,12 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
     }
 
-    /// Sets a partition's `dedup_entries` gauge; the handle is kept, as this runs for
-    /// every message.
+    /// Sets a partition's `dedup_entries` gauge.
     pub(super) fn record_entries(&mut self, source: &SourceRef) {
-        let Some(store) = self.dedup.partition(&source.topic, source.partition) else {
-            return;
-        };
-        let entries = store.len() as f64;
-        if let Some(gauge) = self
-            .entries_gauges
-            .get(source.topic.as_str())
-            .and_then(|partitions| partitions.get(&source.partition))
-        {
-            gauge.set(entries);
-            return;
+        let partition = (source.topic.clone(), source.partition);
+        if let Some(state) = self.partitions.get(&partition) {
+            state.count_entries();
         }
-        let gauge = metrics::gauge!("dedup_entries", "topic" => source.topic.clone(), "partition" => source.partition.to_string());
-        gauge.set(entries);
-        self.entries_gauges
-            .entry(source.topic.clone())
-            .or_default()
-            .insert(source.partition, gauge);
     }
 
     /// The dedup state of a partition, restored from its changelog if this worker has
@@ -224,24 +209,34 @@ impl<T: Translator + 'static> Worker<'_, T> {
         topic: &str,
         partition: i32,
     ) -> anyhow::Result<&mut PartitionStore> {
-        if self.dedup.partition(topic, partition).is_none() {
-            let mut missing = vec![(topic.to_string(), partition)];
-            for held in &self.held.partitions() {
-                if !missing.contains(held) && self.dedup.partition(&held.0, held.1).is_none() {
+        let wanted = (topic.to_string(), partition);
+        let restored = |state: Option<&super::partition::PartitionState<_>>| {
+            state.is_some_and(|s| s.dedup.is_some())
+        };
+        if !restored(self.partitions.get(&wanted)) {
+            let mut missing = vec![wanted.clone()];
+            for held in self.partitions.held() {
+                if held != &wanted && !restored(self.partitions.get(held)) {
                     missing.push(held.clone());
                 }
             }
-            let (limits, concurrency) = (self.dedup.limits(), self.dedup.restore_concurrency());
-            let restores =
-                changelog::restore_all(self.properties, self.group, missing, limits, concurrency);
+            let concurrency = self.restore_concurrency;
+            let restores = changelog::restore_all(
+                self.properties,
+                self.group,
+                missing,
+                self.limits,
+                concurrency,
+            );
             for ((topic, partition), restored) in restores.await {
                 let (store, restored) = restored?;
                 self.install(&topic, partition, store, restored).await?;
             }
         }
-        self.dedup
-            .partition(topic, partition)
-            .context("dedup state vanished after its restore")
+        self.partitions
+            .get_mut(&wanted)
+            .and_then(|s| s.dedup.as_mut())
+            .context("the partition was handed over during its dedup state's restore")
     }
 
     /// Installs a restored partition state, trimmed to the window and the bound.
@@ -278,7 +273,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
         self.tombstone(&at, windowed.to_vec(), "window", None)
             .await?;
         self.tombstone(&at, bounded.to_vec(), "bound", None).await?;
-        self.dedup.restored(topic, partition, store);
+        if let Some(state) = self.partitions.get_mut(&(topic.to_string(), partition)) {
+            state.dedup = Some(store);
+            state.count_entries();
+        }
         Ok(())
     }
 
@@ -380,4 +378,128 @@ pub(super) fn republished(
     dead_lettered.stage = Stage::DeadLettered;
     dead_lettered.event_id = crate::outcome::event_id(&key.value, Stage::DeadLettered, source);
     vec![terminal, dead_lettered]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{IdempotencyKey, KeySource};
+
+    fn key() -> IdempotencyKey {
+        IdempotencyKey {
+            value: "order-1".into(),
+            source: KeySource::Header,
+        }
+    }
+
+    fn at(offset: i64) -> SourceRef {
+        SourceRef {
+            topic: "service-requests".into(),
+            partition: 3,
+            offset,
+        }
+    }
+
+    fn done(stage: Stage, error: Option<ErrorCode>) -> Entry {
+        Entry {
+            state: State::Done(dedup::Outcome {
+                stage,
+                message_type: None,
+                translator: None,
+                error,
+            }),
+            offset: 40,
+            since: 1,
+            last_seen: 1,
+            namespace: 0,
+            fingerprint: Some([7; 8]),
+        }
+    }
+
+    fn received(fingerprint: [u8; 8], offset: i64) -> Received {
+        Received {
+            key: key(),
+            source: at(offset),
+            request: Err(Failure::new(
+                ErrorCode::InvalidJson,
+                "not read in this test",
+            )),
+            fingerprint,
+            claims_key: true,
+        }
+    }
+
+    #[test]
+    fn a_redelivery_republishes_the_first_publications_ids() {
+        let events = republished(&key(), &at(40), &done(Stage::Applied, None), Some("core5g"));
+        let first = OutcomeEvent::new(&key(), Stage::Applied, &at(40));
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].event_id, first.event_id,
+            "a subscriber drops the copy"
+        );
+        let intent = events[0]
+            .intent
+            .as_ref()
+            .map(|i| (i.name.clone(), i.namespace.clone()));
+        assert_eq!(intent, Some((intent_name("order-1"), "core5g".into())));
+    }
+
+    #[test]
+    fn a_redelivered_rejection_republishes_its_dead_lettered_event_too() {
+        let entry = done(Stage::Rejected, Some(ErrorCode::PolicyDenied));
+        let events = republished(&key(), &at(40), &entry, None);
+        let stages: Vec<Stage> = events.iter().map(|e| e.stage).collect();
+        assert_eq!(stages, [Stage::Rejected, Stage::DeadLettered]);
+        for event in &events {
+            assert_eq!(
+                event.error.as_ref().map(|f| f.code),
+                Some(ErrorCode::PolicyDenied)
+            );
+            assert_eq!(
+                event.event_id,
+                crate::outcome::event_id("order-1", event.stage, &at(40)),
+                "the dead letter names this id: a re-sent copy can be dropped"
+            );
+        }
+    }
+
+    #[test]
+    fn an_attempt_that_never_finished_republishes_nothing() {
+        let mut entry = done(Stage::Applied, None);
+        entry.state = State::InProgress;
+        assert!(republished(&key(), &at(40), &entry, Some("core5g")).is_empty());
+    }
+
+    #[test]
+    fn a_conflict_has_ids_of_its_own_stable_across_redeliveries() {
+        let claimant = done(Stage::Applied, None);
+        let (rejected, dead_lettered) = conflict(&received([1; 8], 41), &claimant);
+        let (again, _) = conflict(&received([1; 8], 41), &claimant);
+        let (other_payload, _) = conflict(&received([2; 8], 41), &claimant);
+        assert_eq!(rejected.stage, Stage::Rejected);
+        assert_eq!(dead_lettered.stage, Stage::DeadLettered);
+        assert_eq!(
+            rejected.event_id, again.event_id,
+            "a redelivery: the same ids"
+        );
+        assert_ne!(rejected.event_id, other_payload.event_id);
+        assert_ne!(
+            rejected.event_id,
+            crate::outcome::event_id("order-1", Stage::Rejected, &at(41)),
+            "not an id the claimant's own processing could have"
+        );
+        let failure = rejected
+            .error
+            .as_ref()
+            .map(|f| (f.code, f.message.contains("offset 40")));
+        assert_eq!(failure, Some((ErrorCode::IdempotencyKeyConflict, true)));
+    }
+
+    #[test]
+    fn a_folded_duplicate_names_no_intent() {
+        assert!(intent_ref("order-1", Stage::Duplicate, Some("core5g")).is_none());
+        assert!(intent_ref("order-1", Stage::Applied, None).is_none());
+        assert!(intent_ref("order-1", Stage::Applied, Some("core5g")).is_some());
+    }
 }

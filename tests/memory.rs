@@ -3,7 +3,8 @@
 //! over the idle worker stays under the byte budget for buffered messages plus the
 //! overhead docs/memory.md documents (the assertion is on memory, never on time). Then
 //! the translator is released and every message gets its outcome, none applied twice,
-//! the offsets committed to the end, the worker live and ready.
+//! the offsets committed to the end, the worker live and ready. `WORKER_BIN` runs another
+//! build of the worker (the release binary, for the figures of docs/memory.md).
 
 mod common;
 
@@ -92,7 +93,6 @@ async fn status(client: &reqwest::Client, port: u16, path: &str) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the byte budgets for buffered messages (PARTITION_BUFFER_BYTES, BUFFER_BYTES)"]
 async fn a_flood_of_1_mb_messages_with_a_blocked_translator_stays_within_the_byte_budget() {
     let topics = TestTopics::create("flood", PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();
@@ -117,7 +117,9 @@ async fn a_flood_of_1_mb_messages_with_a_blocked_translator_stays_within_the_byt
         .map(String::from),
     );
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_nephoran-kafka-consumer"))
+    let binary = std::env::var("WORKER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_nephoran-kafka-consumer").to_string());
+    let mut worker = tokio::process::Command::new(binary)
         .arg("run")
         .args(&args)
         .env("RUST_LOG", "info")

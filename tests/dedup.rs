@@ -343,7 +343,10 @@ async fn a_restarted_worker_restores_100_000_entries_and_reports_the_time() {
     .await;
 
     let translator = CountingTranslator::new();
-    let worker = Worker::start_with(topics.config(dir.path()), translator.clone());
+    let mut config = topics.config(dir.path());
+    // Above the default bound (50 000), so that every entry is kept.
+    config.dedup_max_entries = 100_000;
+    let worker = Worker::start_with(config, translator.clone());
     let mut outcomes = Outcomes::new(&topics);
     outcomes.until_terminal(["old-4242"]).await;
     worker.stop().await;

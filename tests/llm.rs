@@ -641,6 +641,10 @@ async fn through_kafka_the_llm_translates_and_outcomes_say_which_translator_did(
     outcomes
         .until_terminal(["stadium", "amf", "poem", "nonsense", "ev-1"])
         .await;
+    // The rejection's `dead_lettered` follows its terminal event.
+    outcomes
+        .until(|o| o.stages("nonsense").contains(&"dead_lettered"))
+        .await;
     worker.stop().await;
 
     let terminal = |key: &str| outcomes.terminal(key)[0].clone();

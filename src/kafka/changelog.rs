@@ -10,6 +10,12 @@
 //! after its retention), and a missing changelog of a group that has already committed
 //! offsets is refused unless the operator accepts an empty state: recreating it empty
 //! would forget every completed key.
+//!
+//! Restores after a rebalance run at most `DEDUP_RESTORE_CONCURRENCY` at once, each
+//! reader's buffers bounded in bytes ([`budgets::restore_settings`]): one client per
+//! partition at once, each with librdkafka's 64 MiB, did not fit a pod. Metrics:
+//! `dedup_restores_in_progress` (gauge, readers running) and `dedup_restores_waiting`
+//! (gauge, partitions waiting for their turn).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -98,9 +98,9 @@ pub struct Config {
     pub dedup_window: std::time::Duration,
 
     /// Dedup entries kept per input partition; at the bound the least recently seen go.
-    /// Each takes about 80 bytes plus its key (docs/memory.md): 50 000 keeps a worker
+    /// Each takes about 80 bytes plus its key (docs/memory.md): 40 000 keeps a worker
     /// holding 12 partitions within the Deployment's memory limit even with 256-byte keys.
-    #[arg(long, env = "DEDUP_MAX_ENTRIES", default_value_t = 50_000)]
+    #[arg(long, env = "DEDUP_MAX_ENTRIES", default_value_t = 40_000)]
     pub dedup_max_entries: usize,
 
     /// Dedup changelog partitions restored at once after an assignment (each reader
@@ -243,7 +243,7 @@ pub struct LlmArgs {
 
     /// Answers kept in the response cache; at the bound the least recently used goes.
     /// Up to about 24 KiB each at the answer and text limits (docs/memory.md).
-    #[arg(long, env = "LLM_CACHE_ENTRIES", default_value_t = 2_000)]
+    #[arg(long, env = "LLM_CACHE_ENTRIES", default_value_t = 1_000)]
     pub llm_cache_entries: usize,
 }
 

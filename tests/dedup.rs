@@ -344,7 +344,7 @@ async fn a_restarted_worker_restores_100_000_entries_and_reports_the_time() {
 
     let translator = CountingTranslator::new();
     let mut config = topics.config(dir.path());
-    // Above the default bound (50 000), so that every entry is kept.
+    // Above the default bound (40 000), so that every entry is kept.
     config.dedup_max_entries = 100_000;
     let worker = Worker::start_with(config, translator.clone());
     let mut outcomes = Outcomes::new(&topics);

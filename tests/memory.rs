@@ -92,8 +92,105 @@ async fn status(client: &reqwest::Client, port: u16, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The tests measure their own process's memory or a worker's: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The producer's queue with the project's bounds (`queue.buffering.max.kbytes` 16 MiB of
+/// values, `queue.buffering.max.messages` 20 000), against a broker that never answers:
+/// sends are refused at the bound, and what the queue holds is measured (this process's
+/// `VmRSS`), for librdkafka's bookkeeping per message in docs/memory.md.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_producer_queue_stops_at_its_bounds() {
+    use nephoran_kafka_consumer::kafka::budgets::{
+        apply, producer_defaults, PRODUCER_QUEUE_KBYTES, PRODUCER_QUEUE_MESSAGES,
+    };
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord};
+
+    let _serial = SERIAL.lock().await;
+    // (value bytes, what stops the queue first)
+    for (value_bytes, bound) in [(200, "messages"), (4000, "bytes")] {
+        let properties = [("bootstrap.servers".to_string(), "127.0.0.1:1".to_string())].into();
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("message.timeout.ms", "600000")
+            .set("log_level", "0");
+        apply(&mut config, &producer_defaults(&properties));
+        let producer: BaseProducer = config.create().expect("producer");
+        let value = vec![b'v'; value_bytes];
+        let key = "k".repeat(64);
+        let before = rss(std::process::id()).expect("VmRSS");
+        let mut queued: u64 = 0;
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "nephoran.event.id",
+                    value: Some(&"e".repeat(64)),
+                })
+                .insert(Header {
+                    key: "nephoran.stage",
+                    value: Some("received"),
+                });
+            let record = BaseRecord::to("outcomes")
+                .key(&key)
+                .payload(&value)
+                .headers(headers);
+            match producer.send(record) {
+                Ok(()) => queued += 1,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => break,
+                Err((e, _)) => panic!("unexpected send error: {e}"),
+            }
+            assert!(
+                queued <= PRODUCER_QUEUE_MESSAGES,
+                "the queue took more than its bound"
+            );
+        }
+        match bound {
+            "messages" => {
+                // Measured on the first producer only: the second reuses what the first
+                // freed, and its growth would say nothing.
+                let growth = rss(std::process::id())
+                    .expect("VmRSS")
+                    .saturating_sub(before);
+                let values = queued * value_bytes as u64;
+                let per_message = growth.saturating_sub(values) as f64 / queued as f64;
+                eprintln!(
+                    "producer queue, {value_bytes}-byte values, 64-byte keys, two headers: \
+                     {queued} queued before QueueFull, VmRSS +{:.1} MiB, of which values {:.1} \
+                     MiB: {per_message:.0} bytes per message besides its value",
+                    growth as f64 / MIB as f64,
+                    values as f64 / MIB as f64,
+                );
+                assert_eq!(queued, PRODUCER_QUEUE_MESSAGES);
+                assert!(
+                    growth <= PRODUCER_QUEUE_MESSAGES * 1024,
+                    "20 000 small messages grew the process by {growth} bytes"
+                );
+            }
+            _ => {
+                let values = queued * value_bytes as u64;
+                eprintln!(
+                    "producer queue, {value_bytes}-byte values: {queued} queued before QueueFull"
+                );
+                assert!(
+                    values <= PRODUCER_QUEUE_KBYTES * 1024,
+                    "{values} bytes of values queued"
+                );
+                assert!(
+                    values + value_bytes as u64 > PRODUCER_QUEUE_KBYTES * 1024,
+                    "stopped before the bound: {values} bytes of values queued"
+                );
+            }
+        }
+        drop(producer);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_1_mb_messages_with_a_blocked_translator_stays_within_the_byte_budget() {
+    let _serial = SERIAL.lock().await;
     let topics = TestTopics::create("flood", PARTITIONS).await;
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeLlm::start(|_| Reply::answer(answer(&["smf"], "core5g", Some(7)))).await;

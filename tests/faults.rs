@@ -129,6 +129,7 @@ async fn fault_broker_unresponsive_for_20s_mid_stream_loses_and_repeats_nothing(
     outcomes.until_terminal_messages(8).await;
     let assigned_before = worker.log_count("partitions assigned");
 
+    let calls_at_pause = llm.calls().len();
     broker.pause();
     // More input while the broker is away: the producer holds it until it answers.
     let late = tokio::spawn({
@@ -136,13 +137,13 @@ async fn fault_broker_unresponsive_for_20s_mid_stream_loses_and_repeats_nothing(
         async move { produce_requests(&topics, "pause", 40..60).await }
     });
     tokio::time::sleep(PAUSE).await; // the fault itself
-    let during = outcomes.terminal_messages().len();
+    eprintln!(
+        "{} translations asked during the pause; /healthz at its end: {:?}",
+        llm.calls().len() - calls_at_pause,
+        worker.probe("/healthz").await
+    );
     broker.resume();
     produced.extend(late.await.expect("produce during the pause"));
-    eprintln!(
-        "{during} of {} messages had their outcome when the broker came back",
-        produced.len()
-    );
 
     assert_each_message_once(&topics, &mut outcomes, &produced, Some(&sink)).await;
     worker.assert_live_and_ready().await;

@@ -137,12 +137,18 @@ async fn fault_broker_unresponsive_for_20s_mid_stream_loses_and_repeats_nothing(
         async move { produce_requests(&topics, "pause", 40..60).await }
     });
     tokio::time::sleep(PAUSE).await; // the fault itself
+                                     // A broker outage is no reason to restart the worker.
+    let live = worker.probe("/healthz").await;
     eprintln!(
-        "{} translations asked during the pause; /healthz at its end: {:?}",
+        "{} translations asked during the pause; /healthz at its end: {live:?}, /readyz: {:?}",
         llm.calls().len() - calls_at_pause,
-        worker.probe("/healthz").await
+        worker.probe("/readyz").await
     );
     broker.resume();
+    assert!(
+        matches!(live, Some((200, _))),
+        "/healthz failed while the broker was paused: {live:?}"
+    );
     produced.extend(late.await.expect("produce during the pause"));
 
     assert_each_message_once(&topics, &mut outcomes, &produced, Some(&sink)).await;
@@ -199,6 +205,13 @@ async fn fault_kill_9_mid_flight_and_restart_loses_and_repeats_nothing() {
     .await;
     assert_each_message_once(&topics, &mut outcomes, &produced, Some(&sink)).await;
     second.assert_live_and_ready().await;
+    // Started before the kill (their `in_progress` marks in the changelog), finished
+    // after it by the new worker.
+    let takeovers = second.metric("dedup_takeovers_total").await;
+    assert!(
+        takeovers > 0.0,
+        "no attempt in flight at the kill was taken over"
+    );
 
     let asked_again: Vec<String> = llm.calls()[calls_before_kill..]
         .iter()
@@ -215,7 +228,7 @@ async fn fault_kill_9_mid_flight_and_restart_loses_and_repeats_nothing() {
         "completed before the kill, translated again after the restart: {asked_again:?}"
     );
     eprintln!(
-        "{} of {} completed before kill -9; {} calls before, {} after",
+        "{} of {} completed before kill -9, {takeovers} taken over; {} calls before, {} after",
         completed.len(),
         produced.len(),
         calls_before_kill,

@@ -108,6 +108,22 @@ impl BinaryWorker {
         Some((status, response.text().await.unwrap_or_default()))
     }
 
+    /// The sum of every series of metric `name` on `/metrics` (0 when it has none).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (status, page) = self
+            .probe("/metrics")
+            .await
+            .expect("the worker serves /metrics");
+        assert_eq!(status, 200, "/metrics: {page}");
+        page.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Waits until `/readyz` says ready with at least one partition assigned.
     pub async fn until_ready_with_partitions(&self) {
         let deadline = tokio::time::Instant::now() + PATIENCE;

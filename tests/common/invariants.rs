@@ -73,20 +73,29 @@ pub async fn until_committed_to_the_end(topics: &TestTopics, produced: &[Produce
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let mut behind = Vec::new();
+        let mut by_topic: BTreeMap<&str, Vec<(i32, i64)>> = BTreeMap::new();
         for ((topic, partition), end) in &ends {
-            let (brokers, group, name) =
-                (topics.brokers.clone(), topics.group.clone(), topic.clone());
-            let partitions = topics.partitions;
+            by_topic.entry(topic).or_default().push((*partition, *end));
+        }
+        for (topic, partitions) in by_topic {
+            let (brokers, group, name) = (
+                topics.brokers.clone(),
+                topics.group.clone(),
+                topic.to_string(),
+            );
+            let count = topics.partitions;
             let committed = tokio::task::spawn_blocking(move || {
-                committed_and_end_on(&brokers, &group, &name, partitions)
+                committed_and_end_on(&brokers, &group, &name, count)
             })
             .await
-            .expect("committed offsets")[*partition as usize]
-                .0;
-            if committed != *end {
-                behind.push(format!(
-                    "{topic}[{partition}] committed {committed}, end {end}"
-                ));
+            .expect("committed offsets");
+            for (partition, end) in partitions {
+                let committed = committed[partition as usize].0;
+                if committed != end {
+                    behind.push(format!(
+                        "{topic}[{partition}] committed {committed}, end {end}"
+                    ));
+                }
             }
         }
         if behind.is_empty() {

@@ -6,8 +6,9 @@
 //! offsets reach the end of every input partition, and the worker is live and ready
 //! (`/healthz`, `/readyz`). Translations are held by a slow OpenAI-compatible test
 //! endpoint, so that messages are in flight when the fault strikes. Case 2 (produce
-//! errors) needs librdkafka's mock cluster, which the binary cannot start against; it
-//! runs the publish-then-commit path in process (see its comment).
+//! errors) runs twice: the binary behind a proxy that cuts produce requests, and, with
+//! the errors injected by librdkafka's mock cluster (which the binary cannot start
+//! against), the publish-then-commit path in process (see their comments).
 
 mod common;
 
@@ -20,6 +21,7 @@ use common::binary::BinaryWorker;
 use common::broker::PrivateBroker;
 use common::invariants::{assert_each_message_once, produce_keyed, Produced};
 use common::openai::{answer, Call, FakeLlm, Gate, Reply};
+use common::proxy::ProxiedBroker;
 use common::*;
 use nephoran_kafka_consumer::decode::{IdempotencyKey, KeySource};
 use nephoran_kafka_consumer::health::Health;
@@ -334,6 +336,54 @@ async fn until_logged(workers: &[BinaryWorker], message: &str, n: usize) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Case 2, through the binary: the same fault without the mock cluster. The broker sits
+/// behind a proxy that cuts every connection sending a produce request for a while, so
+/// the worker's outcomes and changelog entries cannot be written (librdkafka sees its
+/// requests fail and retries them). Offsets are not committed past a message whose
+/// outcome is not published; after the errors stop, everything gets its outcome once.
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_produce_requests_failing_for_a_while_hold_the_binarys_commits() {
+    /// How long produce requests fail: the fault itself.
+    const FAILING: Duration = Duration::from_secs(5);
+    let broker = ProxiedBroker::start().await;
+    let topics = TestTopics::create_on(&broker.address, "fault-refused", 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("intents");
+    let llm = slow_llm(None).await;
+    let produced = produce_requests(&topics, "refused", 0..60).await;
+
+    let log = dir.path().join("worker.log");
+    let worker = BinaryWorker::start(&args(&topics, &sink, &llm), &[], &log).await;
+    let mut outcomes = Outcomes::new(&topics);
+    outcomes.until_terminal_messages(8).await;
+
+    broker.fail_produce();
+    tokio::time::sleep(FAILING).await; // the fault itself
+    outcomes.drain(Duration::from_millis(500)).await;
+    let published = outcomes.terminal_messages().len();
+    assert!(
+        broker.refused() > 0,
+        "the worker sent no produce request while they failed"
+    );
+    eprintln!(
+        "{} produce requests refused; {published} of {} messages had their outcome when they stopped",
+        broker.refused(),
+        produced.len()
+    );
+    assert!(
+        published < produced.len(),
+        "the errors must fall mid-stream: everything was done"
+    );
+    assert_committed_only_what_has_an_outcome(&topics, &outcomes);
+    worker.assert_live_and_ready().await;
+
+    broker.recover();
+    assert_each_message_once(&topics, &mut outcomes, &produced, Some(&sink)).await;
+    worker.assert_live_and_ready().await;
+    let status = worker.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
 }
 
 /// Case 2: produce requests fail for a while. librdkafka's mock cluster injects the

@@ -8,6 +8,7 @@ pub mod broker;
 pub mod invariants;
 pub mod kubeapi;
 pub mod openai;
+pub mod proxy;
 pub mod raw;
 pub mod recorder;
 

@@ -423,23 +423,26 @@ async fn fault_produce_errors_hold_the_commits_until_the_outcomes_are_published(
         leases: Held::default(),
     })
     .expect("group consumer");
-    let mut offsets = OffsetTracker::default();
+    // One tracker per partition, as the worker's partition state keeps them.
+    let mut offsets: std::collections::HashMap<i32, OffsetTracker> = Default::default();
     let mut done = 0;
     // The worker's `done`: a message whose sends are all acknowledged moves its
     // partition's committable position; a failed send would stop the worker.
-    let acknowledge =
-        |sends: Arc<Sends<SourceRef>>, offsets: &mut OffsetTracker, done: &mut usize| {
-            if let Err(e) = sends.result() {
-                panic!(
-                    "{:?}: a retriable produce error failed a send: {e}",
-                    sends.of
-                );
-            }
-            *done += 1;
-            if let Some(position) = offsets.completed(&sends.of) {
-                consumer.store_position(&sends.of.topic, sends.of.partition, position);
-            }
-        };
+    let acknowledge = |sends: Arc<Sends<SourceRef>>,
+                       offsets: &mut std::collections::HashMap<i32, OffsetTracker>,
+                       done: &mut usize| {
+        if let Err(e) = sends.result() {
+            panic!(
+                "{:?}: a retriable produce error failed a send: {e}",
+                sends.of
+            );
+        }
+        *done += 1;
+        let tracker = offsets.entry(sends.of.partition).or_default();
+        if let Some(position) = tracker.completed(sends.of.offset) {
+            consumer.store_position(&sends.of.topic, sends.of.partition, position);
+        }
+    };
     // The worker's `finish`: a message's outcome is enqueued, and its sends sealed.
     let publish = |message: &InboundMessage| {
         let key = IdempotencyKey {
@@ -463,8 +466,11 @@ async fn fault_produce_errors_hold_the_commits_until_the_outcomes_are_published(
             .expect("the mock cluster's group delivers the messages")
             .expect("the poll thread runs");
         match event {
-            GroupEvent::Message(message) => {
-                offsets.arrived(&message.source);
+            GroupEvent::Message(message, _slot) => {
+                offsets
+                    .entry(message.source.partition)
+                    .or_default()
+                    .arrived(message.source.offset);
                 consumed.push(message);
             }
             GroupEvent::Assigned(_) => {}

@@ -94,13 +94,21 @@ mod tests {
         let heart = Heartbeat::new(base);
         assert_eq!(heart.stuck_at(at(base, 1000), TIMEOUT), None, "not started");
         heart.beat_at(at(base, 10));
-        assert_eq!(heart.stuck_at(at(base, 70), TIMEOUT), None, "exactly the timeout");
+        assert_eq!(
+            heart.stuck_at(at(base, 70), TIMEOUT),
+            None,
+            "exactly the timeout"
+        );
         assert_eq!(
             heart.stuck_at(at(base, 71), TIMEOUT),
             Some(Duration::from_secs(61))
         );
         heart.beat_at(at(base, 72));
-        assert_eq!(heart.stuck_at(at(base, 100), TIMEOUT), None, "turning again");
+        assert_eq!(
+            heart.stuck_at(at(base, 100), TIMEOUT),
+            None,
+            "turning again"
+        );
     }
 
     #[test]

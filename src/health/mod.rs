@@ -162,7 +162,8 @@ impl Health {
         let mut fatal = lock(&self.fatal);
         if fatal.is_none() {
             tracing::error!(
-                client = client.as_str(), reason,
+                client = client.as_str(),
+                reason,
                 "librdkafka fatal error: the worker is not ready until it is restarted"
             );
             *fatal = Some(format!(
@@ -464,7 +465,11 @@ mod tests {
         let health = Arc::new(joined());
         health.configure(Duration::from_secs(2), Duration::from_secs(30));
         let now = Instant::now();
-        assert_eq!(healthz(State(health.clone())).await.0, StatusCode::OK, "not started");
+        assert_eq!(
+            healthz(State(health.clone())).await.0,
+            StatusCode::OK,
+            "not started"
+        );
         health.main_loop.beat_at(now);
         health.poll_thread.beat_at(now);
         assert_eq!(health.not_live_at(now + Duration::from_secs(2)), None);
@@ -495,7 +500,9 @@ mod tests {
     async fn healthz_answers_503_with_its_reason() {
         let health = Arc::new(joined());
         health.configure(Duration::ZERO, Duration::from_secs(30));
-        health.main_loop.beat_at(Instant::now() - Duration::from_secs(5));
+        health
+            .main_loop
+            .beat_at(Instant::now() - Duration::from_secs(5));
         let (status, body) = healthz(State(health)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(

@@ -11,6 +11,7 @@ pub mod changelog;
 pub mod consumer;
 pub mod headers;
 pub mod logs;
+pub mod probe;
 pub mod properties;
 pub mod publisher;
 pub mod tools;

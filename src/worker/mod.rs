@@ -63,6 +63,10 @@ use pause::{Pauses, Reason};
 /// per batch rather than once per message.
 pub const EVENT_BATCH: usize = 64;
 
+/// How often the main loop turns when nothing happens, beating its heartbeat
+/// ([`Health::main_loop`]).
+pub const HEARTBEAT_TICK: Duration = Duration::from_secs(1);
+
 /// Runs the worker until `shutdown` completes, then drains and leaves the group.
 pub async fn run<T: Translator + 'static>(
     config: &Config,
@@ -71,10 +75,12 @@ pub async fn run<T: Translator + 'static>(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let properties = config.kafka.properties()?;
+    health.configure(config.liveness_timeout, config.readiness_grace);
     let (publisher, acknowledged) = Publisher::new(
         &properties,
         &config.topics.outcomes_topic,
         &config.topics.dlq_topic,
+        Some(health.clone()),
     )
     .context("could not create the Kafka producer")?;
     let mut expected: Vec<(&'static str, &str)> = config
@@ -158,7 +164,7 @@ pub async fn run<T: Translator + 'static>(
         sealed: 0,
         meters: Meters::new(),
     };
-    let result = worker.consume(&mut events, shutdown).await;
+    let result = consume_until(&mut worker, &mut events, shutdown).await;
     health.stopping();
     if let Err(e) = &result {
         warn!(error = %format!("{e:#}"), "stopping on an error");
@@ -194,6 +200,40 @@ pub async fn run<T: Translator + 'static>(
     consumer.close(events).await?;
     info!("worker stopped");
     result
+}
+
+/// Runs the loop until `shutdown`. The loop sees `shutdown` between two turns, but a turn
+/// may be waiting inside a send for room in a full producer queue: then sends stop
+/// waiting, the turn fails at once, and the loop ends (its message is left to the next
+/// owner).
+async fn consume_until<T: Translator + 'static>(
+    worker: &mut Worker<'_, T>,
+    events: &mut mpsc::Receiver<GroupEvent>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let publisher = worker.publisher;
+    let (stop, mut stopped) = watch::channel(false);
+    let consumed = worker.consume(events, async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    tokio::pin!(consumed, shutdown);
+    let result = tokio::select! {
+        result = &mut consumed => return result,
+        () = &mut shutdown => {
+            publisher.stop_waiting_for_room();
+            stop.send_replace(true);
+            consumed.await
+        }
+    };
+    // What is in flight is finished within the shutdown deadline, waiting for room.
+    publisher.wait_for_room();
+    match result {
+        Err(e) if PublishError::is_queue_full(&e) => {
+            warn!(error = %e, "shutdown while the producer queue was full: the message being sent is left to the next owner");
+            Ok(())
+        }
+        result => result,
+    }
 }
 
 /// A consumed message waiting in its lane.
@@ -345,7 +385,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
         tokio::pin!(shutdown);
         let mut batch = Vec::with_capacity(EVENT_BATCH);
         let mut acknowledged = Vec::with_capacity(EVENT_BATCH);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_TICK);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.health.main_loop.beat();
             self.start_ready().await?;
             let next_deadline = self.revocations.iter().map(|r| r.deadline).min();
             tokio::select! {
@@ -386,6 +429,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
                         }
                     }
                 }
+                // Turns when idle, so that the heartbeat shows the loop is not stuck.
+                _ = heartbeat.tick() => {}
             }
             self.hand_over_drained();
         }

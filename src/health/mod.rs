@@ -197,33 +197,39 @@ impl Health {
                 "not yet a member of the consumer group".into(),
             );
         }
+        // These may hold together (brokers down fill the queue): each is named, the
+        // first is the cause.
         let grace = self.readiness_grace();
+        let mut causes: Vec<(&'static str, String)> = Vec::new();
         if let Some((lasted, detail)) = self.brokers_down.past_grace_at(now, grace) {
-            return not(
+            causes.push((
                 "brokers_down",
                 format!(
                     "no Kafka broker reachable for {}s (READINESS_GRACE {}s): {detail}",
                     lasted.as_secs(),
                     grace.as_secs()
                 ),
-            );
+            ));
         }
         if let Some((lasted, detail)) = self.queue_full.past_grace_at(now, grace) {
-            return not(
+            causes.push((
                 "producer_queue_full",
                 format!(
                     "the producer queue has been full for {}s (READINESS_GRACE {}s): {detail}",
                     lasted.as_secs(),
                     grace.as_secs()
                 ),
-            );
+            ));
         }
-        lock(&self.sink_down).as_ref().and_then(|reason| {
-            not(
+        if let Some(reason) = lock(&self.sink_down).as_ref() {
+            causes.push((
                 "sink_down",
                 format!("the intent sink is down, partitions paused: {reason}"),
-            )
-        })
+            ));
+        }
+        let cause = causes.first()?.0;
+        let reasons: Vec<String> = causes.into_iter().map(|(_, reason)| reason).collect();
+        not(cause, reasons.join("; "))
     }
 
     /// Why the worker is not live (a loop stuck), if it is not.
@@ -444,6 +450,22 @@ mod tests {
         );
         health.queue_full.cleared();
         assert!(health.not_ready_at(at(46)).is_none());
+    }
+
+    #[test]
+    fn conditions_that_hold_together_are_all_named() {
+        let health = joined();
+        let base = Instant::now();
+        let at = |s| base + Duration::from_secs(s);
+        health.brokers_down.holds_at(at(0), "no answer");
+        health.queue_full.holds_at(at(1), "sends wait");
+        let not_ready = health.not_ready_at(at(40)).expect("not ready");
+        assert_eq!(not_ready.cause, "brokers_down");
+        assert_eq!(
+            not_ready.reason,
+            "no Kafka broker reachable for 40s (READINESS_GRACE 30s): no answer; \
+             the producer queue has been full for 39s (READINESS_GRACE 30s): sends wait"
+        );
     }
 
     #[test]

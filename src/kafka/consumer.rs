@@ -416,16 +416,35 @@ impl GroupConsumer {
         }
     }
 
-    /// Commits the stored offsets now, waiting for the answer.
-    pub fn commit(&self) {
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            debug!(error = %e, "commit: nothing committed");
+    /// Commits the stored offsets now, waiting for the answer up to `timeout` (a
+    /// coordinator that does not answer would hold a shutdown for librdkafka's request
+    /// timeout); past it the commit goes on in the background while the process ends.
+    pub async fn commit_within(&self, timeout: Duration) {
+        let consumer = self.consumer.clone();
+        let committed = within(timeout, "kafka-commit", move || {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                debug!(error = %e, "commit: nothing committed");
+            }
+        });
+        if committed.await.is_none() {
+            warn!(timeout = ?timeout, "final commit not answered in time; the offsets auto-committed so far stand");
         }
     }
 
     /// Stops polling and leaves the group. `events` is dropped first, so a revocation
     /// during the close does not wait for a worker that is no longer listening.
     pub async fn close(self, events: mpsc::Receiver<GroupEvent>) -> anyhow::Result<()> {
+        self.close_within(events, Duration::MAX).await
+    }
+
+    /// [`GroupConsumer::close`], waiting up to `timeout`: past it, the process goes on
+    /// (to its end) while librdkafka leaves the group in the background; if it never
+    /// does, the group notices the session timeout and hands the partitions over.
+    pub async fn close_within(
+        self,
+        events: mpsc::Receiver<GroupEvent>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         // Stop first, so the poll thread, seeing the worker gone, knows it was asked to.
         self.stop.store(true, Ordering::Release);
         drop(events);
@@ -437,14 +456,39 @@ impl GroupConsumer {
         } = self;
         // The poll and probe threads hold the other references; the consumer closes when
         // all are gone, which blocks while librdkafka leaves the group.
-        tokio::task::spawn_blocking(move || {
+        let closed = within(timeout, "kafka-close", move || {
             probe.stop();
             drop(consumer);
             poller.join()
-        })
-        .await?
-        .map_err(|_| anyhow::anyhow!("the poll thread panicked"))
+        });
+        match closed.await {
+            Some(joined) => joined.map_err(|_| anyhow::anyhow!("the poll thread panicked")),
+            None => {
+                warn!(timeout = ?timeout, "the consumer did not leave the group in time; the group hands its partitions over after the session timeout");
+                Ok(())
+            }
+        }
     }
+}
+
+/// Runs `work` on a thread of its own and waits up to `timeout` for it; `None` when it
+/// did not finish in time (it goes on, detached: it does not keep the process alive).
+async fn within<R: Send + 'static>(
+    timeout: Duration,
+    name: &str,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = done.send(work());
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, thread = name, "cannot start a thread");
+        return None;
+    }
+    tokio::time::timeout(timeout, finished).await.ok()?.ok()
 }
 
 /// The poll thread: hands every message and rebalance to the worker, in order. It owns

@@ -534,12 +534,8 @@ impl<M: Send + Sync + 'static> Publisher<M> {
                     if !self.stop_waiting.load(Ordering::Relaxed) =>
                 {
                     if let (false, Some(health)) = (waited, &self.health) {
-                        if !health.queue_full.is_holding() {
-                            warn!(
-                                topic = %back.topic,
-                                "the producer queue is full: sends wait until the brokers acknowledge earlier ones"
-                            );
-                        }
+                        // Logged when it lasts (readiness falls), counted each time.
+                        metrics::counter!("producer_queue_full_total").increment(1);
                         health.queue_full.holds_at(
                             Instant::now(),
                             "sends wait until the brokers acknowledge earlier ones",

@@ -63,6 +63,11 @@ use pause::{Pauses, Reason};
 /// per batch rather than once per message.
 pub const EVENT_BATCH: usize = 64;
 
+/// Time given to the final commit and to leaving the group even when the shutdown
+/// deadline has passed: a prompt leave hands the partitions over at once, rather than
+/// after the session timeout.
+const LEAVE_AT_LEAST: Duration = Duration::from_secs(2);
+
 /// How often the main loop turns when nothing happens, beating its heartbeat
 /// ([`Health::main_loop`]).
 pub const HEARTBEAT_TICK: Duration = Duration::from_secs(1);
@@ -171,9 +176,13 @@ pub async fn run<T: Translator + 'static>(
     }
 
     // Finish what is in flight, within the deadline; what is left is handed back to
-    // the group uncommitted, and the next owner processes it again.
+    // the group uncommitted, and the next owner processes it again. Every step of the
+    // shutdown shares the one deadline, so that brokers that do not answer cannot make
+    // it several times as long.
     let deadline = config.shutdown_timeout;
-    match tokio::time::timeout(deadline, worker.finish_in_flight(&mut events)).await {
+    let stop_by = tokio::time::Instant::now() + deadline;
+    let left = || stop_by.saturating_duration_since(tokio::time::Instant::now());
+    match tokio::time::timeout_at(stop_by, worker.finish_in_flight(&mut events)).await {
         Ok(Ok(())) => info!("in-flight messages finished"),
         Ok(Err(e)) => warn!(error = %format!("{e:#}"), "in-flight messages not finished"),
         Err(_) => warn!(
@@ -187,17 +196,19 @@ pub async fn run<T: Translator + 'static>(
     if let Some(lifecycle) = lifecycle {
         // An event being published is finished, within the deadline; one cut short is
         // published again by the next owner (same event id: it was not recorded).
-        match tokio::time::timeout(deadline, lifecycle.stop()).await {
+        match tokio::time::timeout_at(stop_by, lifecycle.stop()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %format!("{e:#}"), "lifecycle watcher stopped on an error"),
             Err(_) => warn!("shutdown deadline reached; the lifecycle watcher was cut short"),
         }
     }
-    consumer.commit();
-    if let Err(e) = publisher.flush(deadline) {
+    consumer.commit_within(left().max(LEAVE_AT_LEAST)).await;
+    if let Err(e) = publisher.flush(left()) {
         warn!(error = %e, "producer flush incomplete");
     }
-    consumer.close(events).await?;
+    consumer
+        .close_within(events, left().max(LEAVE_AT_LEAST))
+        .await?;
     info!("worker stopped");
     result
 }

@@ -87,8 +87,8 @@ pub struct Health {
     liveness_timeout_ms: AtomicU64,
     readiness_grace_ms: AtomicU64,
     /// What was last logged and measured: the readiness cause (`None`: ready), and
-    /// whether live.
-    reported: Mutex<(Option<&'static str>, bool)>,
+    /// whether live; `None` before the first observation.
+    reported: Mutex<Option<(Option<&'static str>, bool)>>,
 }
 
 impl Default for Health {
@@ -106,7 +106,7 @@ impl Default for Health {
             main_loop: Heartbeat::new(base),
             liveness_timeout_ms: AtomicU64::new(millis(DEFAULT_LIVENESS_TIMEOUT)),
             readiness_grace_ms: AtomicU64::new(millis(DEFAULT_READINESS_GRACE)),
-            reported: Mutex::new((Some("not_joined"), true)),
+            reported: Mutex::new(None),
         }
     }
 }
@@ -262,34 +262,46 @@ impl Health {
     /// called by the probes and periodically by the worker, so a change shows even
     /// when nobody probes. Returns why the worker is not ready, if it is not.
     pub fn observe(&self) -> Option<String> {
-        self.observe_at(Instant::now()).map(|n| n.reason)
+        self.observe_at(Instant::now()).0.map(|n| n.reason)
     }
 
-    pub fn observe_at(&self, now: Instant) -> Option<NotReady> {
+    /// [`Health::observe`] at `now`; also says whether readiness changed (was logged).
+    fn observe_at(&self, now: Instant) -> (Option<NotReady>, bool) {
         let not_ready = self.not_ready_at(now);
         let not_live = self.not_live_at(now);
         let cause = not_ready.as_ref().map(|n| n.cause);
+        let live = not_live.is_none();
         let mut reported = lock(&self.reported);
-        if reported.0 != cause {
-            reported.0 = cause;
+        let (was_cause, was_live) = match *reported {
+            Some((cause, live)) => (Some(cause), Some(live)),
+            None => (None, None),
+        };
+        *reported = Some((cause, live));
+        let changed = was_cause != Some(cause);
+        if changed {
             metrics::gauge!("worker_ready").set(if cause.is_none() { 1.0 } else { 0.0 });
             match &not_ready {
                 Some(n) => {
                     metrics::counter!("not_ready_total", "reason" => n.cause).increment(1);
-                    tracing::warn!(cause = n.cause, reason = %n.reason, "not ready");
+                    if matches!(n.cause, "not_joined" | "shutting_down") {
+                        // Start and stop: expected, not a warning.
+                        tracing::info!(cause = n.cause, reason = %n.reason, "not ready");
+                    } else {
+                        tracing::warn!(cause = n.cause, reason = %n.reason, "not ready");
+                    }
                 }
                 None => tracing::info!("ready"),
             }
         }
-        if reported.1 != not_live.is_none() {
-            reported.1 = not_live.is_none();
-            metrics::gauge!("worker_live").set(if reported.1 { 1.0 } else { 0.0 });
-            match &not_live {
-                Some(reason) => tracing::error!(reason = %reason, "not live: a loop is stuck"),
-                None => tracing::info!("live again"),
+        if was_live != Some(live) {
+            metrics::gauge!("worker_live").set(if live { 1.0 } else { 0.0 });
+            match (&not_live, was_live) {
+                (Some(reason), _) => tracing::error!(reason = %reason, "not live: a loop is stuck"),
+                (None, Some(false)) => tracing::info!("live again"),
+                (None, _) => {}
             }
         }
-        not_ready
+        (not_ready, changed)
     }
 
     pub fn assigned(&self) -> usize {
@@ -450,6 +462,30 @@ mod tests {
         );
         health.queue_full.cleared();
         assert!(health.not_ready_at(at(46)).is_none());
+    }
+
+    #[test]
+    fn a_change_of_readiness_is_reported_once_however_often_it_is_observed() {
+        let health = Health::default();
+        health.configure(Duration::from_secs(60), Duration::from_secs(2));
+        let base = Instant::now();
+        let at = |s| base + Duration::from_secs(s);
+        let changed = |s| health.observe_at(at(s)).1;
+        assert!(changed(0), "the first observation: not joined");
+        assert!(!changed(1));
+        health.rebalanced(1);
+        assert!(changed(2), "ready");
+        health.brokers_down.holds_at(at(2), "no answer");
+        assert!(!changed(3), "within the grace");
+        assert!(changed(5), "brokers down");
+        assert!(!changed(6), "the same cause, a new duration: not again");
+        health.queue_full.holds_at(at(5), "sends wait");
+        assert!(!changed(9), "a second condition under the same first cause");
+        health.brokers_down.cleared();
+        assert!(changed(10), "now the queue is the cause");
+        health.queue_full.cleared();
+        assert!(changed(11), "ready again");
+        assert!(!changed(12));
     }
 
     #[test]

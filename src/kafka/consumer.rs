@@ -357,11 +357,11 @@ impl GroupConsumer {
         // Asks for the first input topic's metadata: small, and known to exist.
         let probed = {
             let consumer = consumer.clone();
-            let topic = settings.topics.first().cloned().unwrap_or_default();
+            let topic = settings.topics.first().cloned();
             move |timeout| {
                 consumer
                     .client()
-                    .fetch_metadata(Some(&topic), timeout)
+                    .fetch_metadata(topic.as_deref(), timeout)
                     .map(|_| ())
             }
         };

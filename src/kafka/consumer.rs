@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -100,32 +99,7 @@ impl ClientContext for GroupContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&self.health, Client::Consumer, &error, reason);
-    }
-}
-
-/// A global error of a librdkafka client, from its error callback (the producer's) or a
-/// poll (the consumer's): a fatal one or `AllBrokersDown` is told to `health`; all are
-/// logged.
-pub(super) fn client_error(health: &Health, client: Client, error: &KafkaError, reason: &str) {
-    let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_))
-        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
-    if fatal {
-        let reason = if reason.is_empty() {
-            error.to_string()
-        } else {
-            format!("{error}: {reason}")
-        };
-        health.fatal(client, &reason);
-    } else if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-        if !health.brokers_down.is_holding() {
-            warn!(error = %error, reason, "librdkafka: all brokers are down");
-        }
-        health
-            .brokers_down
-            .holds_at(Instant::now(), "librdkafka reports all brokers down");
-    } else {
-        warn!(error = %error, reason, client = ?client, "librdkafka client error");
+        super::client_error(&self.health, Client::Consumer, &error, reason);
     }
 }
 
@@ -525,7 +499,7 @@ fn poll(
                     .fatal_error()
                     .map(|(_, reason)| reason)
                     .unwrap_or_default();
-                client_error(health, Client::Consumer, &e, &reason);
+                super::client_error(health, Client::Consumer, &e, &reason);
                 continue;
             }
         };

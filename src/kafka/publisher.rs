@@ -214,7 +214,7 @@ impl<M: Send + Sync + 'static> ClientContext for Reports<M> {
 
     fn error(&self, error: KafkaError, reason: &str) {
         match &self.health {
-            Some(health) => super::consumer::client_error(health, Client::Producer, &error, reason),
+            Some(health) => super::client_error(health, Client::Producer, &error, reason),
             None => warn!(error = %error, reason, "librdkafka producer error"),
         }
     }
@@ -854,6 +854,37 @@ mod tests {
         .into_ptr();
         // SAFETY: as above.
         assert!(unsafe { Ticket::<i32>::from_ptr(none) }.sends.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_waited_for_and_reported_until_sends_stop_waiting() {
+        use futures::FutureExt;
+        // No broker: what is enqueued stays queued.
+        let properties = BTreeMap::from([
+            ("bootstrap.servers".to_string(), "127.0.0.1:1".to_string()),
+            ("queue.buffering.max.messages".to_string(), "1".to_string()),
+        ]);
+        let health = Arc::new(Health::default());
+        let (publisher, _acknowledged) =
+            Publisher::<()>::new(&properties, "out", "dlq", Some(health.clone())).unwrap();
+        publisher
+            .changelog(None, "t", 0, "k1", Some(b"v"))
+            .await
+            .expect("room for one");
+        assert!(!health.queue_full.is_holding());
+        let mut second = Box::pin(publisher.changelog(None, "t", 0, "k2", Some(b"v")));
+        assert!((&mut second).now_or_never().is_none(), "waits for room");
+        assert!(health.queue_full.is_holding(), "and says so");
+
+        publisher.stop_waiting_for_room();
+        let error = second.await.expect_err("fails at once");
+        assert!(matches!(
+            error.source,
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+        ));
+        assert!(PublishError::is_queue_full(
+            &anyhow::Error::new(error).context("while finishing a message")
+        ));
     }
 
     fn inbound(

@@ -410,7 +410,8 @@ async fn fault_produce_errors_hold_the_commits_until_the_outcomes_are_published(
         ("session.timeout.ms".to_string(), "6000".to_string()),
     ]);
     let (publisher, mut acknowledged) =
-        Publisher::<SourceRef>::new(&properties, &topics.outcomes, &topics.dlq).expect("publisher");
+        Publisher::<SourceRef>::new(&properties, &topics.outcomes, &topics.dlq, None)
+            .expect("publisher");
     let health = Arc::new(Health::default());
     let inputs = [topics.service_requests.clone()];
     let (consumer, mut events) = GroupConsumer::start(Settings {
@@ -491,7 +492,7 @@ async fn fault_produce_errors_hold_the_commits_until_the_outcomes_are_published(
             .expect("the publisher runs");
         acknowledge(sends, &mut offsets, &mut done);
     }
-    consumer.commit();
+    consumer.commit_within(Duration::from_secs(10)).await;
     let mut outcomes = Outcomes::new(&topics);
     outcomes.until_terminal_messages(BEFORE).await;
     let before = committed_and_end_on(
@@ -519,7 +520,7 @@ async fn fault_produce_errors_hold_the_commits_until_the_outcomes_are_published(
             Some(sends) = acknowledged.recv() => acknowledge(sends, &mut offsets, &mut done),
         }
     }
-    consumer.commit();
+    consumer.commit_within(Duration::from_secs(10)).await;
     outcomes.drain(Duration::from_millis(500)).await;
     eprintln!(
         "{} of {MESSAGES} outcomes acknowledged while produce requests failed",
@@ -553,7 +554,7 @@ async fn fault_produce_errors_hold_the_commits_until_the_outcomes_are_published(
             .expect("the publisher runs");
         acknowledge(sends, &mut offsets, &mut done);
     }
-    consumer.commit();
+    consumer.commit_within(Duration::from_secs(10)).await;
     assert_each_message_once(&topics, &mut outcomes, &produced, None).await;
     assert!(health.is_ready(), "{:?}", health.not_ready());
     consumer.close(events).await.expect("leave the group");

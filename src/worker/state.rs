@@ -229,7 +229,16 @@ impl<T: Translator + 'static> Worker<'_, T> {
                         .map(|(store, restored)| (topic, partition, store, restored))
                 })
             });
-            for restore in futures::future::join_all(restores).await {
+            // A restore fails by itself when it stalls: the loop waits for it, alive.
+            let restores = futures::future::join_all(restores);
+            tokio::pin!(restores);
+            let restored = loop {
+                tokio::select! {
+                    restored = &mut restores => break restored,
+                    () = tokio::time::sleep(super::HEARTBEAT_TICK) => self.health.main_loop.beat(),
+                }
+            };
+            for restore in restored {
                 let (topic, partition, store, restored) =
                     restore.context("the changelog reader panicked")??;
                 self.install(&topic, partition, store, restored).await?;

@@ -17,10 +17,7 @@ fn script() -> Command {
 impl PrivateBroker {
     pub fn start() -> Self {
         // A port free now; the script refuses one that is taken meanwhile.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = super::free_port();
         let out = script()
             .args(["start", &port.to_string()])
             .output()

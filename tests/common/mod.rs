@@ -670,3 +670,11 @@ pub async fn committed_offset(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A local port free now (another process may take it before it is used).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}

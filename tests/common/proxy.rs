@@ -31,13 +31,6 @@ pub struct ProxiedBroker {
     refused: Arc<AtomicUsize>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl ProxiedBroker {
     pub async fn start() -> Self {
         let path =
@@ -55,7 +48,7 @@ impl ProxiedBroker {
             .await
             .expect("bind the proxy");
         let address = proxy.local_addr().expect("proxy address").to_string();
-        let backend = format!("127.0.0.1:{}", free_port());
+        let backend = format!("127.0.0.1:{}", super::free_port());
         let broker = Command::new(&tansu)
             .arg("broker")
             .args(["--listener-url", &format!("tcp://{backend}")])

@@ -148,6 +148,16 @@ pub struct Config {
     #[arg(long, env = "REVOKE_DRAIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub revoke_drain_timeout: std::time::Duration,
 
+    /// `/healthz` fails when the Kafka poll thread or the worker's main loop has not
+    /// turned for this long (a wait for a revocation's drain excepted).
+    #[arg(long, env = "LIVENESS_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub liveness_timeout: std::time::Duration,
+
+    /// `/readyz` fails once no Kafka broker has been reachable, or the producer queue has
+    /// been full, for longer than this.
+    #[arg(long, env = "READINESS_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub readiness_grace: std::time::Duration,
+
     /// Closed-loop cool-down: KPI events that scale out the same network function in
     /// the same namespace within it fold into the first scale-out (0s: off).
     #[arg(long, env = "EVENT_COOLDOWN", default_value = "5m", value_parser = parse_duration)]
@@ -469,6 +479,26 @@ fn check_at_most(
     }
 }
 
+/// Fails unless `min <= value <= max`.
+fn check_between(
+    setting: &'static str,
+    value: std::time::Duration,
+    min: std::time::Duration,
+    max: std::time::Duration,
+) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(config_error(
+            setting,
+            format!(
+                "{} is shorter than the least it may be, {}",
+                humantime::format_duration(value),
+                humantime::format_duration(min)
+            ),
+        ));
+    }
+    check_at_most(setting, value, max)
+}
+
 /// A `key=value` librdkafka property.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Property {
@@ -760,6 +790,9 @@ const MAX_RESTORE_CONCURRENCY: usize = 64;
 
 /// Longest `SHUTDOWN_TIMEOUT` and `REVOKE_DRAIN_TIMEOUT`.
 const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+/// Shortest `LIVENESS_TIMEOUT`: the loops beat every second when idle
+/// ([`crate::worker::HEARTBEAT_TICK`]); less would restart a healthy worker.
+const MIN_LIVENESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest `DEDUP_WINDOW`.
 const MAX_DEDUP_WINDOW: std::time::Duration =
     std::time::Duration::from_secs(10 * 365 * 24 * 60 * 60);
@@ -775,6 +808,17 @@ impl Config {
         check_at_most(
             "REVOKE_DRAIN_TIMEOUT (--revoke-drain-timeout)",
             self.revoke_drain_timeout,
+            MAX_DRAIN,
+        )?;
+        check_between(
+            "LIVENESS_TIMEOUT (--liveness-timeout)",
+            self.liveness_timeout,
+            MIN_LIVENESS_TIMEOUT,
+            MAX_DRAIN,
+        )?;
+        check_at_most(
+            "READINESS_GRACE (--readiness-grace)",
+            self.readiness_grace,
             MAX_DRAIN,
         )?;
         check_at_most(
@@ -977,6 +1021,8 @@ mod tests {
             ),
             (&["--shutdown-timeout", "100000000000y"], "SHUTDOWN_TIMEOUT"),
             (&["--revoke-drain-timeout", "2h"], "REVOKE_DRAIN_TIMEOUT"),
+            (&["--liveness-timeout", "2h"], "LIVENESS_TIMEOUT"),
+            (&["--readiness-grace", "2h"], "READINESS_GRACE"),
             (&["--dedup-window", "500y"], "DEDUP_WINDOW"),
         ] {
             let err = parse(args).validate().unwrap_err().to_string();
@@ -1003,6 +1049,28 @@ mod tests {
         assert!(parse(&["--dedup-restore-concurrency", "8"])
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn a_liveness_timeout_shorter_than_the_heartbeat_is_refused() {
+        let err = parse(&["--liveness-timeout", "1s"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LIVENESS_TIMEOUT") && err.contains("shorter than"),
+            "{err}"
+        );
+        let config = parse(&["--liveness-timeout", "2s", "--readiness-grace", "0s"]);
+        assert!(config.validate().is_ok());
+        let defaults = parse(&[]);
+        assert_eq!(
+            (defaults.liveness_timeout, defaults.readiness_grace),
+            (
+                crate::health::DEFAULT_LIVENESS_TIMEOUT,
+                crate::health::DEFAULT_READINESS_GRACE
+            )
+        );
     }
 
     #[test]

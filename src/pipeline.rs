@@ -231,7 +231,9 @@ impl<T: Translator> Pipeline<T> {
     /// Applies `intent`, waiting out a sink that is down: a transient error is tried
     /// again, with backoff, for as long as `lease` is held (`Err(Fenced)` once it ends:
     /// the next owner applies it), the message counted meanwhile as waiting for the sink
-    /// in `source`'s partition; a permanent error is the answer.
+    /// in `source`'s partition; a permanent error is the answer. The lease is checked
+    /// before every attempt: a partition handed over while an attempt was under way (a
+    /// slow API server) gets no further attempt from this worker.
     async fn apply_while_held(
         &self,
         intent: &NetworkIntent,
@@ -249,6 +251,9 @@ impl<T: Translator> Pipeline<T> {
         // Held while this message waits for the sink; dropped with the future if fenced.
         let mut waiting = None;
         loop {
+            if !lease.is_held() {
+                return Err(Fenced);
+            }
             match self.sink.apply(intent).await {
                 Ok(()) => {
                     status.succeeded();
@@ -279,9 +284,6 @@ impl<T: Translator> Pipeline<T> {
             tokio::select! {
                 () = waited => {}
                 () = lease.ended() => return Err(Fenced),
-            }
-            if !lease.is_held() {
-                return Err(Fenced);
             }
         }
     }
@@ -397,6 +399,49 @@ mod tests {
         assert_eq!(task.await.unwrap().unwrap_err(), Fenced);
         assert!(pipeline.sink_status().is_up(), "nothing waits any more");
         assert!(std::fs::read(&sink_dir).is_ok_and(|b| b == b"not a directory"));
+    }
+
+    #[tokio::test]
+    async fn the_lease_is_checked_before_every_apply_attempt_even_the_first() {
+        use crate::intent::{Component, IntentType, NetworkIntentSpec, Priority};
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = pipeline(dir.path());
+        let intent = NetworkIntent::for_key(
+            "order-1",
+            NetworkIntentSpec {
+                intent: "Deploy AMF".into(),
+                intent_type: IntentType::Deployment,
+                priority: Priority::Medium,
+                target_components: vec![Component::Amf],
+                target_namespace: "core5g".into(),
+                target_environment: None,
+                scaling: None,
+                resources: None,
+                network_slice: None,
+                parameters: std::collections::BTreeMap::new(),
+            },
+        );
+        let source = SourceRef {
+            topic: "service-requests".into(),
+            partition: 3,
+            offset: 7,
+        };
+        // Handed over between the check before the cool-down and the apply: the sink is
+        // healthy, yet nothing is applied.
+        let lease = Lease::new(1);
+        lease.end();
+        let fenced = pipeline.apply_while_held(&intent, &source, &lease).await;
+        assert_eq!(fenced.unwrap_err(), Fenced);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing applied"
+        );
+
+        let held = Lease::new(2);
+        let applied = pipeline.apply_while_held(&intent, &source, &held).await;
+        assert!(matches!(applied, Ok(Ok(()))));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[tokio::test]

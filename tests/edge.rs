@@ -318,7 +318,7 @@ async fn a_dead_letter_that_cannot_be_written_never_fails_the_message() {
     .into();
     let missing = format!("{}-missing", topics.dlq);
     let (publisher, mut acks) =
-        Publisher::<()>::new(&properties, &topics.outcomes, &missing).expect("producer");
+        Publisher::<()>::new(&properties, &topics.outcomes, &missing, None).expect("producer");
     let sends = Sends::new(());
     let failure = Failure::new(ErrorCode::InvalidJson, "the payload is not JSON");
     publisher
@@ -348,7 +348,7 @@ async fn a_dead_letter_that_cannot_be_written_never_fails_the_message() {
     ]
     .into();
     let (publisher, mut acks) =
-        Publisher::<()>::new(&properties, &topics.outcomes, &topics.dlq).expect("producer");
+        Publisher::<()>::new(&properties, &topics.outcomes, &topics.dlq, None).expect("producer");
     let sends = Sends::new(());
     let failure = Failure::new(ErrorCode::InvalidJson, "x".repeat(2000));
     publisher

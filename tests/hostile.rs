@@ -178,13 +178,6 @@ fn hostile_producer() -> FutureProducer {
         .expect("producer")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Every `.yaml` file under `dir`, as (namespace directory, parsed document).
 fn intents(dir: &Path) -> Vec<(String, serde_yaml::Value)> {
     let mut found = Vec::new();
@@ -228,7 +221,7 @@ async fn no_hostile_record_or_model_gets_past_the_trust_boundary() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let log = tempfile::NamedTempFile::new().expect("log file");
-    let port = free_port();
+    let port = common::free_port();
     let mut args = topics.args(dir.path());
     let at = args
         .iter()

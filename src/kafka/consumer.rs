@@ -9,6 +9,16 @@
 //! for the worker's sake (the worker pauses partitions instead), so
 //! `max.poll.interval.ms` is not exceeded however slow translation is.
 //!
+//! The hand-off of a revocation waits for room in the worker's queue up to the drain
+//! deadline too: a worker too stuck to take it has the leases ended by the callback in
+//! the same way, counted in `revocations_unanswered_total`.
+//!
+//! Liveness: the thread beats [`Health::poll_thread`] on every turn, and while it waits
+//! for room in the worker's queue (whether the worker is stuck is the worker's own
+//! heartbeat's to say); a revocation, which may legitimately wait for the drain, says
+//! until when. Readiness: a fatal error or `AllBrokersDown` returned by a poll is told
+//! to [`Health`]; the [`probe`](super::probe) thread notices hung brokers and recovery.
+//!
 //! Offsets are committed by librdkafka's auto-commit (and, for revoked partitions, when
 //! they are unassigned), but only offsets the worker stored
 //! (`enable.auto.offset.store=false`): a partition's watermark, below which every message
@@ -17,16 +27,16 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::health::Health;
+use crate::health::{Client, Health};
 use crate::lease::Held;
 use crate::message::{InboundMessage, SourceRef};
 use crate::schedule::PartitionId;
@@ -62,6 +72,8 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 pub const REVOKE_ANSWER_SLACK: Duration = Duration::from_secs(5);
 /// Time for a flush of the producer before partitions are handed over.
 const REVOKE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the poll thread beats while it waits for room in the worker's queue.
+const WAITING_BEAT: Duration = Duration::from_secs(1);
 
 /// Sends rebalances to the worker and waits for revocations to be drained; tells
 /// `/readyz` when the group has been joined.
@@ -74,8 +86,13 @@ pub struct GroupContext {
     /// Flushed before partitions are handed over, so that their next owner restores
     /// every dedup entry and sees every outcome written so far.
     flush_producer: FlushProducer,
+    /// The worker's drain deadline: how long a revocation waits for room in the queue.
+    revoke_send_wait: Duration,
     /// The worker's drain deadline, plus time to store offsets.
     revoke_wait: Duration,
+    /// The worker's runtime: the poll thread waits on the queue through it, with
+    /// timeouts and beats.
+    runtime: tokio::runtime::Handle,
     /// The worker's leases, ended here when the worker does not answer in time.
     leases: Held,
 }
@@ -84,15 +101,109 @@ impl ClientContext for GroupContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         super::logs::forward(level, facility, message);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::client_error(&self.health, Client::Consumer, &error, reason);
+    }
+}
+
+/// How a hand-off to the worker went.
+#[derive(Debug, PartialEq, Eq)]
+enum Handed {
+    Taken,
+    /// The worker (or the poll thread) is gone.
+    Gone,
+    /// No room in the worker's queue before the deadline.
+    TimedOut,
+}
+
+/// Hands `event` to the worker, waiting for room in its queue up to `deadline` (for
+/// ever without one), beating `health`'s poll thread meanwhile.
+fn hand(
+    events: &mpsc::Sender<GroupEvent>,
+    runtime: &tokio::runtime::Handle,
+    health: &Health,
+    event: GroupEvent,
+    deadline: Option<Instant>,
+) -> Handed {
+    let event = match events.try_send(event) {
+        Ok(()) => return Handed::Taken,
+        Err(mpsc::error::TrySendError::Closed(_)) => return Handed::Gone,
+        Err(mpsc::error::TrySendError::Full(event)) => event,
+    };
+    runtime.block_on(async {
+        loop {
+            let wait = match deadline {
+                None => WAITING_BEAT,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Handed::TimedOut;
+                    }
+                    left.min(WAITING_BEAT)
+                }
+            };
+            match tokio::time::timeout(wait, events.reserve()).await {
+                Ok(Ok(permit)) => {
+                    permit.send(event);
+                    return Handed::Taken;
+                }
+                Ok(Err(_)) => return Handed::Gone,
+                Err(_) => health.poll_thread.beat(),
+            }
+        }
+    })
 }
 
 impl GroupContext {
-    /// Hands an event to the worker; false when there is no worker (or no poll thread)
-    /// any more.
-    fn send(&self, event: GroupEvent) -> bool {
-        self.events
-            .upgrade()
-            .is_some_and(|events| events.blocking_send(event).is_ok())
+    /// Hands an event to the worker, waiting up to `deadline` for room.
+    fn send(&self, event: GroupEvent, deadline: Option<Instant>) -> Handed {
+        match self.events.upgrade() {
+            Some(events) => hand(&events, &self.runtime, &self.health, event, deadline),
+            None => Handed::Gone,
+        }
+    }
+
+    /// Hands a revocation to the worker and waits for it to drain the partitions,
+    /// each up to its deadline; past one, ends their leases itself. Then flushes the
+    /// producer, so the next owner sees every outcome and dedup entry written so far.
+    fn revoke(&self, tpl: &TopicPartitionList) {
+        let (handed_over, drained) = std::sync::mpsc::sync_channel(1);
+        let revoked = GroupEvent::Revoked {
+            partitions: partition_ids(tpl),
+            handed_over,
+        };
+        // The poll thread waits here, on purpose, up to these deadlines: not stuck.
+        let now = Instant::now();
+        let send_by = now + self.revoke_send_wait;
+        self.health
+            .poll_thread
+            .waiting_until(send_by + self.revoke_wait + REVOKE_FLUSH_TIMEOUT);
+        match self.send(revoked, Some(send_by)) {
+            // A worker that is gone (shutting down) has nothing more to drain.
+            Handed::Gone => {}
+            Handed::TimedOut => self.unanswered(tpl, "did not take the revocation in time"),
+            Handed::Taken => {
+                if drained.recv_timeout(self.revoke_wait).is_err() {
+                    self.unanswered(tpl, "did not drain the revoked partitions in time");
+                }
+            }
+        }
+        if let Err(e) = (self.flush_producer)(REVOKE_FLUSH_TIMEOUT) {
+            warn!(error = %e, "sends not all acknowledged before handing partitions over");
+        }
+        self.health.poll_thread.beat();
+    }
+
+    /// The worker did not answer a revocation in time: whatever of the partitions is
+    /// still in flight must publish and apply nothing once they are someone else's.
+    fn unanswered(&self, tpl: &TopicPartitionList, what: &str) {
+        let fenced = self.leases.end(&partition_ids(tpl));
+        metrics::counter!("revocations_unanswered_total").increment(1);
+        warn!(
+            partitions = %describe(tpl), leases_ended = fenced,
+            "the worker {what}; the revoked partitions' leases are ended here"
+        );
     }
 }
 
@@ -102,24 +213,7 @@ impl ConsumerContext for GroupContext {
             return;
         };
         info!(partitions = %describe(tpl), "partitions revoked");
-        let (handed_over, drained) = std::sync::mpsc::sync_channel(1);
-        let revoked = GroupEvent::Revoked {
-            partitions: partition_ids(tpl),
-            handed_over,
-        };
-        // A worker that is gone (shutting down) has nothing more to drain.
-        if self.send(revoked) && drained.recv_timeout(self.revoke_wait).is_err() {
-            // Whatever of them is still in flight must publish and apply nothing once
-            // the partitions are someone else's.
-            let fenced = self.leases.end(&partition_ids(tpl));
-            warn!(
-                partitions = %describe(tpl), leases_ended = fenced,
-                "the worker did not drain the revoked partitions in time; their leases are ended here"
-            );
-        }
-        if let Err(e) = (self.flush_producer)(REVOKE_FLUSH_TIMEOUT) {
-            warn!(error = %e, "sends not all acknowledged before handing partitions over");
-        }
+        self.revoke(tpl);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -127,7 +221,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 info!(partitions = %describe(tpl), "partitions assigned");
                 // A worker that is gone ignores it.
-                self.send(GroupEvent::Assigned(partition_ids(tpl)));
+                self.send(GroupEvent::Assigned(partition_ids(tpl)), None);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
@@ -174,6 +268,7 @@ pub struct GroupConsumer {
     consumer: Arc<BaseConsumer<GroupContext>>,
     stop: Arc<AtomicBool>,
     poller: std::thread::JoinHandle<()>,
+    probe: super::probe::Probe,
 }
 
 /// What the worker needs to create the consumer.
@@ -213,12 +308,18 @@ impl GroupConsumer {
             &mut config,
             &super::budgets::consumer_defaults(settings.properties),
         );
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            KafkaError::ClientCreation(format!("the consumer needs a tokio runtime: {e}"))
+        })?;
         let (events, received) = mpsc::channel(EVENT_QUEUE);
+        let health = settings.health;
         let context = GroupContext {
-            health: settings.health,
+            health: health.clone(),
             events: events.downgrade(),
             flush_producer: settings.flush_producer,
+            revoke_send_wait: settings.revoke_wait,
             revoke_wait: settings.revoke_wait + REVOKE_ANSWER_SLACK,
+            runtime: runtime.clone(),
             leases: settings.leases,
         };
         let consumer: BaseConsumer<GroupContext> = config.create_with_context(context)?;
@@ -231,18 +332,31 @@ impl GroupConsumer {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("kafka-poll".into())
-                .spawn(move || poll(&consumer, &events, &stop, &Arc::default()))
+                .spawn(move || poll(&consumer, &events, &runtime, &stop, &Arc::default()))
                 .map_err(|e| {
-                    rdkafka::error::KafkaError::ClientCreation(format!(
-                        "cannot start the poll thread: {e}"
-                    ))
+                    KafkaError::ClientCreation(format!("cannot start the poll thread: {e}"))
                 })?
         };
+        // Asks for the first input topic's metadata: small, and known to exist.
+        let probed = {
+            let consumer = consumer.clone();
+            let topic = settings.topics.first().cloned();
+            move |timeout| {
+                consumer
+                    .client()
+                    .fetch_metadata(topic.as_deref(), timeout)
+                    .map(|_| ())
+            }
+        };
+        let probe = super::probe::Probe::start(Box::new(probed), health).map_err(|e| {
+            KafkaError::ClientCreation(format!("cannot start the broker probe thread: {e}"))
+        })?;
         Ok((
             Self {
                 consumer,
                 stop,
                 poller,
+                probe,
             },
             received,
         ))
@@ -285,31 +399,79 @@ impl GroupConsumer {
         }
     }
 
-    /// Commits the stored offsets now, waiting for the answer.
-    pub fn commit(&self) {
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            debug!(error = %e, "commit: nothing committed");
+    /// Commits the stored offsets now, waiting for the answer up to `timeout` (a
+    /// coordinator that does not answer would hold a shutdown for librdkafka's request
+    /// timeout); past it the commit goes on in the background while the process ends.
+    pub async fn commit_within(&self, timeout: Duration) {
+        let consumer = self.consumer.clone();
+        let committed = within(timeout, "kafka-commit", move || {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                debug!(error = %e, "commit: nothing committed");
+            }
+        });
+        if committed.await.is_none() {
+            warn!(timeout = ?timeout, "final commit not answered in time; the offsets auto-committed so far stand");
         }
     }
 
     /// Stops polling and leaves the group. `events` is dropped first, so a revocation
     /// during the close does not wait for a worker that is no longer listening.
     pub async fn close(self, events: mpsc::Receiver<GroupEvent>) -> anyhow::Result<()> {
+        self.close_within(events, Duration::MAX).await
+    }
+
+    /// [`GroupConsumer::close`], waiting up to `timeout`: past it, the process goes on
+    /// (to its end) while librdkafka leaves the group in the background; if it never
+    /// does, the group notices the session timeout and hands the partitions over.
+    pub async fn close_within(
+        self,
+        events: mpsc::Receiver<GroupEvent>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         // Stop first, so the poll thread, seeing the worker gone, knows it was asked to.
         self.stop.store(true, Ordering::Release);
         drop(events);
         let Self {
-            consumer, poller, ..
+            consumer,
+            poller,
+            probe,
+            ..
         } = self;
-        // The poll thread holds the other reference; the consumer closes when both are
-        // gone, which blocks while librdkafka leaves the group.
-        tokio::task::spawn_blocking(move || {
+        // The poll and probe threads hold the other references; the consumer closes when
+        // all are gone, which blocks while librdkafka leaves the group.
+        let closed = within(timeout, "kafka-close", move || {
+            probe.stop();
             drop(consumer);
             poller.join()
-        })
-        .await?
-        .map_err(|_| anyhow::anyhow!("the poll thread panicked"))
+        });
+        match closed.await {
+            Some(joined) => joined.map_err(|_| anyhow::anyhow!("the poll thread panicked")),
+            None => {
+                warn!(timeout = ?timeout, "the consumer did not leave the group in time; the group hands its partitions over after the session timeout");
+                Ok(())
+            }
+        }
     }
+}
+
+/// Runs `work` on a thread of its own and waits up to `timeout` for it; `None` when it
+/// did not finish in time (it goes on, detached: it does not keep the process alive).
+async fn within<R: Send + 'static>(
+    timeout: Duration,
+    name: &str,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = done.send(work());
+        });
+    if let Err(e) = spawned {
+        warn!(error = %e, thread = name, "cannot start a thread");
+        return None;
+    }
+    tokio::time::timeout(timeout, finished).await.ok()?.ok()
 }
 
 /// The poll thread: hands every message and rebalance to the worker, in order. It owns
@@ -318,6 +480,7 @@ impl GroupConsumer {
 fn poll(
     consumer: &BaseConsumer<GroupContext>,
     events: &mpsc::Sender<GroupEvent>,
+    runtime: &tokio::runtime::Handle,
     stop: &AtomicBool,
     queued: &Arc<QueuedBytes>,
 ) {
@@ -334,23 +497,34 @@ fn poll(
         }
     }
     let _ended = Ended(stop);
+    let health = &consumer.context().health;
     while !stop.load(Ordering::Acquire) {
+        health.poll_thread.beat();
         let event = match consumer.poll(POLL_WAIT) {
             None => continue,
             Some(Ok(record)) => {
                 let message = to_inbound(&record);
-                let give_up = || stop.load(Ordering::Acquire) || events.is_closed();
+                // Waiting for the worker to take messages is not being stuck.
+                let give_up = || {
+                    health.poll_thread.beat();
+                    stop.load(Ordering::Acquire) || events.is_closed()
+                };
                 let Some(slot) = queued.reserve(message.size(), give_up) else {
                     break; // stopping: the message is left uncommitted
                 };
                 GroupEvent::Message(message, slot)
             }
             Some(Err(e)) => {
-                warn!(error = %e, "consumer error");
+                let reason = consumer
+                    .client()
+                    .fatal_error()
+                    .map(|(_, reason)| reason)
+                    .unwrap_or_default();
+                super::client_error(health, Client::Consumer, &e, &reason);
                 continue;
             }
         };
-        if events.blocking_send(event).is_err() {
+        if hand(events, runtime, health, event, None) == Handed::Gone {
             break; // the worker is gone
         }
     }
@@ -377,21 +551,35 @@ pub fn to_inbound(message: &BorrowedMessage<'_>) -> InboundMessage {
 mod tests {
     use super::*;
 
-    fn context(events: &mpsc::Sender<GroupEvent>) -> GroupContext {
+    fn context(
+        events: &mpsc::Sender<GroupEvent>,
+        runtime: &tokio::runtime::Runtime,
+    ) -> GroupContext {
         GroupContext {
             health: Arc::new(Health::default()),
             events: events.downgrade(),
             flush_producer: Box::new(|_| Ok(())),
+            revoke_send_wait: Duration::from_secs(1),
             revoke_wait: Duration::from_secs(1),
+            runtime: runtime.handle().clone(),
             leases: Held::default(),
         }
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn the_worker_sees_the_poll_thread_end_however_it_ends() {
+        let runtime = runtime();
         for panics in [false, true] {
             let (events, mut received) = mpsc::channel(1);
-            let context = context(&events);
+            let context = context(&events, &runtime);
             // The poll thread owns the only strong sender.
             let poller = std::thread::spawn(move || {
                 let _events = events;
@@ -403,18 +591,80 @@ mod tests {
             // The context (owned by the consumer) lives on, yet the channel is closed:
             // the worker's receive returns nothing, and it stops with an error.
             assert!(received.blocking_recv().is_none());
-            assert!(!context.send(GroupEvent::Assigned(Vec::new())));
+            assert_eq!(
+                context.send(GroupEvent::Assigned(Vec::new()), None),
+                Handed::Gone
+            );
         }
     }
 
     #[test]
     fn rebalance_events_reach_the_worker_while_the_poll_thread_runs() {
+        let runtime = runtime();
         let (events, mut received) = mpsc::channel(1);
-        let context = context(&events);
-        assert!(context.send(GroupEvent::Assigned(vec![("t".into(), 0)])));
+        let context = context(&events, &runtime);
+        assert_eq!(
+            context.send(GroupEvent::Assigned(vec![("t".into(), 0)]), None),
+            Handed::Taken
+        );
         assert!(matches!(
             received.blocking_recv(),
             Some(GroupEvent::Assigned(p)) if p == [("t".to_string(), 0)]
         ));
+    }
+
+    fn revoked_tpl() -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 0);
+        tpl
+    }
+
+    #[test]
+    fn a_revocation_the_worker_cannot_take_ends_the_leases_at_the_drain_deadline() {
+        let runtime = runtime();
+        let (events, _received) = mpsc::channel(1);
+        let mut context = context(&events, &runtime);
+        context.revoke_send_wait = Duration::from_millis(200);
+        let lease = crate::lease::Lease::new(1);
+        context.leases.insert(("t".into(), 0), lease.clone());
+        // The worker is stuck: its queue is full and nobody reads it.
+        assert_eq!(
+            context.send(GroupEvent::Assigned(Vec::new()), None),
+            Handed::Taken
+        );
+
+        context.revoke(&revoked_tpl());
+        assert!(!lease.is_held(), "fenced by the callback");
+        assert!(context.leases.get(&("t".into(), 0)).is_none());
+        assert_eq!(
+            context
+                .health
+                .poll_thread
+                .stuck_at(Instant::now(), Duration::ZERO),
+            None,
+            "the poll thread beat when it went on"
+        );
+    }
+
+    #[test]
+    fn a_revocation_the_worker_answers_leaves_the_leases_to_the_worker() {
+        let runtime = runtime();
+        let (events, mut received) = mpsc::channel(1);
+        let context = context(&events, &runtime);
+        let lease = crate::lease::Lease::new(1);
+        context.leases.insert(("t".into(), 0), lease.clone());
+        let worker = std::thread::spawn(move || match received.blocking_recv() {
+            Some(GroupEvent::Revoked {
+                partitions,
+                handed_over,
+            }) => {
+                assert_eq!(partitions, [("t".to_string(), 0)]);
+                handed_over.send(()).unwrap();
+            }
+            other => panic!("expected a revocation, got {other:?}"),
+        });
+        context.revoke(&revoked_tpl());
+        worker.join().unwrap();
+        assert!(lease.is_held(), "the worker ends it when it hands over");
     }
 }

@@ -12,17 +12,24 @@ pub mod changelog;
 pub mod consumer;
 pub mod headers;
 pub mod logs;
+pub mod probe;
 pub mod properties;
 pub mod publisher;
 pub mod queued;
 pub mod tools;
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use anyhow::Context;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
+use tracing::warn;
+
+use crate::health::{Client, Health};
 
 /// An admin client whose metadata requests never create the topic they ask about (with
 /// the broker's default partitions and cleanup policy): topics are created on purpose.
@@ -53,6 +60,31 @@ fn client_config(properties: &BTreeMap<String, String>, fixed: &[(&str, &str)]) 
     config
 }
 
+/// A global error of a librdkafka client, from its error callback (the producer's) or a
+/// poll (the consumer's): a fatal one or `AllBrokersDown` is told to `health`; all are
+/// logged.
+fn client_error(health: &Health, client: Client, error: &KafkaError, reason: &str) {
+    let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
+    if fatal {
+        let reason = if reason.is_empty() {
+            error.to_string()
+        } else {
+            format!("{error}: {reason}")
+        };
+        health.fatal(client, &reason);
+    } else if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+        if !health.brokers_down.is_holding() {
+            warn!(error = %error, reason, "librdkafka: all brokers are down");
+        }
+        health
+            .brokers_down
+            .holds_at(Instant::now(), "librdkafka reports all brokers down");
+    } else {
+        warn!(error = %error, reason, client = ?client, "librdkafka client error");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +105,29 @@ mod tests {
         assert_eq!(config.get("fetch.message.max.bytes"), None);
         assert_eq!(config.get("max.partition.fetch.bytes"), Some("16777216"));
         assert_eq!(config.get("linger.ms"), Some("7"));
+    }
+
+    #[test]
+    fn client_errors_that_matter_reach_health() {
+        let health = Health::default();
+        health.rebalanced(1);
+        let other = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+        client_error(&health, Client::Producer, &other, "connection refused");
+        assert!(!health.brokers_down.is_holding() && health.is_ready());
+
+        let down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+        client_error(&health, Client::Producer, &down, "1/1 brokers are down");
+        assert!(
+            health.brokers_down.is_holding(),
+            "counted from now, for the grace"
+        );
+
+        let fatal = KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fatal);
+        client_error(&health, Client::Consumer, &fatal, "");
+        let reason = health.not_ready().expect("not ready at once");
+        assert!(
+            reason.starts_with("librdkafka fatal error in the consumer: "),
+            "{reason}"
+        );
     }
 }

@@ -17,12 +17,19 @@
 //! `dead_letters_failed_total{code}`: the message keeps its `rejected` outcome and its
 //! offset is committed. Outcome and changelog sends, by contrast, must not be lost: their
 //! failures come back to the worker, which stops.
+//!
+//! A send that finds librdkafka's queue full waits for room (the queue empties as the
+//! brokers acknowledge, on librdkafka's own thread); meanwhile [`Health::queue_full`]
+//! holds, so `/readyz` fails once it has lasted `READINESS_GRACE` (the worker's loop,
+//! waiting, still counts as turning for liveness). On shutdown the worker
+//! stops waiting ([`Publisher::stop_waiting_for_room`]): a send that finds the queue full
+//! then fails at once, and its message is left to the next owner.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -32,6 +39,7 @@ use rdkafka::{ClientContext, Message};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use crate::health::{Client, Health};
 use crate::message::{InboundMessage, SourceRef};
 use crate::outcome::{Failure, OutcomeEvent};
 
@@ -193,14 +201,23 @@ impl<M: Send + Sync> IntoOpaque for Ticket<M> {
     }
 }
 
-/// Counts delivery reports into their [`Sends`].
+/// Counts delivery reports into their [`Sends`]; tells `health` about fatal errors and
+/// brokers down.
 pub struct Reports<M> {
     acknowledged: mpsc::UnboundedSender<Arc<Sends<M>>>,
+    health: Option<Arc<Health>>,
 }
 
 impl<M: Send + Sync + 'static> ClientContext for Reports<M> {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         super::logs::forward(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match &self.health {
+            Some(health) => super::client_error(health, Client::Producer, &error, reason),
+            None => warn!(error = %error, reason, "librdkafka producer error"),
+        }
     }
 }
 
@@ -232,6 +249,21 @@ pub struct PublishError {
     pub source: KafkaError,
 }
 
+impl PublishError {
+    /// Whether `error` is (or was caused by) a send that found the queue full and was
+    /// told not to wait ([`Publisher::stop_waiting_for_room`]).
+    pub fn is_queue_full(error: &anyhow::Error) -> bool {
+        error.chain().any(|e| {
+            e.downcast_ref::<Self>().is_some_and(|e| {
+                matches!(
+                    e.source,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                )
+            })
+        })
+    }
+}
+
 pub struct Publisher<M: Send + Sync + 'static> {
     producer: ThreadedProducer<Reports<M>>,
     acknowledged: mpsc::UnboundedSender<Arc<Sends<M>>>,
@@ -240,13 +272,20 @@ pub struct Publisher<M: Send + Sync + 'static> {
     /// The producer's `message.max.bytes`: a dead letter must fit, or it could never be
     /// written and its partition would stop there.
     max_message_bytes: usize,
+    /// Told while sends wait for room in a full queue.
+    health: Option<Arc<Health>>,
+    /// Set on shutdown: a send that finds the queue full fails instead of waiting.
+    stop_waiting: AtomicBool,
 }
 
 impl<M: Send + Sync + 'static> Publisher<M> {
+    /// A producer; `health`, when given, is told about fatal errors, brokers down and a
+    /// full queue.
     pub fn new(
         properties: &BTreeMap<String, String>,
         outcomes_topic: &str,
         dlq_topic: &str,
+        health: Option<Arc<Health>>,
     ) -> KafkaResult<(Self, Acknowledged<M>)> {
         let mut config = super::client_config(
             properties,
@@ -262,6 +301,7 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         let (acknowledged, reports) = mpsc::unbounded_channel();
         let producer = config.create_with_context(Reports {
             acknowledged: acknowledged.clone(),
+            health: health.clone(),
         })?;
         let max_message_bytes = properties
             .get("message.max.bytes")
@@ -274,6 +314,8 @@ impl<M: Send + Sync + 'static> Publisher<M> {
                 outcomes_topic: outcomes_topic.to_string(),
                 dlq_topic: dlq_topic.to_string(),
                 max_message_bytes,
+                health,
+                stop_waiting: AtomicBool::new(false),
             },
             reports,
         ))
@@ -461,7 +503,19 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         self.enqueue(record).await
     }
 
-    /// Enqueues a record, waiting while librdkafka's queue is full rather than failing.
+    /// From now on, a send that finds the queue full fails at once (on shutdown: the
+    /// worker must not wait behind it), until [`Publisher::wait_for_room`].
+    pub fn stop_waiting_for_room(&self) {
+        self.stop_waiting.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends wait for room in a full queue again.
+    pub fn wait_for_room(&self) {
+        self.stop_waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// Enqueues a record, waiting while librdkafka's queue is full rather than failing
+    /// (unless told to stop waiting).
     async fn enqueue<K, P>(
         &self,
         mut record: BaseRecord<'_, K, P, Ticket<M>>,
@@ -470,12 +524,35 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
+        let mut waited = false;
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Ok(()) => {
+                    if let (true, Some(health)) = (waited, &self.health) {
+                        health.queue_full.cleared();
+                    }
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if !self.stop_waiting.load(Ordering::Relaxed) =>
+                {
+                    if let (false, Some(health)) = (waited, &self.health) {
+                        // Logged when it lasts (readiness falls), counted each time.
+                        metrics::counter!("producer_queue_full_total").increment(1);
+                        health.queue_full.holds_at(
+                            Instant::now(),
+                            "sends wait until the brokers acknowledge earlier ones",
+                        );
+                    }
+                    // The worker's loop is waiting for the brokers, not stuck: readiness
+                    // says so, and liveness holds, so a broker outage does not restart
+                    // every pod (a restart would only read the same backlog again).
+                    if let Some(health) = &self.health {
+                        health.main_loop.beat();
+                    }
+                    waited = true;
                     record = back;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    tokio::time::sleep(QUEUE_FULL_RETRY).await;
                 }
                 Err((source, back)) => {
                     // Never enqueued: it will not be reported.
@@ -502,6 +579,9 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         self.producer.flush(Timeout::After(timeout))
     }
 }
+
+/// How long a send that found the queue full waits before trying again.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(10);
 
 /// A ticket counted in `sends`.
 fn ticket<M>(sends: &Arc<Sends<M>>) -> Ticket<M> {
@@ -783,6 +863,37 @@ mod tests {
         .into_ptr();
         // SAFETY: as above.
         assert!(unsafe { Ticket::<i32>::from_ptr(none) }.sends.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_waited_for_and_reported_until_sends_stop_waiting() {
+        use futures::FutureExt;
+        // No broker: what is enqueued stays queued.
+        let properties = BTreeMap::from([
+            ("bootstrap.servers".to_string(), "127.0.0.1:1".to_string()),
+            ("queue.buffering.max.messages".to_string(), "1".to_string()),
+        ]);
+        let health = Arc::new(Health::default());
+        let (publisher, _acknowledged) =
+            Publisher::<()>::new(&properties, "out", "dlq", Some(health.clone())).unwrap();
+        publisher
+            .changelog(None, "t", 0, "k1", Some(b"v"))
+            .await
+            .expect("room for one");
+        assert!(!health.queue_full.is_holding());
+        let mut second = Box::pin(publisher.changelog(None, "t", 0, "k2", Some(b"v")));
+        assert!((&mut second).now_or_never().is_none(), "waits for room");
+        assert!(health.queue_full.is_holding(), "and says so");
+
+        publisher.stop_waiting_for_room();
+        let error = second.await.expect_err("fails at once");
+        assert!(matches!(
+            error.source,
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+        ));
+        assert!(PublishError::is_queue_full(
+            &anyhow::Error::new(error).context("while finishing a message")
+        ));
     }
 
     fn inbound(

@@ -109,7 +109,8 @@ impl Reporter {
         outcomes_topic: &str,
     ) -> anyhow::Result<Self> {
         // The watcher sends no dead letters; the publisher wants a topic for them anyway.
-        let (publisher, acknowledged) = Publisher::new(properties, outcomes_topic, outcomes_topic)?;
+        let (publisher, acknowledged) =
+            Publisher::new(properties, outcomes_topic, outcomes_topic, None)?;
         Ok(Self {
             publisher,
             acknowledged,

@@ -64,6 +64,15 @@ use partition::{Budget, Partitions};
 /// per batch rather than once per message.
 pub const EVENT_BATCH: usize = 64;
 
+/// Time given to the final commit and to leaving the group even when the shutdown
+/// deadline has passed: a prompt leave hands the partitions over at once, rather than
+/// after the session timeout.
+const LEAVE_AT_LEAST: Duration = Duration::from_secs(2);
+
+/// How often the main loop turns when nothing happens, beating its heartbeat
+/// ([`Health::main_loop`]).
+pub const HEARTBEAT_TICK: Duration = Duration::from_secs(1);
+
 /// Runs the worker until `shutdown` completes, then drains and leaves the group.
 pub async fn run<T: Translator + 'static>(
     config: &Config,
@@ -72,10 +81,12 @@ pub async fn run<T: Translator + 'static>(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let properties = config.kafka.properties()?;
+    health.configure(config.liveness_timeout, config.readiness_grace);
     let (publisher, acknowledged) = Publisher::new(
         &properties,
         &config.topics.outcomes_topic,
         &config.topics.dlq_topic,
+        Some(health.clone()),
     )
     .context("could not create the Kafka producer")?;
     let mut expected: Vec<(&'static str, &str)> = config
@@ -158,16 +169,20 @@ pub async fn run<T: Translator + 'static>(
         sealed: 0,
         meters: Meters::new(),
     };
-    let result = worker.consume(&mut events, shutdown).await;
+    let result = consume_until(&mut worker, &mut events, shutdown).await;
     health.stopping();
     if let Err(e) = &result {
         warn!(error = %format!("{e:#}"), "stopping on an error");
     }
 
     // Finish what is in flight, within the deadline; what is left is handed back to
-    // the group uncommitted, and the next owner processes it again.
+    // the group uncommitted, and the next owner processes it again. Every step of the
+    // shutdown shares the one deadline, so that brokers that do not answer cannot make
+    // it several times as long.
     let deadline = config.shutdown_timeout;
-    match tokio::time::timeout(deadline, worker.finish_in_flight(&mut events)).await {
+    let stop_by = tokio::time::Instant::now() + deadline;
+    let left = || stop_by.saturating_duration_since(tokio::time::Instant::now());
+    match tokio::time::timeout_at(stop_by, worker.finish_in_flight(&mut events)).await {
         Ok(Ok(())) => info!("in-flight messages finished"),
         Ok(Err(e)) => warn!(error = %format!("{e:#}"), "in-flight messages not finished"),
         Err(_) => warn!(
@@ -181,19 +196,55 @@ pub async fn run<T: Translator + 'static>(
     if let Some(lifecycle) = lifecycle {
         // An event being published is finished, within the deadline; one cut short is
         // published again by the next owner (same event id: it was not recorded).
-        match tokio::time::timeout(deadline, lifecycle.stop()).await {
+        match tokio::time::timeout_at(stop_by, lifecycle.stop()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %format!("{e:#}"), "lifecycle watcher stopped on an error"),
             Err(_) => warn!("shutdown deadline reached; the lifecycle watcher was cut short"),
         }
     }
-    consumer.commit();
-    if let Err(e) = publisher.flush(deadline) {
+    consumer.commit_within(left().max(LEAVE_AT_LEAST)).await;
+    if let Err(e) = publisher.flush(left()) {
         warn!(error = %e, "producer flush incomplete");
     }
-    consumer.close(events).await?;
+    consumer
+        .close_within(events, left().max(LEAVE_AT_LEAST))
+        .await?;
     info!("worker stopped");
     result
+}
+
+/// Runs the loop until `shutdown`. The loop sees `shutdown` between two turns, but a turn
+/// may be waiting inside a send for room in a full producer queue: then sends stop
+/// waiting, the turn fails at once, and the loop ends (its message is left to the next
+/// owner).
+async fn consume_until<T: Translator + 'static>(
+    worker: &mut Worker<'_, T>,
+    events: &mut mpsc::Receiver<GroupEvent>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let publisher = worker.publisher;
+    let (stop, mut stopped) = watch::channel(false);
+    let consumed = worker.consume(events, async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    tokio::pin!(consumed, shutdown);
+    let result = tokio::select! {
+        result = &mut consumed => return result,
+        () = &mut shutdown => {
+            publisher.stop_waiting_for_room();
+            stop.send_replace(true);
+            consumed.await
+        }
+    };
+    // What is in flight is finished within the shutdown deadline, waiting for room.
+    publisher.wait_for_room();
+    match result {
+        Err(e) if PublishError::is_queue_full(&e) => {
+            warn!(error = %e, "shutdown while the producer queue was full: the message being sent is left to the next owner");
+            Ok(())
+        }
+        result => result,
+    }
 }
 
 /// A consumed message waiting in its lane.
@@ -338,7 +389,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
         tokio::pin!(shutdown);
         let mut batch = Vec::with_capacity(EVENT_BATCH);
         let mut acknowledged = Vec::with_capacity(EVENT_BATCH);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_TICK);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.health.main_loop.beat();
             self.start_ready().await?;
             let next_deadline = self.revocations.iter().map(|r| r.deadline).min();
             tokio::select! {
@@ -381,6 +435,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
                         }
                     }
                 }
+                // Turns when idle, so that the heartbeat shows the loop is not stuck.
+                _ = heartbeat.tick() => {}
             }
             self.hand_over_drained();
         }

@@ -220,15 +220,22 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     missing.push(held.clone());
                 }
             }
-            let concurrency = self.restore_concurrency;
             let restores = changelog::restore_all(
                 self.properties,
                 self.group,
                 missing,
                 self.limits,
-                concurrency,
+                self.restore_concurrency,
             );
-            for ((topic, partition), restored) in restores.await {
+            // A restore fails by itself when it stalls: the loop waits for it, alive.
+            tokio::pin!(restores);
+            let restored = loop {
+                tokio::select! {
+                    restored = &mut restores => break restored,
+                    () = tokio::time::sleep(super::HEARTBEAT_TICK) => self.health.main_loop.beat(),
+                }
+            };
+            for ((topic, partition), restored) in restored {
                 let (store, restored) = restored?;
                 self.install(&topic, partition, store, restored).await?;
             }

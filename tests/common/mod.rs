@@ -3,8 +3,12 @@
 //! worker running in-process, and the group's committed offsets.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod binary;
+pub mod broker;
+pub mod invariants;
 pub mod kubeapi;
 pub mod openai;
+pub mod proxy;
 pub mod raw;
 pub mod recorder;
 
@@ -43,8 +47,12 @@ pub fn brokers() -> String {
 }
 
 fn client() -> ClientConfig {
+    client_of(&brokers())
+}
+
+fn client_of(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers());
+    config.set("bootstrap.servers", brokers);
     config
 }
 
@@ -57,10 +65,28 @@ pub struct TestTopics {
     pub dlq: String,
     pub group: String,
     pub partitions: i32,
+    /// The bootstrap servers of the cluster they are on.
+    pub brokers: String,
 }
 
 impl TestTopics {
     pub async fn create(name: &str, partitions: i32) -> Self {
+        Self::create_on(&brokers(), name, partitions).await
+    }
+
+    /// Topics on the cluster at `brokers` (a test's private broker).
+    pub async fn create_on(brokers: &str, name: &str, partitions: i32) -> Self {
+        let topics = Self::named_on(brokers, name, partitions);
+        let properties = [("bootstrap.servers".to_string(), brokers.to_string())].into();
+        admin::create_topics(&properties, &topics.all(), partitions, 1)
+            .await
+            .expect("create test topics (is the broker running? scripts/test starts it)");
+        topics
+    }
+
+    /// Unique names on the cluster at `brokers`, without creating anything (for a cluster
+    /// whose topics are made otherwise, such as librdkafka's mock cluster).
+    pub fn named_on(brokers: &str, name: &str, partitions: i32) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
             "{name}-{}-{}-{}",
@@ -71,19 +97,15 @@ impl TestTopics {
                 .map(|d| d.as_millis())
                 .unwrap_or_default()
         );
-        let topics = Self {
+        Self {
             service_requests: format!("service-requests-{id}"),
             network_events: format!("network-events-{id}"),
             outcomes: format!("intent-outcomes-{id}"),
             dlq: format!("intent-dlq-{id}"),
             group: format!("group-{id}"),
             partitions,
-        };
-        let properties = [("bootstrap.servers".to_string(), brokers())].into();
-        admin::create_topics(&properties, &topics.all(), partitions, 1)
-            .await
-            .expect("create test topics (is the broker running? scripts/test starts it)");
-        topics
+            brokers: brokers.to_string(),
+        }
     }
 
     pub fn all(&self) -> Vec<String> {
@@ -103,7 +125,7 @@ impl TestTopics {
     pub fn args(&self, sink_dir: &Path) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--brokers".into(),
-            brokers(),
+            self.brokers.clone(),
             "--topics".into(),
             format!("{},{}", self.network_events, self.service_requests),
             "--outcomes-topic".into(),
@@ -202,7 +224,11 @@ impl Worker {
 }
 
 pub fn producer() -> FutureProducer {
-    client()
+    producer_on(&brokers())
+}
+
+pub fn producer_on(brokers: &str) -> FutureProducer {
+    client_of(brokers)
         .set("enable.idempotence", "true")
         .create()
         .expect("producer")
@@ -273,7 +299,11 @@ pub struct TopicReader {
 
 impl TopicReader {
     pub fn new(topic: &str, partitions: i32) -> Self {
-        let consumer: StreamConsumer = client()
+        Self::new_on(&brokers(), topic, partitions)
+    }
+
+    pub fn new_on(brokers: &str, topic: &str, partitions: i32) -> Self {
+        let consumer: StreamConsumer = client_of(brokers)
             .set("group.id", format!("reader-{topic}"))
             .set("enable.auto.commit", "false")
             .create()
@@ -309,7 +339,7 @@ pub struct Outcomes {
 impl Outcomes {
     pub fn new(topics: &TestTopics) -> Self {
         Self {
-            reader: TopicReader::new(&topics.outcomes, topics.partitions),
+            reader: TopicReader::new_on(&topics.brokers, &topics.outcomes, topics.partitions),
             by_key: HashMap::new(),
             in_order: Vec::new(),
             terminal: HashSet::new(),
@@ -437,7 +467,17 @@ impl Outcomes {
 
 /// The group's committed offset and the log end offset of each partition of `topic`.
 pub fn committed_and_end(group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
-    let consumer: BaseConsumer = client()
+    committed_and_end_on(&brokers(), group, topic, partitions)
+}
+
+/// [`committed_and_end`] on the cluster at `brokers`.
+pub fn committed_and_end_on(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i64, i64)> {
+    let consumer: BaseConsumer = client_of(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -629,4 +669,12 @@ pub async fn committed_offset(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A local port free now (another process may take it before it is used).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }

@@ -66,6 +66,44 @@ pub struct Reply {
     retry_after: Option<String>,
     headers: Vec<(String, String)>,
     delay: Duration,
+    /// Held until let through by a [`Gate`] (the reply's ticket and the gate), before
+    /// the delay.
+    gate: Option<(usize, tokio::sync::watch::Receiver<usize>)>,
+}
+
+/// Holds the replies made with [`Reply::until`], in call order, until let through:
+/// translations held in flight for as long as a test needs, without guessing a delay.
+#[derive(Clone)]
+pub struct Gate {
+    /// Replies let through so far: the held replies with a lower ticket go.
+    admitted: Arc<tokio::sync::watch::Sender<usize>>,
+    /// The next held reply's ticket.
+    tickets: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    /// Holds every reply until let through.
+    pub fn closed() -> Self {
+        Self {
+            admitted: Arc::new(tokio::sync::watch::channel(0).0),
+            tickets: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Lets the next `n` held replies (in call order) through.
+    pub fn admit(&self, n: usize) {
+        self.admitted.send_modify(|a| *a = a.saturating_add(n));
+    }
+
+    /// Replies let through so far (all of them once open).
+    pub fn admitted(&self) -> usize {
+        *self.admitted.borrow()
+    }
+
+    /// Lets every reply through, held or to come.
+    pub fn open(&self) {
+        self.admitted.send_replace(usize::MAX);
+    }
 }
 
 /// A reply's body: JSON, or bytes as they are.
@@ -102,6 +140,7 @@ impl Reply {
             retry_after: None,
             headers: Vec::new(),
             delay: Duration::ZERO,
+            gate: None,
         }
     }
 
@@ -139,6 +178,13 @@ impl Reply {
 
     pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Sent only once `gate` lets it through.
+    pub fn until(mut self, gate: &Gate) -> Self {
+        let ticket = gate.tickets.fetch_add(1, Ordering::SeqCst);
+        self.gate = Some((ticket, gate.admitted.subscribe()));
         self
     }
 }
@@ -258,7 +304,10 @@ async fn complete(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
         call
     };
     let responder = shared.responder.lock().expect("responder").clone();
-    let reply = responder(&call);
+    let mut reply = responder(&call);
+    if let Some((ticket, admitted)) = &mut reply.gate {
+        let _ = admitted.wait_for(|admitted| *admitted > *ticket).await;
+    }
     let mut held = shared.held.subscribe();
     // Only fails when the server is dropped, which ends this request anyway.
     let _ = held.wait_for(|held| !*held).await;

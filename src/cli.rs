@@ -208,7 +208,7 @@ async fn translate(args: Translate) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints the CRD that `deploy/crd-networkintent.yaml` holds.
+/// Prints the CRD that `deploy/base/crd-networkintent.yaml` holds.
 fn crd() -> anyhow::Result<()> {
     let yaml = crate::crd::yaml().context("cannot render the CRD as YAML")?;
     print!("{yaml}");

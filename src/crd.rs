@@ -1,6 +1,6 @@
 //! The NetworkIntent CustomResourceDefinition, generated from the Rust type.
 //!
-//! `deploy/crd-networkintent.yaml` is this module's output (`nephoran-kafka-consumer crd`),
+//! `deploy/base/crd-networkintent.yaml` is this module's output (`nephoran-kafka-consumer crd`),
 //! never edited by hand: the schema the API server enforces is the one the service
 //! serialises, and a test (tests/deploy.rs) fails when the file and the type differ.
 
@@ -10,20 +10,20 @@ use kube::CustomResourceExt;
 use crate::intent::NetworkIntent;
 
 /// Where the generated CRD lives in the repository, and how to regenerate it.
-pub const CRD_FILE: &str = "deploy/crd-networkintent.yaml";
-pub const REGENERATE: &str = "cargo run --quiet -- crd > deploy/crd-networkintent.yaml";
+pub const CRD_FILE: &str = "deploy/base/crd-networkintent.yaml";
+pub const REGENERATE: &str = "cargo run --quiet -- crd > deploy/base/crd-networkintent.yaml";
 
 const HEADER: &str = "\
 # NetworkIntent (nephoran.com/v1alpha1), generated from src/intent.rs: do not edit, run
 #
-#   cargo run --quiet -- crd > deploy/crd-networkintent.yaml
+#   cargo run --quiet -- crd > deploy/base/crd-networkintent.yaml
 #
 # (or `nephoran-kafka-consumer crd`). The Nephoran Intent Operator owns this CRD in
 # production: install the operator's CRD there and drop this file from
-# kustomization.yaml. This copy is for local clusters (kind, k3d, minikube) without the
-# operator, and for validating the files the `dir:` sink writes, e.g.
+# deploy/base/kustomization.yaml. This copy is for local clusters (kind, k3d, minikube)
+# without the operator, and for validating the files the `dir:` sink writes, e.g.
 #
-#   kubectl apply -f deploy/crd-networkintent.yaml
+#   kubectl apply -f deploy/base/crd-networkintent.yaml
 #   kubectl apply --dry-run=server -R -f ./intents
 #
 # The schema carries the cheap limits of src/validate.rs (replicas 0..100, the default

@@ -275,6 +275,76 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_silent_in_its_unit_
 }
 
 // ---------------------------------------------------------------------------------------
+// The dashboard's shape
+
+/// Every panel queries the data source chosen in the `datasource` variable, every
+/// expression is filtered by the `job` and `namespace` variables (so the variables do
+/// something), panel ids are unique, and panels do not overlap on the grid.
+#[test]
+fn every_dashboard_panel_uses_the_datasource_variable_and_filters_by_job_and_namespace() {
+    let monitoring = Monitoring::load();
+    for (file, dashboard) in &monitoring.dashboards {
+        let variables: Vec<&str> = dashboard["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        for wanted in ["datasource", "job", "namespace"] {
+            assert!(variables.contains(&wanted), "{file}: no ${wanted} variable");
+        }
+        let mut ids = Vec::new();
+        let mut cells: Vec<(String, i64, i64)> = Vec::new();
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or("(untitled)");
+            let id = panel["id"].as_i64().expect("panel id");
+            assert!(!ids.contains(&id), "{file}: panel id {id} twice");
+            ids.push(id);
+            let grid = &panel["gridPos"];
+            let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| grid[k].as_i64().unwrap_or(-1));
+            assert!(
+                x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= 24,
+                "{file}: panel \"{title}\" has gridPos {grid}"
+            );
+            for row in y..y + h {
+                for column in x..x + w {
+                    if let Some((other, _, _)) =
+                        cells.iter().find(|(_, r, c)| (*r, *c) == (row, column))
+                    {
+                        panic!("{file}: panels \"{title}\" and \"{other}\" overlap");
+                    }
+                    cells.push((title.to_string(), row, column));
+                }
+            }
+            if panel["type"] == "row" {
+                continue;
+            }
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{file}: panel \"{title}\" does not use the datasource variable"
+            );
+            let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+            assert!(
+                !targets.is_empty(),
+                "{file}: panel \"{title}\" has no query"
+            );
+            for target in targets {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                for selector in ["job=~\"$job\"", "namespace=~\"$namespace\""] {
+                    // Every metric selector of the expression carries the filter.
+                    let metrics = expr.matches('{').count();
+                    assert_eq!(
+                        expr.matches(selector).count(),
+                        metrics,
+                        "{file}: panel \"{title}\": not every selector has {selector}: {expr}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // PromQL: what of an expression must return data
 
 /// Byte offsets of `expr` that are outside any (), [], {} and string.
@@ -325,22 +395,9 @@ fn identifier(b: u8) -> bool {
 /// healthy series answers 0 instead of nothing (an alert need not fire to be checked).
 fn rule_parts(expr: &str) -> Vec<String> {
     let expr = expr.trim();
-    // `( ... )` around the whole expression.
-    if expr.starts_with('(') && expr.ends_with(')') {
-        let inner = &expr[1..expr.len() - 1];
-        let mut depth = 0i32;
-        let balanced = top_level(inner).len() == inner.len()
-            && inner.bytes().all(|b| {
-                match b {
-                    b'(' => depth += 1,
-                    b')' => depth -= 1,
-                    _ => {}
-                }
-                depth >= 0
-            });
-        if balanced {
-            return rule_parts(inner);
-        }
+    // `( ... )` around the whole expression: nothing of it is outside the brackets.
+    if expr.starts_with('(') && !top_level(expr).contains(&true) {
+        return rule_parts(&expr[1..expr.len() - 1]);
     }
     let top = top_level(expr);
     let bytes = expr.as_bytes();
@@ -464,6 +521,12 @@ fn rule_parts_split_set_operators_and_make_comparisons_bool() {
     assert_eq!(
         rule_parts("max by (topic) (lag_seconds) >= 1"),
         ["max by (topic) (lag_seconds) >= bool 1"]
+    );
+    // Brackets that do not wrap the whole expression stay; an `or` in a string is no
+    // operator.
+    assert_eq!(
+        rule_parts(r#"(a{x="this or that"}) / (b) > 0"#),
+        [r#"(a{x="this or that"}) / (b) > bool 0"#]
     );
     assert_eq!(
         dashboard_query(r#"label_values(x{job=~"$job"}, namespace)"#),

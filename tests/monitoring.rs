@@ -275,6 +275,138 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_silent_in_its_unit_
 }
 
 // ---------------------------------------------------------------------------------------
+// Rendered with kustomize
+
+/// `kubectl kustomize DIR` as parsed documents; `None` (saying so) when kubectl is not
+/// installed, as in tests/deploy.rs.
+fn kustomize(dir: &Path) -> Option<Vec<serde_yaml::Value>> {
+    let output = match std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "skipped: kubectl is not on PATH, so {} cannot be rendered here",
+                dir.display()
+            );
+            return None;
+        }
+        Err(e) => panic!("cannot run kubectl: {e}"),
+    };
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8");
+    Some(
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde_yaml::Value::deserialize(d).expect("YAML documents"))
+            .collect(),
+    )
+}
+
+/// `deploy/monitoring/` rendered: the dashboard's ConfigMap carries Grafana's sidecar
+/// label and the dashboard file unchanged, and the ServiceMonitor selects the consumer's
+/// Service (rendered from `deploy/base/`, or `deploy/` before the overlays) by its labels
+/// and names a port the Service has.
+#[test]
+fn the_rendered_monitoring_provisions_the_dashboard_and_scrapes_the_consumers_service() {
+    let monitoring_dir = Path::new(MONITORING);
+    let Some(rendered) = kustomize(monitoring_dir) else {
+        return;
+    };
+    let monitoring = Monitoring::load();
+    let config_maps: Vec<&serde_yaml::Value> = rendered
+        .iter()
+        .filter(|d| d["kind"] == "ConfigMap")
+        .collect();
+    for (file, dashboard) in &monitoring.dashboards {
+        let key = Path::new(file)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("dashboard file name");
+        let provisioned = config_maps
+            .iter()
+            .find_map(|c| c["data"][key].as_str().map(|data| (c, data)));
+        let Some((config_map, data)) = provisioned else {
+            panic!("no rendered ConfigMap holds {key}");
+        };
+        assert_eq!(
+            config_map["metadata"]["labels"]["grafana_dashboard"], "1",
+            "the ConfigMap holding {key} lacks Grafana's sidecar label grafana_dashboard: \"1\""
+        );
+        let parsed: Value = serde_json::from_str(data).expect("provisioned dashboard JSON");
+        assert_eq!(
+            &parsed, dashboard,
+            "{key} is provisioned as it is in the file"
+        );
+    }
+
+    let deploy = monitoring_dir.parent().expect("deploy/");
+    let base = if deploy.join("base").is_dir() {
+        deploy.join("base")
+    } else {
+        deploy.to_path_buf()
+    };
+    let Some(consumer) = kustomize(&base) else {
+        return;
+    };
+    let services: Vec<&serde_yaml::Value> =
+        consumer.iter().filter(|d| d["kind"] == "Service").collect();
+    let monitors: Vec<&serde_yaml::Value> = rendered
+        .iter()
+        .filter(|d| d["kind"] == "ServiceMonitor")
+        .collect();
+    assert!(
+        !monitors.is_empty(),
+        "no ServiceMonitor in deploy/monitoring/"
+    );
+    for monitor in monitors {
+        let selector = monitor["spec"]["selector"]["matchLabels"]
+            .as_mapping()
+            .cloned()
+            .unwrap_or_default();
+        let selected: Vec<&&serde_yaml::Value> = services
+            .iter()
+            .filter(|s| {
+                !selector.is_empty()
+                    && selector
+                        .iter()
+                        .all(|(k, v)| s["metadata"]["labels"].get(k) == Some(v))
+            })
+            .collect();
+        assert!(
+            !selected.is_empty(),
+            "the ServiceMonitor's selector {selector:?} matches no Service of {}",
+            base.display()
+        );
+        for endpoint in monitor["spec"]["endpoints"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            let port = &endpoint["port"];
+            for service in &selected {
+                let ports = service["spec"]["ports"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default();
+                assert!(
+                    ports.iter().any(|p| &p["name"] == port),
+                    "the ServiceMonitor scrapes port {port:?}, which Service {:?} does not name",
+                    service["metadata"]["name"]
+                );
+            }
+            assert_eq!(endpoint["path"], "/metrics", "the consumer serves /metrics");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The dashboard's shape
 
 /// Every panel queries the data source chosen in the `datasource` variable, every

@@ -893,6 +893,19 @@ async fn mixed_traffic(topics: &TestTopics, producer: &FutureProducer) -> usize 
     messages.len()
 }
 
+/// Waits until `worker`'s `/metrics` shows `name` above 0.
+async fn until_metric(worker: &BinaryWorker, name: &str, what: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while worker.metric(name).await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {name} still 0 after {PATIENCE:?}; log:\n{}",
+            worker.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Prometheus scrapes the worker binary while it processes every kind of message, pauses
 /// partitions whose translations are held, and loses partitions (their work fenced) to a
 /// second worker; then every expression of the dashboard and the rules must return data.
@@ -966,29 +979,15 @@ async fn every_dashboard_and_rule_expression_returns_data_from_a_real_prometheus
             produced += 1;
         }
     }
-    let paused = async {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while worker.metric("partition_pauses_total").await < 1.0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no partition paused with its translations held; log:\n{}",
-                worker.tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    paused.await;
+    // (A partition may already have paused in the mixed traffic, with a buffer of 2.)
+    until_metric(&worker, "partition_pauses_total", "a partition paused").await;
     let second = BinaryWorker::start(&args, &[], &dir.path().join("second.log")).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while worker.metric("fenced_completions_total").await < 1.0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no held work fenced after the second worker joined; log:\n{}\nsecond worker:\n{}",
-            worker.tail(),
-            second.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_metric(
+        &worker,
+        "fenced_completions_total",
+        "held work fenced at the hand-over",
+    )
+    .await;
     llm.release();
     outcomes.until_terminal_messages(produced).await;
 
@@ -1066,15 +1065,15 @@ async fn every_dashboard_and_rule_expression_returns_data_from_a_real_prometheus
         }
     }
     eprintln!(
-        "{} expressions evaluated, {} without data",
+        "{} expressions evaluated; {} problems",
         expressions.len(),
         missing.len()
     );
     assert!(
         missing.is_empty(),
-        "{} of {} checks failed against Prometheus:\n  {}",
+        "{} problems against Prometheus ({} expressions evaluated):\n  {}",
         missing.len(),
-        expressions.len() + GUIDE_SERIES.len(),
+        expressions.len(),
         missing.join("\n  ")
     );
     second.terminate().await;

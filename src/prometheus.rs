@@ -140,7 +140,7 @@ mod tests {
         // A series with a HELP line is one the catalogue lists (so docs/operations.md,
         // which lists the catalogue, lists it too).
         let page = first_scrape();
-        let catalogue: Vec<&str> = meters::catalogue().map(|(name, _, _)| name).collect();
+        let catalogue: Vec<&str> = meters::catalogue().map(|(name, _, _, _)| name).collect();
         for line in page.lines().filter_map(|l| l.strip_prefix("# HELP ")) {
             let name = line.split(' ').next().unwrap_or_default();
             assert!(catalogue.contains(&name), "{name} is not in the catalogue");

@@ -47,91 +47,106 @@ pub const FALLBACK_REASONS: [&str; 6] = [
 /// The `kind` values of `sink_errors_total`.
 pub const SINK_ERROR_KINDS: [&str; 2] = ["transient", "permanent"];
 
-/// Every counter: name, help.
-const COUNTERS: &[(&str, &str)] = &[
-    (PROCESSED, "Messages done (every send acknowledged), by terminal status: success, duplicate, rejected, failed."),
-    (FAILED, "Messages rejected or failed, by error code."),
-    (POLICY_DENIALS, "Translated intents denied by the policy, by the rule they broke."),
-    (DEDUP_HITS, "Messages answered as duplicates of a completed idempotency key."),
-    (DEDUP_CONFLICTS, "Messages rejected because their idempotency key was claimed by another payload."),
-    (DEDUP_REDELIVERIES, "Messages recognised as redeliveries of one already completed (its outcome re-published)."),
-    (DEAD_LETTERS_RESENT, "Dead letters sent again for a redelivered message."),
-    (DEDUP_TAKEOVERS, "In-progress dedup entries left by a crashed attempt, taken over."),
-    (DEDUP_RETRIES, "Keys whose last processing failed, processed again on re-submission."),
-    (DEDUP_RESTORED_ENTRIES, "Dedup entries restored from the changelog at assignment."),
-    (DEDUP_EVICTIONS, "Dedup entries evicted, by reason (expired, capacity)."),
-    (PARTITION_PAUSES, "Partition pauses, by reason: buffer, memory, sink_down."),
-    (PARTITIONS_REVOKED, "Partitions handed over at a rebalance."),
-    (FENCED_COMPLETIONS, "Messages whose work finished after their partition was handed over: nothing applied or published."),
-    (REVOCATIONS_UNANSWERED, "Revocations the worker did not answer in time: the poll thread ended the leases itself."),
-    (LLM_API_CALLS, "LLM API calls, by status (success, error) and model."),
-    (LLM_TOKENS, "LLM tokens used, by kind (prompt, completion) and model."),
-    (LLM_SCREENED, "Service requests refused by the rules' screen before any LLM call."),
-    (LLM_INVALID_ANSWERS, "LLM answers that were not a valid translation."),
-    (LLM_FALLBACKS, "Requests translated by the rules instead of the LLM, by reason."),
-    (LLM_CACHE_HITS, "LLM translations answered from the cache."),
-    (LLM_CACHE_MISSES, "LLM translations not in the cache."),
-    (SINK_ERRORS, "Failed apply attempts, by kind: transient (retried), permanent."),
-    (KUBE_NAMESPACES_CREATED, "Namespaces the kube sink created."),
-    (HEADER_LAYOUT_UNEXPECTED, "Records whose headers librdkafka laid out unexpectedly."),
-    (DEAD_LETTERS_FAILED, "Dead letters that could not be written, by error code (a minimal one follows)."),
-    (DEAD_LETTERS_MINIMAL, "Minimal dead letters sent after a full one failed, by error code."),
-    (PRODUCER_QUEUE_FULL, "Sends that found the producer's queue full and waited for room."),
-    (NOT_READY, "Times readiness fell, by cause."),
-    (EVENTS_FOLDED, "Network events folded into one already being processed (cooldown), by component."),
-    (EVENT_COOLDOWN_EVICTIONS, "Cooldown entries evicted at the table's bound."),
-    (LIFECYCLE_WATCH_ERRORS, "Errors of the intents' status watch."),
-    (LIFECYCLE_EVENTS, "Lifecycle events published, by stage (deployed, failed)."),
-    (LIFECYCLE_RECORD_FAILURES, "Lifecycle events that could not be recorded."),
+/// A metric's name, label names and help text.
+pub type Meta = (&'static str, &'static [&'static str], &'static str);
+
+/// Every counter: name, labels, help.
+const COUNTERS: &[Meta] = &[
+    (PROCESSED, &["status"], "Messages done (every send acknowledged), by terminal status: success, duplicate, rejected, failed."),
+    (FAILED, &["code"], "Messages rejected or failed, by error code."),
+    (POLICY_DENIALS, &["rule"], "Translated intents denied by the policy, by the rule they broke."),
+    (DEDUP_HITS, &["topic"], "Messages answered as duplicates of a completed idempotency key."),
+    (DEDUP_CONFLICTS, &["topic"], "Messages rejected because their idempotency key was claimed by another payload."),
+    (DEDUP_REDELIVERIES, &["topic"], "Messages recognised as redeliveries of one already completed (its outcome re-published)."),
+    (DEAD_LETTERS_RESENT, &["topic"], "Dead letters sent again for a redelivered message."),
+    (DEDUP_TAKEOVERS, &["topic"], "In-progress dedup entries left by a crashed attempt, taken over."),
+    (DEDUP_RETRIES, &["topic"], "Keys whose last processing failed, processed again on re-submission."),
+    (DEDUP_RESTORED_ENTRIES, &["topic"], "Dedup entries restored from the changelog at assignment."),
+    (DEDUP_EVICTIONS, &["topic", "reason"], "Dedup entries evicted, by reason (expired, capacity)."),
+    (PARTITION_PAUSES, &["topic", "reason"], "Partition pauses, by reason: buffer, memory, sink_down."),
+    (PARTITIONS_REVOKED, &["topic"], "Partitions handed over at a rebalance."),
+    (FENCED_COMPLETIONS, &["topic"], "Messages whose work finished after their partition was handed over: nothing applied or published."),
+    (REVOCATIONS_UNANSWERED, &[], "Revocations the worker did not answer in time: the poll thread ended the leases itself."),
+    (LLM_API_CALLS, &["status", "model"], "LLM API calls, by status (success, error) and model."),
+    (LLM_TOKENS, &["kind", "model"], "LLM tokens used, by kind (prompt, completion) and model."),
+    (LLM_SCREENED, &["model"], "Service requests refused by the rules' screen before any LLM call."),
+    (LLM_INVALID_ANSWERS, &["model"], "LLM answers that were not a valid translation."),
+    (LLM_FALLBACKS, &["reason", "model"], "Requests translated by the rules instead of the LLM, by reason."),
+    (LLM_CACHE_HITS, &[], "LLM translations answered from the cache."),
+    (LLM_CACHE_MISSES, &[], "LLM translations not in the cache."),
+    (SINK_ERRORS, &["kind"], "Failed apply attempts, by kind: transient (retried), permanent."),
+    (KUBE_NAMESPACES_CREATED, &[], "Namespaces the kube sink created."),
+    (HEADER_LAYOUT_UNEXPECTED, &[], "Records whose headers librdkafka laid out unexpectedly."),
+    (DEAD_LETTERS_FAILED, &["code"], "Dead letters that could not be written, by error code (a minimal one follows)."),
+    (DEAD_LETTERS_MINIMAL, &["code"], "Minimal dead letters sent after a full one failed, by error code."),
+    (PRODUCER_QUEUE_FULL, &[], "Sends that found the producer's queue full and waited for room."),
+    (NOT_READY, &["reason"], "Times readiness fell, by cause."),
+    (EVENTS_FOLDED, &["component"], "Network events folded into one already being processed (cooldown), by component."),
+    (EVENT_COOLDOWN_EVICTIONS, &[], "Cooldown entries evicted at the table's bound."),
+    (LIFECYCLE_WATCH_ERRORS, &[], "Errors of the intents' status watch."),
+    (LIFECYCLE_EVENTS, &["stage"], "Lifecycle events published, by stage (deployed, failed)."),
+    (LIFECYCLE_RECORD_FAILURES, &[], "Lifecycle events that could not be recorded."),
 ];
 
-/// Every gauge kept by the recorder: name, help.
-const GAUGES: &[(&str, &str)] = &[
+/// Every gauge kept by the recorder: name, labels, help.
+const GAUGES: &[Meta] = &[
     (
         MESSAGES_WAITING,
+        &[],
         "Messages consumed and waiting in their key's lane.",
     ),
     (
         MESSAGES_IN_FLIGHT,
+        &[],
         "Messages being processed (at most MAX_IN_FLIGHT).",
     ),
-    (PARTITIONS_PAUSED, "Partitions paused, for any reason."),
+    (PARTITIONS_PAUSED, &[], "Partitions paused, for any reason."),
     (
         BUFFERED_MESSAGE_BYTES,
+        &[],
         "Bytes of messages consumed and not done, all partitions.",
     ),
-    (DEDUP_ENTRIES, "Dedup entries held, per partition."),
+    (
+        DEDUP_ENTRIES,
+        &["topic", "partition"],
+        "Dedup entries held, per partition.",
+    ),
     (
         DEDUP_RESTORES_IN_PROGRESS,
+        &[],
         "Dedup changelog restores running.",
     ),
     (
         DEDUP_RESTORES_WAITING,
+        &[],
         "Assigned partitions waiting for their turn to be restored.",
     ),
     (
         SINK_UP,
+        &[],
         "1 while the intent sink takes intents, 0 while a message waits for it.",
     ),
     (
         SINK_WAITING_MESSAGES,
+        &["topic"],
         "Messages waiting for the intent sink.",
     ),
     (
         LLM_CIRCUIT_BREAKER_STATE,
+        &["model"],
         "The LLM circuit breaker: 0 closed, 1 open, 2 half-open.",
     ),
-    (WORKER_READY, "1 when /readyz answers ready, else 0."),
-    (WORKER_LIVE, "1 when /healthz answers live, else 0."),
+    (WORKER_READY, &[], "1 when /readyz answers ready, else 0."),
+    (WORKER_LIVE, &[], "1 when /healthz answers live, else 0."),
 ];
 
-/// Every histogram (seconds): name, help.
-const HISTOGRAMS: &[(&str, &str)] = &[
-    (PROCESSING_DURATION, "Time from consuming a message to its sends all acknowledged."),
-    (MESSAGE_OVERHEAD, "The worker's own time per message, translation and apply excluded, until its terminal outcome is enqueued or acknowledged."),
-    (REVOCATION_DRAIN, "Time a revocation waited for its partitions' in-flight messages."),
-    (DEDUP_RESTORE_DURATION, "Time to restore a partition's dedup state from its changelog."),
-    (LLM_API_CALL_DURATION, "Duration of LLM API calls, by model."),
+/// Every histogram (seconds): name, labels, help.
+const HISTOGRAMS: &[Meta] = &[
+    (PROCESSING_DURATION, &[], "Time from consuming a message to its sends all acknowledged."),
+    (MESSAGE_OVERHEAD, &["until"], "The worker's own time per message, translation and apply excluded, until its terminal outcome is enqueued or acknowledged."),
+    (REVOCATION_DRAIN, &[], "Time a revocation waited for its partitions' in-flight messages."),
+    (DEDUP_RESTORE_DURATION, &["topic"], "Time to restore a partition's dedup state from its changelog."),
+    (LLM_API_CALL_DURATION, &["model"], "Duration of LLM API calls, by model."),
 ];
 
 const PROCESSED: &str = "networkintent_processed_total";
@@ -186,11 +201,20 @@ const LIFECYCLE_WATCH_ERRORS: &str = "lifecycle_watch_errors_total";
 const LIFECYCLE_EVENTS: &str = "lifecycle_events_total";
 const LIFECYCLE_RECORD_FAILURES: &str = "lifecycle_record_failures_total";
 
-/// Every metric name with its type and help, the recorder's and the partition table's:
-/// what `/metrics` may show, and what docs/operations.md lists.
-pub fn catalogue() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
-    let of = |kind: &'static str, list: &'static [(&'static str, &'static str)]| {
-        list.iter().map(move |(name, help)| (*name, kind, *help))
+/// Every metric with its type (`counter`, `gauge`, `histogram`), labels and help, the
+/// recorder's and the partition table's: what `/metrics` may show, and what
+/// docs/operations.md lists.
+pub fn catalogue() -> impl Iterator<
+    Item = (
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static str,
+    ),
+> {
+    let of = |kind: &'static str, list: &'static [Meta]| {
+        list.iter()
+            .map(move |(name, labels, help)| (*name, kind, *labels, *help))
     };
     of("counter", COUNTERS)
         .chain(of("gauge", GAUGES))
@@ -201,10 +225,10 @@ pub fn catalogue() -> impl Iterator<Item = (&'static str, &'static str, &'static
 /// Gives every metric its help text and unit. Call once, after the recorder is
 /// installed (a recorder that keeps no descriptions ignores it).
 pub fn describe() {
-    for (name, help) in COUNTERS {
+    for (name, _, help) in COUNTERS {
         describe_counter!(*name, Unit::Count, *help);
     }
-    for (name, help) in GAUGES {
+    for (name, _, help) in GAUGES {
         let unit = if *name == BUFFERED_MESSAGE_BYTES {
             Unit::Bytes
         } else {
@@ -212,7 +236,7 @@ pub fn describe() {
         };
         describe_gauge!(*name, unit, *help);
     }
-    for (name, help) in HISTOGRAMS {
+    for (name, _, help) in HISTOGRAMS {
         describe_histogram!(*name, Unit::Seconds, *help);
     }
 }
@@ -520,10 +544,34 @@ mod tests {
 
     use super::*;
 
+    /// The reference table of docs/operations.md, one row per metric.
+    fn reference_table() -> String {
+        let mut table = String::from("| metric | type | help |\n|---|---|---|\n");
+        for (name, kind, labels, help) in catalogue() {
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            table.push_str(&format!("| `{name}{labels}` | {kind} | {help} |\n"));
+        }
+        table
+    }
+
+    #[test]
+    fn docs_operations_lists_every_metric_as_the_module_defines_it() {
+        let docs = include_str!("../../docs/operations.md");
+        let table = reference_table();
+        assert!(
+            docs.contains(&table),
+            "docs/operations.md's reference table differs from src/meters; it should read:\n\n{table}"
+        );
+    }
+
     #[test]
     fn every_name_is_listed_once_and_described() {
         let mut names = HashSet::new();
-        for (name, _, help) in catalogue() {
+        for (name, _, _, help) in catalogue() {
             assert!(names.insert(name), "{name} listed twice");
             assert!(!help.is_empty(), "{name} has no help");
             assert!(

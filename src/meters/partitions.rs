@@ -33,11 +33,11 @@ pub const LAG_MESSAGES: &str = "kafka_consumer_lag_messages";
 pub const LAG_SECONDS: &str = "kafka_consumer_lag_seconds";
 pub const OLDEST_IN_FLIGHT: &str = "oldest_in_flight_seconds";
 
-/// Name, help of each series rendered here (all gauges).
-pub const GAUGES: &[(&str, &str)] = &[
-    (LAG_MESSAGES, "Per assigned partition: log end offset minus the group's committed offset, as last read from the broker."),
-    (LAG_SECONDS, "Per assigned partition: age (by its Kafka timestamp) of the oldest message consumed and not yet done; 0 when caught up."),
-    (OLDEST_IN_FLIGHT, "Seconds since the oldest message consumed and not yet done was consumed; 0 when none."),
+/// Name, labels, help of each series rendered here (all gauges).
+pub const GAUGES: &[super::Meta] = &[
+    (LAG_MESSAGES, &["topic", "partition"], "Per assigned partition: log end offset minus the group's committed offset, as last read from the broker."),
+    (LAG_SECONDS, &["topic", "partition"], "Per assigned partition: age (by its Kafka timestamp) of the oldest message consumed and not yet done; 0 when caught up."),
+    (OLDEST_IN_FLIGHT, &[], "Seconds since the oldest message consumed and not yet done was consumed; 0 when none."),
 ];
 
 /// One held partition's figures.
@@ -137,7 +137,7 @@ impl PartitionGauges {
     pub fn render(&self) -> String {
         let lags = self.lags();
         let mut page = String::new();
-        for (name, help) in GAUGES {
+        for (name, _, help) in GAUGES {
             let _ = writeln!(page, "# HELP {name} {help}");
             let _ = writeln!(page, "# TYPE {name} gauge");
             if *name == OLDEST_IN_FLIGHT {

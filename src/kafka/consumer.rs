@@ -365,7 +365,7 @@ impl GroupConsumer {
     /// A reader of the held partitions' lag in messages, for another thread.
     pub fn lag_reader(&self) -> super::lag::LagReader {
         super::lag::LagReader {
-            consumer: self.consumer.clone(),
+            consumer: Arc::downgrade(&self.consumer),
         }
     }
 

@@ -11,7 +11,7 @@
 //! A partition the group has committed nothing for counts from its low watermark, where
 //! the worker starts reading (`auto.offset.reset=earliest`, the default here).
 
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -21,10 +21,13 @@ use tracing::debug;
 use super::consumer::GroupContext;
 use crate::schedule::PartitionId;
 
-/// Reads lag for the group's consumer; cheap to clone, usable from any thread.
+/// Reads lag for the group's consumer; cheap to clone, usable from any thread. It does
+/// not keep the consumer alive: the consumer leaves the group when its last strong
+/// reference goes ([`super::consumer::GroupConsumer::close_within`]), and a reader left
+/// behind reads nothing.
 #[derive(Clone)]
 pub struct LagReader {
-    pub(super) consumer: Arc<BaseConsumer<GroupContext>>,
+    pub(super) consumer: Weak<BaseConsumer<GroupContext>>,
 }
 
 impl LagReader {
@@ -34,12 +37,15 @@ impl LagReader {
         if partitions.is_empty() {
             return Vec::new();
         }
+        let Some(consumer) = self.consumer.upgrade() else {
+            return Vec::new(); // closed
+        };
         let deadline = Instant::now() + timeout;
         let mut list = TopicPartitionList::new();
         for (topic, partition) in partitions {
             list.add_partition(topic, *partition);
         }
-        let committed = match self.consumer.committed_offsets(list, timeout) {
+        let committed = match consumer.committed_offsets(list, timeout) {
             Ok(committed) => committed,
             Err(e) => {
                 debug!(error = %e, "committed offsets not read; lag not updated");
@@ -53,7 +59,7 @@ impl LagReader {
                 debug!("lag read out of time; the rest keep their last values");
                 break;
             }
-            let (low, high) = match self.consumer.fetch_watermarks(topic, *partition, left) {
+            let (low, high) = match consumer.fetch_watermarks(topic, *partition, left) {
                 Ok(watermarks) => watermarks,
                 Err(e) => {
                     debug!(error = %e, topic, partition, "watermarks not read");

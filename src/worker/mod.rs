@@ -147,9 +147,11 @@ pub async fn run<T: Translator + 'static>(
             .as_ref()
             .and(config.llm.llm_model.as_deref()),
     );
+    let (stop_lag, lag_stopped) = tokio::sync::oneshot::channel();
     let lag = tokio::spawn(refresh_lag(
         consumer.lag_reader(),
         health.partitions.clone(),
+        lag_stopped,
     ));
     let sink = pipeline.sink_status().subscribe();
     meters::sink_up().set(if sink.borrow().is_down() { 0.0 } else { 1.0 });
@@ -211,7 +213,9 @@ pub async fn run<T: Translator + 'static>(
     }
     worker.end_leases();
     drop(worker);
-    lag.abort();
+    // A read in flight ends within its bound; none may hold the consumer while it closes.
+    let _ = stop_lag.send(());
+    let _ = tokio::time::timeout(left().max(LEAVE_AT_LEAST), lag).await;
     health.partitions.clear();
     if let Some(lifecycle) = lifecycle {
         // An event being published is finished, within the deadline; one cut short is
@@ -786,14 +790,21 @@ impl<T: Translator + 'static> Worker<'_, T> {
 }
 
 /// Reads the held partitions' lag in messages from the broker every
-/// [`meters::partitions::REFRESH`], until aborted. Each read runs on a blocking thread,
+/// [`meters::partitions::REFRESH`], until `stop`. Each read runs on a blocking thread,
 /// bounded by the refresh period, so a broker that does not answer delays only the next
-/// read.
-async fn refresh_lag(reader: LagReader, gauges: Arc<PartitionGauges>) {
+/// read (and the worker's close by at most that).
+async fn refresh_lag(
+    reader: LagReader,
+    gauges: Arc<PartitionGauges>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut every = tokio::time::interval(meters::partitions::REFRESH);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = every.tick() => {}
+        }
         let partitions = gauges.partitions();
         if partitions.is_empty() {
             continue;

@@ -4,12 +4,13 @@
 //! Read from the broker rather than from librdkafka's statistics: the statistics' high
 //! watermark comes from fetch responses, so it goes stale while a partition is paused
 //! (exactly when its lag matters), and their committed offset is unknown for a new
-//! group. A read is one OffsetFetch for the group and a ListOffsets per partition,
-//! every [`crate::meters::partitions::REFRESH`], each bounded by a timeout. Blocking:
-//! call it from a blocking thread.
+//! group. A read is one OffsetFetch for the group and one ListOffsets ("latest") for
+//! all its partitions, every [`crate::meters::partitions::REFRESH`], bounded by that
+//! period. Blocking: call it from a blocking thread.
 //!
-//! A partition the group has committed nothing for counts from its low watermark, where
-//! the worker starts reading (`auto.offset.reset=earliest`, the default here).
+//! A partition the group has committed nothing for counts from its log start (low
+//! watermark, one more ListOffsets, "earliest"), where the worker starts reading
+//! (`auto.offset.reset=earliest`, the default here).
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -31,8 +32,11 @@ pub struct LagReader {
 }
 
 impl LagReader {
-    /// Lag in messages of each of `partitions` that could be read within `timeout` in
-    /// all; one that could not is left out (its series keeps its last value).
+    /// Lag in messages of each of `partitions` that could be read within `timeout`; a
+    /// read that fails leaves them out (their series keep their last values). Three
+    /// requests at most, whatever the number of partitions: the group's committed
+    /// offsets, every log end (a ListOffsets for "latest"), and the log start of those
+    /// the group has committed nothing for ("earliest").
     pub fn read(&self, partitions: &[PartitionId], timeout: Duration) -> Vec<(PartitionId, i64)> {
         if partitions.is_empty() {
             return Vec::new();
@@ -41,40 +45,64 @@ impl LagReader {
             return Vec::new(); // closed
         };
         let deadline = Instant::now() + timeout;
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            list.add_partition(topic, *partition);
-        }
-        let committed = match consumer.committed_offsets(list, timeout) {
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let list = |at: Option<Offset>, only: &dyn Fn(&PartitionId) -> bool| {
+            let mut list = TopicPartitionList::new();
+            for partition in partitions.iter().filter(|p| only(p)) {
+                match at {
+                    Some(at) => {
+                        // Cannot fail for a plain offset; a partition left out is not read.
+                        let _ = list.add_partition_offset(&partition.0, partition.1, at);
+                    }
+                    None => {
+                        list.add_partition(&partition.0, partition.1);
+                    }
+                }
+            }
+            list
+        };
+        let offset = |list: &TopicPartitionList, partition: &PartitionId| match list
+            .find_partition(&partition.0, partition.1)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        };
+        let committed = match consumer.committed_offsets(list(None, &|_| true), left()) {
             Ok(committed) => committed,
             Err(e) => {
                 debug!(error = %e, "committed offsets not read; lag not updated");
                 return Vec::new();
             }
         };
-        let mut lags = Vec::with_capacity(partitions.len());
-        for (topic, partition) in partitions {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                debug!("lag read out of time; the rest keep their last values");
-                break;
+        // A timestamp of -1 (`Offset::End`) asks for the log end, -2 for its start.
+        let ends = match consumer.offsets_for_times(list(Some(Offset::End), &|_| true), left()) {
+            Ok(ends) => ends,
+            Err(e) => {
+                debug!(error = %e, "log end offsets not read; lag not updated");
+                return Vec::new();
             }
-            let (low, high) = match consumer.fetch_watermarks(topic, *partition, left) {
-                Ok(watermarks) => watermarks,
+        };
+        let uncommitted = |p: &PartitionId| offset(&committed, p).is_none();
+        let starts = if partitions.iter().any(uncommitted) {
+            match consumer.offsets_for_times(list(Some(Offset::Beginning), &uncommitted), left()) {
+                Ok(starts) => Some(starts),
                 Err(e) => {
-                    debug!(error = %e, topic, partition, "watermarks not read");
-                    continue;
+                    debug!(error = %e, "log start offsets not read");
+                    None
                 }
-            };
-            let from = match committed
-                .find_partition(topic, *partition)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(offset)) => offset.max(low),
-                _ => low,
-            };
-            lags.push(((topic.clone(), *partition), (high - from).max(0)));
-        }
-        lags
+            }
+        } else {
+            None
+        };
+        partitions
+            .iter()
+            .filter_map(|partition| {
+                let end = offset(&ends, partition)?;
+                let from = offset(&committed, partition)
+                    .or_else(|| offset(starts.as_ref()?, partition))?;
+                Some((partition.clone(), (end - from).max(0)))
+            })
+            .collect()
     }
 }

@@ -40,6 +40,7 @@ fn messages() -> Vec<InboundMessage> {
                 key: None,
                 payload: Some(payload.to_string().into_bytes()),
                 headers: vec![],
+                timestamp_ms: None,
             }
         })
         .collect()

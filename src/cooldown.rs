@@ -166,8 +166,7 @@ impl Cooldown {
             if live {
                 let names: Vec<&str> = target.components.iter().map(|c| c.as_str()).collect();
                 let component = names.join(",");
-                metrics::counter!("events_folded_total", "component" => component.clone())
-                    .increment(1);
+                crate::meters::events_folded(component.clone()).increment(1);
                 info!(
                     namespace = %target.namespace, component = %component,
                     topic = %source.topic, partition = source.partition, offset = source.offset,
@@ -217,7 +216,7 @@ impl Cooldown {
             .map(|(t, _)| t.clone());
         if let Some(oldest) = oldest {
             claims.remove(&oldest);
-            metrics::counter!("event_cooldown_evictions_total").increment(1);
+            crate::meters::event_cooldown_evictions().increment(1);
         }
     }
 

@@ -463,6 +463,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())))
                 .collect(),
+            timestamp_ms: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod kafka;
 pub mod lease;
 pub mod lifecycle;
 pub mod message;
+pub mod meters;
 pub mod offsets;
 pub mod outcome;
 pub mod pipeline;

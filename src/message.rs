@@ -18,6 +18,9 @@ pub struct InboundMessage {
     pub payload: Option<Vec<u8>>,
     /// Headers in record order, names as bytes; a header may have no value.
     pub headers: Vec<RawHeader>,
+    /// The record's Kafka timestamp (ms since the epoch), if it has one: what consumer
+    /// lag in seconds is measured from.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl InboundMessage {
@@ -85,6 +88,7 @@ mod tests {
                 (b"idempotency-key".to_vec(), None),
                 (b"idempotency-key".to_vec(), Some(b"real".to_vec())),
             ],
+            timestamp_ms: None,
         };
         // The first exact match has no value: no value, not the next one's.
         assert_eq!(message.header("idempotency-key"), None);

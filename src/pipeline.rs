@@ -335,6 +335,7 @@ mod tests {
             key: None,
             payload: Some(payload.to_string().into_bytes()),
             headers: Vec::new(),
+            timestamp_ms: None,
         };
         pipeline.receive(&message).0
     }

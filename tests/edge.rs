@@ -301,6 +301,7 @@ async fn a_dead_letter_that_cannot_be_written_never_fails_the_message() {
         key: Some(b"k".to_vec()),
         payload: Some(b"not json".to_vec()),
         headers: vec![named(b"trace", b"t")],
+        timestamp_ms: None,
     };
     async fn next(acks: &mut Acknowledged<()>) -> std::sync::Arc<Sends<()>> {
         tokio::time::timeout(common::PATIENCE, acks.recv())

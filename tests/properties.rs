@@ -292,6 +292,7 @@ fn message() -> impl Strategy<Value = InboundMessage> {
             key,
             payload,
             headers,
+            timestamp_ms: None,
         })
 }
 

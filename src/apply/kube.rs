@@ -141,7 +141,7 @@ impl KubeSink {
         };
         match namespaces.create(&PostParams::default(), &object).await {
             Ok(_) => {
-                metrics::counter!("kube_namespaces_created_total").increment(1);
+                crate::meters::kube_namespaces_created().increment(1);
                 info!(
                     namespace,
                     "created the intent's namespace (CREATE_NAMESPACES=true)"

@@ -107,7 +107,7 @@ impl SinkStatus {
     /// logged when the sink is down and that was not said lately.
     pub fn failed(&self, error: &ApplyError, intent: &str) {
         let kind = error.transience();
-        metrics::counter!("sink_errors_total", "kind" => kind.as_str()).increment(1);
+        crate::meters::sink_errors(kind.as_str()).increment(1);
         if !error.is_transient() {
             return;
         }
@@ -148,9 +148,9 @@ impl SinkStatus {
         if went_down {
             let mut log = self.log();
             log.down_since = Some(Instant::now());
-            metrics::gauge!("sink_up").set(0.0);
+            crate::meters::sink_up().set(0.0);
         }
-        metrics::gauge!("sink_waiting_messages", "topic" => partition.0.clone()).increment(1.0);
+        crate::meters::sink_waiting_messages(partition.0.clone()).increment(1.0);
         Waiting {
             status: self,
             partition: partition.clone(),
@@ -171,9 +171,9 @@ impl SinkStatus {
                 back_up = true;
             }
         });
-        metrics::gauge!("sink_waiting_messages", "topic" => partition.0.clone()).decrement(1.0);
+        crate::meters::sink_waiting_messages(partition.0.clone()).decrement(1.0);
         if back_up {
-            metrics::gauge!("sink_up").set(1.0);
+            crate::meters::sink_up().set(1.0);
             let mut log = self.log();
             let down_ms = log
                 .down_since

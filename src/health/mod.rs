@@ -34,6 +34,8 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::meters::partitions::PartitionGauges;
+
 pub use grace::Lasting;
 pub use heartbeat::Heartbeat;
 
@@ -84,6 +86,9 @@ pub struct Health {
     pub poll_thread: Heartbeat,
     /// The worker's main loop.
     pub main_loop: Heartbeat,
+    /// The worker's partitions and their lag, rendered on `/metrics` beside the
+    /// recorder's series ([`crate::meters::partitions`]).
+    pub partitions: Arc<PartitionGauges>,
     liveness_timeout_ms: AtomicU64,
     readiness_grace_ms: AtomicU64,
     /// What was last logged and measured: the readiness cause (`None`: ready), and
@@ -104,6 +109,7 @@ impl Default for Health {
             queue_full: Lasting::default(),
             poll_thread: Heartbeat::new(base),
             main_loop: Heartbeat::new(base),
+            partitions: Arc::default(),
             liveness_timeout_ms: AtomicU64::new(millis(DEFAULT_LIVENESS_TIMEOUT)),
             readiness_grace_ms: AtomicU64::new(millis(DEFAULT_READINESS_GRACE)),
             reported: Mutex::new(None),
@@ -279,10 +285,10 @@ impl Health {
         *reported = Some((cause, live));
         let changed = was_cause != Some(cause);
         if changed {
-            metrics::gauge!("worker_ready").set(if cause.is_none() { 1.0 } else { 0.0 });
+            crate::meters::worker_ready().set(if cause.is_none() { 1.0 } else { 0.0 });
             match &not_ready {
                 Some(n) => {
-                    metrics::counter!("not_ready_total", "reason" => n.cause).increment(1);
+                    crate::meters::not_ready(n.cause).increment(1);
                     if matches!(n.cause, "not_joined" | "shutting_down") {
                         // Start and stop: expected, not a warning.
                         tracing::info!(cause = n.cause, reason = %n.reason, "not ready");
@@ -294,7 +300,7 @@ impl Health {
             }
         }
         if was_live != Some(live) {
-            metrics::gauge!("worker_live").set(if live { 1.0 } else { 0.0 });
+            crate::meters::worker_live().set(if live { 1.0 } else { 0.0 });
             match (&not_live, was_live) {
                 (Some(reason), _) => tracing::error!(reason = %reason, "not live: a loop is stuck"),
                 (None, Some(false)) => tracing::info!("live again"),
@@ -341,13 +347,15 @@ pub async fn serve(
         format!("invalid setting METRICS_ADDR (--metrics-addr): cannot listen on {addr}")
     })?;
     let bound = listener.local_addr()?;
+    let partitions = health.partitions.clone();
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(health);
     if let Some(metrics) = metrics {
         let render = move || {
-            let page = metrics.render();
+            let mut page = metrics.render();
+            page.push_str(&partitions.render());
             async move { ([(CONTENT_TYPE, "text/plain; version=0.0.4")], page) }
         };
         app = app.route("/metrics", get(render));

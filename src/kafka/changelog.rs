@@ -247,13 +247,13 @@ where
     let restores: Vec<_> = partitions
         .into_iter()
         .map(|(topic, partition)| {
-            let waiting = Counted::new("dedup_restores_waiting");
+            let waiting = Counted::new(crate::meters::dedup_restores_waiting());
             let restore = restore.clone();
             async move {
                 drop(waiting);
                 let name = topic.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    let _running = Counted::new("dedup_restores_in_progress");
+                    let _running = Counted::new(crate::meters::dedup_restores_in_progress());
                     restore(&name, partition)
                 })
                 .await
@@ -272,8 +272,7 @@ where
 struct Counted(metrics::Gauge);
 
 impl Counted {
-    fn new(gauge: &'static str) -> Self {
-        let gauge = metrics::gauge!(gauge);
+    fn new(gauge: metrics::Gauge) -> Self {
         gauge.increment(1.0);
         Self(gauge)
     }

@@ -199,7 +199,7 @@ impl GroupContext {
     /// still in flight must publish and apply nothing once they are someone else's.
     fn unanswered(&self, tpl: &TopicPartitionList, what: &str) {
         let fenced = self.leases.end(&partition_ids(tpl));
-        metrics::counter!("revocations_unanswered_total").increment(1);
+        crate::meters::revocations_unanswered().increment(1);
         warn!(
             partitions = %describe(tpl), leases_ended = fenced,
             "the worker {what}; the revoked partitions' leases are ended here"
@@ -360,6 +360,13 @@ impl GroupConsumer {
             },
             received,
         ))
+    }
+
+    /// A reader of the held partitions' lag in messages, for another thread.
+    pub fn lag_reader(&self) -> super::lag::LagReader {
+        super::lag::LagReader {
+            consumer: Arc::downgrade(&self.consumer),
+        }
     }
 
     /// Stores `position` (where a new owner of the partition starts) for the next commit.
@@ -544,6 +551,7 @@ pub fn to_inbound(message: &BorrowedMessage<'_>) -> InboundMessage {
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec),
         headers,
+        timestamp_ms: message.timestamp().to_millis(),
     }
 }
 

@@ -130,7 +130,7 @@ unsafe fn full_name(index: usize, name: *const u8, visible: &[u8], value: *const
 }
 
 fn unexpected(index: usize, why: &str) {
-    metrics::counter!("kafka_header_layout_unexpected_total").increment(1);
+    crate::meters::header_layout_unexpected().increment(1);
     warn!(
         header_index = index,
         reason = why,

@@ -11,6 +11,7 @@ pub mod budgets;
 pub mod changelog;
 pub mod consumer;
 pub mod headers;
+pub mod lag;
 pub mod logs;
 pub mod probe;
 pub mod properties;

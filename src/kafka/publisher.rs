@@ -444,7 +444,7 @@ impl<M: Send + Sync + 'static> Publisher<M> {
             return true;
         }
         if let Some(about) = about {
-            metrics::counter!("dead_letters_failed_total", "code" => about.code).increment(1);
+            crate::meters::dead_letters_failed(about.code).increment(1);
             error!(
                 topic = %about.source.topic, partition = about.source.partition,
                 offset = about.source.offset, key = %about.idempotency_key,
@@ -460,7 +460,7 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         let Some(minimal) = sends.dead_letter().minimal.take() else {
             return;
         };
-        metrics::counter!("dead_letters_minimal_total", "code" => minimal.code).increment(1);
+        crate::meters::dead_letters_minimal(minimal.code).increment(1);
         let record: BaseRecord<'_, [u8], [u8], Ticket<M>> =
             BaseRecord::with_opaque_to(&self.dlq_topic, dead_letter_ticket(sends))
                 .headers(owned_headers(&minimal.headers));
@@ -538,7 +538,7 @@ impl<M: Send + Sync + 'static> Publisher<M> {
                 {
                     if let (false, Some(health)) = (waited, &self.health) {
                         // Logged when it lasts (readiness falls), counted each time.
-                        metrics::counter!("producer_queue_full_total").increment(1);
+                        crate::meters::producer_queue_full().increment(1);
                         health.queue_full.holds_at(
                             Instant::now(),
                             "sends wait until the brokers acknowledge earlier ones",
@@ -910,6 +910,7 @@ mod tests {
             key,
             payload,
             headers,
+            timestamp_ms: None,
         }
     }
 

@@ -230,7 +230,7 @@ pub async fn run(
             next = events.next() => match next {
                 None => return Ok(()),
                 Some(Err(error)) => {
-                    metrics::counter!("lifecycle_watch_errors_total").increment(1);
+                    crate::meters::lifecycle_watch_errors().increment(1);
                     warn!(%error, "lifecycle watch failed; retrying with backoff");
                 }
                 Some(Ok(watcher::Event::Init)) => {
@@ -292,8 +292,7 @@ async fn report(
             warn!(%error, namespace = intent.namespace(), name = intent.name(), stage = transition.stage.as_str(), "lifecycle event not published; retrying");
             return false;
         }
-        metrics::counter!("lifecycle_events_total", "stage" => transition.stage.as_str())
-            .increment(1);
+        crate::meters::lifecycle_events(transition.stage.as_str()).increment(1);
         info!(
             namespace = intent.namespace(),
             name = intent.name(),
@@ -304,7 +303,7 @@ async fn report(
         );
         let value = transition::recorded(&current, transition);
         if let Err(error) = record(client, intent, &value).await {
-            metrics::counter!("lifecycle_record_failures_total").increment(1);
+            crate::meters::lifecycle_record_failures().increment(1);
             warn!(%error, namespace = intent.namespace(), name = intent.name(), "lifecycle record not patched; the event may be published again (same event id)");
             return false;
         }

@@ -146,7 +146,7 @@ impl Policy {
     pub fn check(&self, spec: &NetworkIntentSpec) -> Result<(), Denial> {
         let checked = self.judge(spec);
         if let Err(denial) = &checked {
-            metrics::counter!("policy_denials_total", "rule" => denial.rule.as_str()).increment(1);
+            crate::meters::policy_denials(denial.rule.as_str()).increment(1);
         }
         checked
     }

@@ -44,9 +44,12 @@ use crate::dedup::{self, Entry};
 use crate::health::Health;
 use crate::kafka::changelog;
 use crate::kafka::consumer::{self, GroupConsumer, GroupEvent};
+use crate::kafka::lag::LagReader;
 use crate::kafka::publisher::{Acknowledged, PublishError, Publisher, Sends};
 use crate::lease::{Fenced, Held, Lease};
 use crate::message::{InboundMessage, SourceRef};
+use crate::meters;
+use crate::meters::partitions::PartitionGauges;
 use crate::outcome::{ErrorCode, OutcomeEvent, Stage};
 use crate::pipeline::{Completion, Pipeline, Received};
 use crate::schedule::{ordering_key, Lane, PartitionId, Scheduler};
@@ -136,8 +139,22 @@ pub async fn run<T: Translator + 'static>(
         "worker started"
     );
 
+    meters::register_known(
+        &config.topics.topics,
+        config
+            .llm
+            .llm_endpoint
+            .as_ref()
+            .and(config.llm.llm_model.as_deref()),
+    );
+    let (stop_lag, lag_stopped) = tokio::sync::oneshot::channel();
+    let lag = tokio::spawn(refresh_lag(
+        consumer.lag_reader(),
+        health.partitions.clone(),
+        lag_stopped,
+    ));
     let sink = pipeline.sink_status().subscribe();
-    metrics::gauge!("sink_up").set(if sink.borrow().is_down() { 0.0 } else { 1.0 });
+    meters::sink_up().set(if sink.borrow().is_down() { 0.0 } else { 1.0 });
     let mut worker = Worker {
         consumer: &consumer,
         pipeline: Arc::new(pipeline),
@@ -148,11 +165,14 @@ pub async fn run<T: Translator + 'static>(
         restore_concurrency: config.dedup_restore_concurrency,
         properties: &properties,
         group: &config.group,
-        partitions: Partitions::new(Budget {
-            messages: config.partition_buffer,
-            bytes: config.partition_buffer_bytes,
-            total_bytes: config.buffer_bytes,
-        }),
+        partitions: Partitions::new(
+            Budget {
+                messages: config.partition_buffer,
+                bytes: config.partition_buffer_bytes,
+                total_bytes: config.buffer_bytes,
+            },
+            health.partitions.clone(),
+        ),
         scheduler: Scheduler::new(config.max_in_flight),
         held,
         epochs: 0,
@@ -193,6 +213,10 @@ pub async fn run<T: Translator + 'static>(
     }
     worker.end_leases();
     drop(worker);
+    // A read in flight ends within its bound; none may hold the consumer while it closes.
+    let _ = stop_lag.send(());
+    let _ = tokio::time::timeout(left().max(LEAVE_AT_LEAST), lag).await;
+    health.partitions.clear();
     if let Some(lifecycle) = lifecycle {
         // An event being published is finished, within the deadline; one cut short is
         // published again by the next owner (same event id: it was not recorded).
@@ -346,16 +370,15 @@ struct Meters {
 
 impl Meters {
     fn new() -> Self {
-        let overhead =
-            |until: &'static str| metrics::histogram!("message_overhead_seconds", "until" => until);
-        let processed = |status: &'static str| metrics::counter!("networkintent_processed_total", "status" => status);
+        let overhead = |until: &'static str| meters::message_overhead(until);
+        let processed = |status: &'static str| meters::processed(status);
         Self {
-            waiting: metrics::gauge!("messages_waiting"),
-            in_flight: metrics::gauge!("messages_in_flight"),
+            waiting: meters::messages_waiting(),
+            in_flight: meters::messages_in_flight(),
             until_enqueued: overhead("enqueued"),
             until_acknowledged: overhead("acknowledged"),
-            processed: ["success", "duplicate", "rejected", "failed"].map(processed),
-            processing: metrics::histogram!("networkintent_processing_duration_seconds"),
+            processed: meters::STATUSES.map(processed),
+            processing: meters::processing_duration(),
         }
     }
 
@@ -373,7 +396,7 @@ impl Meters {
         self.processed[status].increment(1);
         self.processing.record(took.as_secs_f64());
         if let Some(code) = code {
-            metrics::counter!("networkintent_failed_total", "code" => code.as_str()).increment(1);
+            meters::failed(code).increment(1);
         }
     }
 }
@@ -490,6 +513,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let bytes = message.size();
         self.partitions
             .arrived(&partition, message.source.offset, bytes, self.consumer);
+        self.partitions
+            .note_arrival(&partition, message.source.offset, message.timestamp_ms, at);
         let (received, event) = self.pipeline.receive(&message);
         let sends = Sends::new(Sent {
             source: message.source.clone(),
@@ -650,8 +675,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let completion = match result {
             Ok(completion) if held => completion,
             _ => {
-                metrics::counter!("fenced_completions_total", "topic" => source.topic.clone())
-                    .increment(1);
+                meters::fenced_completions(source.topic.clone()).increment(1);
                 info!(
                     topic = %source.topic, partition = source.partition, offset = source.offset,
                     key = %admitted.received.key.value,
@@ -762,6 +786,38 @@ impl<T: Translator + 'static> Worker<'_, T> {
             self.consumer.store_position(&topic, partition, position);
         }
         Ok(())
+    }
+}
+
+/// Reads the held partitions' lag in messages from the broker every
+/// [`meters::partitions::REFRESH`], until `stop`. Each read runs on a blocking thread,
+/// bounded by the refresh period, so a broker that does not answer delays only the next
+/// read (and the worker's close by at most that).
+async fn refresh_lag(
+    reader: LagReader,
+    gauges: Arc<PartitionGauges>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut every = tokio::time::interval(meters::partitions::REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = every.tick() => {}
+        }
+        let partitions = gauges.partitions();
+        if partitions.is_empty() {
+            continue;
+        }
+        let reader = reader.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            reader.read(&partitions, meters::partitions::REFRESH)
+        });
+        if let Ok(lags) = read.await {
+            for (partition, lag) in lags {
+                gauges.read(&partition, lag);
+            }
+        }
     }
 }
 

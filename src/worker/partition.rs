@@ -14,16 +14,24 @@
 //! over, so a revocation clears one place. What the worker asks of the consumer goes
 //! through [`Control`], so these decisions are unit-tested without Kafka.
 //!
+//! The worker's [`PartitionGauges`] (consumer lag per partition, rendered on `/metrics`)
+//! follow the held partitions from here: a partition's series appear at assignment and
+//! go at hand-over, and its oldest message not done is kept up to date.
+//!
 //! Metrics: `partitions_paused` (partitions paused for any reason),
 //! `partition_pauses_total{topic,reason}`, `buffered_message_bytes` (bytes of messages
 //! consumed and not done, all partitions), `dedup_entries{topic,partition}`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::info;
 
 use crate::dedup::PartitionStore;
 use crate::kafka::consumer::GroupConsumer;
+use crate::meters;
+use crate::meters::partitions::PartitionGauges;
 use crate::offsets::OffsetTracker;
 use crate::schedule::PartitionId;
 
@@ -100,6 +108,9 @@ pub(super) struct PartitionState<M> {
     /// Its dedup state, once restored from the changelog.
     pub dedup: Option<PartitionStore>,
     entries: metrics::Gauge,
+    /// Its messages consumed and not done whose arrival was noted
+    /// ([`Partitions::note_arrival`]), by offset: Kafka timestamp and when consumed.
+    undone: BTreeMap<i64, (Option<i64>, Instant)>,
     /// Idempotency keys being translated, with the messages of the same key (from other
     /// lanes: a different record key) parked until it is done.
     pub translating: HashMap<String, Vec<M>>,
@@ -116,7 +127,8 @@ impl<M> PartitionState<M> {
             busy: 0,
             paused: 0,
             dedup: None,
-            entries: metrics::gauge!("dedup_entries", "topic" => partition.0.clone(), "partition" => partition.1.to_string()),
+            entries: meters::dedup_entries(partition.0.clone(), partition.1),
+            undone: BTreeMap::new(),
             translating: HashMap::new(),
             unparked: Vec::new(),
         }
@@ -144,17 +156,20 @@ pub(super) struct Partitions<M> {
     memory_full: bool,
     paused_gauge: metrics::Gauge,
     bytes_gauge: metrics::Gauge,
+    /// The held partitions' lag, as `/metrics` shows it.
+    gauges: Arc<PartitionGauges>,
 }
 
 impl<M> Partitions<M> {
-    pub(super) fn new(budget: Budget) -> Self {
+    pub(super) fn new(budget: Budget, gauges: Arc<PartitionGauges>) -> Self {
         Self {
             states: HashMap::new(),
             budget,
             bytes: 0,
             memory_full: false,
-            paused_gauge: metrics::gauge!("partitions_paused"),
-            bytes_gauge: metrics::gauge!("buffered_message_bytes"),
+            paused_gauge: meters::partitions_paused(),
+            bytes_gauge: meters::buffered_message_bytes(),
+            gauges,
         }
     }
 
@@ -194,6 +209,7 @@ impl<M> Partitions<M> {
             control.pause(&partition);
             state.paused = Reason::Memory.bit();
         }
+        self.gauges.assigned(&partition);
         self.states.insert(partition, state);
         self.count();
     }
@@ -206,6 +222,7 @@ impl<M> Partitions<M> {
         control: &impl Control,
     ) -> Option<PartitionState<M>> {
         let state = self.states.remove(partition)?;
+        self.gauges.revoked(partition);
         if state.paused != 0 {
             control.resume(partition);
         }
@@ -259,6 +276,26 @@ impl<M> Partitions<M> {
         true
     }
 
+    /// The message at `offset`, just [`Self::arrived`], has Kafka timestamp
+    /// `timestamp_ms` and was consumed `at`: what its partition's lag in seconds and the
+    /// oldest in-flight age are measured from until it is done.
+    pub(super) fn note_arrival(
+        &mut self,
+        partition: &PartitionId,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        at: Instant,
+    ) {
+        let Some(state) = self.states.get_mut(partition) else {
+            return;
+        };
+        let was_empty = state.undone.is_empty();
+        state.undone.insert(offset, (timestamp_ms, at));
+        if was_empty {
+            self.gauges.oldest(partition, Some((timestamp_ms, at)));
+        }
+    }
+
     /// A message of `bytes` bytes at `offset`, consumed under lease `epoch`, is done (all
     /// it publishes acknowledged). Returns the partition's new committable position when
     /// it moved; nothing when the partition was handed over since (another lease).
@@ -278,6 +315,17 @@ impl<M> Partitions<M> {
             .filter(|state| state.epoch == epoch)?;
         state.busy = state.busy.saturating_sub(1);
         let position = state.offsets.completed(offset);
+        if state
+            .undone
+            .first_key_value()
+            .is_some_and(|(o, _)| *o == offset)
+        {
+            state.undone.remove(&offset);
+            let oldest = state.undone.first_key_value().map(|(_, v)| *v);
+            self.gauges.oldest(partition, oldest);
+        } else {
+            state.undone.remove(&offset);
+        }
         state.bytes = state.bytes.saturating_sub(bytes);
         self.bytes = self.bytes.saturating_sub(bytes);
         let (outstanding, buffered) = (state.offsets.outstanding(), state.bytes);
@@ -351,8 +399,7 @@ impl<M> Partitions<M> {
             control.pause(partition);
         }
         state.paused |= reason.bit();
-        metrics::counter!("partition_pauses_total", "topic" => partition.0.clone(), "reason" => reason.as_str())
-            .increment(1);
+        meters::partition_pauses(partition.0.clone(), reason.as_str()).increment(1);
         self.count();
         true
     }
@@ -415,11 +462,14 @@ mod tests {
     }
 
     fn partitions(messages: usize, bytes: usize, total_bytes: usize) -> Partitions<()> {
-        Partitions::new(Budget {
-            messages,
-            bytes,
-            total_bytes,
-        })
+        Partitions::new(
+            Budget {
+                messages,
+                bytes,
+                total_bytes,
+            },
+            Arc::default(),
+        )
     }
 
     #[test]
@@ -542,6 +592,38 @@ mod tests {
         let consumer = Consumer::default();
         let mut held = partitions(1, 1, 1);
         assert!(!held.arrived(&p(7), 0, 100, &consumer));
+    }
+
+    #[test]
+    fn a_partitions_lag_series_follow_its_assignment_and_its_oldest_message() {
+        let gauges = Arc::new(PartitionGauges::default());
+        let mut held: Partitions<()> = Partitions::new(
+            Budget {
+                messages: 10,
+                bytes: 1_000,
+                total_bytes: 10_000,
+            },
+            gauges.clone(),
+        );
+        let consumer = Consumer::default();
+        held.assign(p(0), 1, &consumer);
+        held.assign(p(1), 2, &consumer);
+        let at = Instant::now();
+        let long_ago = Some(1_000); // one second after the epoch: decades old
+        held.arrived(&p(0), 5, 10, &consumer);
+        held.note_arrival(&p(0), 5, long_ago, at);
+        held.arrived(&p(0), 6, 10, &consumer);
+        held.note_arrival(&p(0), 6, None, at);
+        let lag0 = |g: &PartitionGauges| g.lags().into_iter().find(|l| l.partition == p(0));
+        assert!(lag0(&gauges).is_some_and(|l| l.seconds > 1_000_000.0));
+        // The oldest done: the next one (no timestamp) is the oldest, of unknown age.
+        held.done(&p(0), 1, 5, 10, &consumer);
+        assert_eq!(lag0(&gauges).map(|l| l.seconds), Some(0.0));
+        assert!(gauges.oldest_in_flight() >= 0.0);
+        held.done(&p(0), 1, 6, 10, &consumer);
+        assert_eq!(gauges.oldest_in_flight(), 0.0);
+        held.hand_over(&p(1), &consumer);
+        assert_eq!(gauges.partitions(), vec![p(0)]);
         assert_eq!(held.bytes(), 0);
         assert_eq!(consumer.take(), []);
         assert!(held.hand_over(&p(7), &consumer).is_none());

@@ -86,16 +86,14 @@ impl<T: Translator + 'static> Worker<'_, T> {
     pub(super) fn hand_over(&mut self, revocation: Revocation) {
         let mut fenced = 0;
         for partition in &revocation.partitions {
-            metrics::counter!("partitions_revoked_total", "topic" => partition.0.clone())
-                .increment(1);
+            crate::meters::partitions_revoked(partition.0.clone()).increment(1);
             self.held.end(std::slice::from_ref(partition));
             self.scheduler.forget_partition(partition);
             if let Some(state) = self.partitions.hand_over(partition, self.consumer) {
                 fenced += state.busy;
             }
         }
-        metrics::histogram!("revocation_drain_seconds")
-            .record(revocation.started.elapsed().as_secs_f64());
+        crate::meters::revocation_drain().record(revocation.started.elapsed().as_secs_f64());
         info!(
             partitions = ?revocation.partitions, fenced,
             elapsed_ms = revocation.started.elapsed().as_millis() as u64,

@@ -19,6 +19,7 @@ use crate::intent::intent_name;
 use crate::kafka::changelog;
 use crate::kafka::publisher::{PublishError, Sends};
 use crate::message::SourceRef;
+use crate::meters;
 use crate::outcome::{ErrorCode, Failure, IntentRef, Original, OutcomeEvent, Stage};
 use crate::pipeline::Received;
 use crate::translate::Translator;
@@ -36,11 +37,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let changelog = self.changelog_of(&source.topic);
         let now = dedup::now_secs();
         let store = self.store(&source.topic, source.partition).await?;
-        let labels = || [("topic", source.topic.clone())];
 
         let started = match store.check(&key, source.offset, received.fingerprint, now) {
             Check::Duplicate(original) => {
-                metrics::counter!("dedup_hits_total", &labels()).increment(1);
+                meters::dedup_hits(source.topic.clone()).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
                 let mut event = OutcomeEvent::new(&received.key, Stage::Duplicate, &source);
                 event.message_type = received.request.as_ref().ok().map(|r| r.message_type());
@@ -68,7 +68,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 None
             }
             Check::Conflict(claimant) => {
-                metrics::counter!("dedup_conflicts_total", &labels()).increment(1);
+                meters::dedup_conflicts(source.topic.clone()).increment(1);
                 let (terminal, dead_lettered) = conflict(received, &claimant);
                 log_terminal(&key, &source, &terminal);
                 if let Some(failure) = &terminal.error {
@@ -95,13 +95,13 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 // Completed before a crash or rebalance, offset not committed: its events
                 // and its dead letter may never have gone out. Send them again (same event
                 // ids; the dead letter names its `dead_lettered` event's id).
-                metrics::counter!("dedup_redeliveries_total", &labels()).increment(1);
+                meters::dedup_redeliveries(source.topic.clone()).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
                 let events = republished(&received.key, &source, &original, namespace.as_deref());
                 let dead_lettered = events.iter().find(|e| e.stage == Stage::DeadLettered);
                 if let Some(dead_lettered) = dead_lettered {
                     if let Some(failure) = &dead_lettered.error {
-                        metrics::counter!("dead_letters_resent_total", &labels()).increment(1);
+                        meters::dead_letters_resent(source.topic.clone()).increment(1);
                         self.publisher
                             .dead_letter(
                                 &admitted.sends,
@@ -120,12 +120,12 @@ impl<T: Translator + 'static> Worker<'_, T> {
             }
             check @ (Check::New | Check::TakeOver(_) | Check::Retry(_)) => {
                 if let Check::TakeOver(attempt) = check {
-                    metrics::counter!("dedup_takeovers_total", &labels()).increment(1);
+                    meters::dedup_takeovers(source.topic.clone()).increment(1);
                     info!(key = %key, started = attempt.since, offset = attempt.offset, "taking over an attempt that never finished");
                 }
                 if let Check::Retry(failed) = check {
                     // A `failed` key sent again: processed anew, as a new processing.
-                    metrics::counter!("dedup_retries_total", &labels()).increment(1);
+                    meters::dedup_retries(source.topic.clone()).increment(1);
                     info!(key = %key, failed_offset = failed.offset, "processing again a key whose last processing failed");
                 }
                 let started = Entry {
@@ -255,10 +255,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
         restored: changelog::Restored,
     ) -> anyhow::Result<()> {
         let (dropped, expired) = store.trim(dedup::now_secs());
-        let labels = [("topic", topic.to_string())];
-        metrics::counter!("dedup_restored_entries_total", &labels).increment(store.len() as u64);
-        metrics::histogram!("dedup_restore_duration_seconds", &labels)
-            .record(restored.elapsed.as_secs_f64());
+        meters::dedup_restored_entries(topic.to_string()).increment(store.len() as u64);
+        meters::dedup_restore_duration(topic.to_string()).record(restored.elapsed.as_secs_f64());
         info!(
             topic,
             partition,
@@ -299,8 +297,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
         if keys.is_empty() {
             return Ok(());
         }
-        metrics::counter!("dedup_evictions_total", "topic" => input.topic.clone(), "reason" => reason)
-            .increment(keys.len() as u64);
+        meters::dedup_evictions(input.topic.clone(), reason).increment(keys.len() as u64);
         info!(topic = %input.topic, partition = input.partition, evicted = keys.len(), reason, "dedup entries evicted");
         let changelog = self.changelog_of(&input.topic);
         for key in keys {

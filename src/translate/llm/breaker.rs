@@ -15,7 +15,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use metrics::{gauge, Gauge};
+use metrics::Gauge;
+
+use crate::meters;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -56,7 +58,7 @@ pub struct Pass<'a> {
 
 impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration, model: &str) -> Self {
-        let gauge = gauge!("llm_circuit_breaker_state", "model" => model.to_string());
+        let gauge = meters::llm_circuit_breaker_state(model.to_string());
         let state = State::Closed { failures: 0 };
         gauge.set(state.gauge_value());
         Self {

@@ -14,7 +14,9 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use lru::LruCache;
-use metrics::{counter, Counter};
+use metrics::Counter;
+
+use crate::meters;
 use sha2::{Digest, Sha256};
 
 use crate::intent::NetworkIntentSpec;
@@ -56,8 +58,8 @@ impl AnswerCache {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
             entries: Mutex::new(LruCache::new(capacity)),
-            hits: counter!("llm_cache_hits_total"),
-            misses: counter!("llm_cache_misses_total"),
+            hits: meters::llm_cache_hits(),
+            misses: meters::llm_cache_misses(),
         }
     }
 

@@ -24,9 +24,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::meters;
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
-use metrics::{counter, histogram};
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -309,10 +309,8 @@ impl ChatClient {
             Err(_) => Err(Failed::Retry(self.no_answer(), None)),
         };
         let status = if result.is_ok() { "success" } else { "error" };
-        counter!("llm_api_calls_total", "status" => status, "model" => self.model.clone())
-            .increment(1);
-        histogram!("llm_api_call_duration_seconds", "model" => self.model.clone())
-            .record(started.elapsed().as_secs_f64());
+        meters::llm_api_calls(status, self.model.clone()).increment(1);
+        meters::llm_api_call_duration(self.model.clone()).record(started.elapsed().as_secs_f64());
         result
     }
 
@@ -390,8 +388,7 @@ impl ChatClient {
                 ("completion", usage.completion_tokens),
             ] {
                 if let Some(tokens) = tokens {
-                    counter!("llm_tokens_total", "kind" => kind, "model" => self.model.clone())
-                        .increment(tokens);
+                    meters::llm_tokens(kind, self.model.clone()).increment(tokens);
                 }
             }
         }

@@ -28,7 +28,7 @@
 
 use std::time::Instant;
 
-use metrics::counter;
+use crate::meters;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
@@ -115,7 +115,7 @@ impl LlmTranslator {
             Ok(stated) => stated,
             Err(refusal) => {
                 let model = self.client.model().to_string();
-                counter!("llm_screened_total", "model" => model).increment(1);
+                meters::llm_screened(model).increment(1);
                 return Translation::rules(Err(refusal));
             }
         };
@@ -198,8 +198,7 @@ impl LlmTranslator {
             Err(Rejection::Refused(why)) => return Err(Miss::Refused(why)),
             Err(Rejection::Invalid(problem)) => problem,
         };
-        counter!("llm_invalid_answers_total", "model" => self.client.model().to_string())
-            .increment(1);
+        meters::llm_invalid_answers(self.client.model().to_string()).increment(1);
         // Its own answer, as context for the correction (bounded: it may be huge).
         messages.push(Message::assistant(
             first.chars().take(4096).collect::<String>(),
@@ -212,8 +211,7 @@ impl LlmTranslator {
         answer::read(&second, service, stated, &self.limits).map_err(|rejection| match rejection {
             Rejection::Refused(why) => Miss::Refused(why),
             Rejection::Invalid(second_problem) => {
-                counter!("llm_invalid_answers_total", "model" => self.client.model().to_string())
-                    .increment(1);
+                meters::llm_invalid_answers(self.client.model().to_string()).increment(1);
                 Miss::Invalid(second_problem)
             }
         })
@@ -234,7 +232,7 @@ impl LlmTranslator {
     /// The rules' translation, refused with both reasons if the rules cannot either.
     fn fall_back(&self, request: &Request, reason: &'static str, why: &str) -> Translation {
         let model = self.client.model().to_string();
-        counter!("llm_fallbacks_total", "reason" => reason, "model" => model).increment(1);
+        meters::llm_fallbacks(reason, model).increment(1);
         Translation::rules(
             self.rules
                 .translate_sync(request)

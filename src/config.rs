@@ -174,7 +174,7 @@ pub struct Config {
 #[derive(Debug, Clone, Args)]
 pub struct KubeArgs {
     /// Creates an intent's namespace when it does not exist (needs the RBAC of
-    /// deploy/rbac-create-namespaces); false: such an intent fails with
+    /// deploy/components/create-namespaces); false: such an intent fails with
     /// `namespace_not_found`.
     #[arg(
         long,

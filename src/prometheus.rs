@@ -99,7 +99,7 @@ mod tests {
         for status in meters::STATUSES {
             assert!(
                 has(&format!(
-                    "networkintent_processed_total{{status=\"{status}\"}}"
+                    "networkintent_processed_total{{topic=\"service-requests\",status=\"{status}\"}}"
                 )),
                 "{status}:\n{page}"
             );

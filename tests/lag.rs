@@ -103,15 +103,14 @@ fn parse(page: &str, name: &str) -> Series {
 
 /// Before anything is done, the page of a fresh worker already has the series
 /// dashboards and alerts use, at 0, and every series has its HELP and TYPE.
-fn first_scrape_has_every_known_series_with_help(page: &str) {
+fn first_scrape_has_every_known_series_with_help(page: &str, topics: &TestTopics) {
     let zero = |series: &str| page.lines().any(|l| l == format!("{series} 0"));
-    for status in ["success", "duplicate", "rejected", "failed"] {
-        assert!(
-            zero(&format!(
-                "networkintent_processed_total{{status=\"{status}\"}}"
-            )),
-            "{page}"
-        );
+    for topic in topics.inputs() {
+        for status in ["success", "duplicate", "rejected", "failed"] {
+            let series =
+                format!("networkintent_processed_total{{topic=\"{topic}\",status=\"{status}\"}}");
+            assert!(zero(&series), "{series}:\n{page}");
+        }
     }
     for code in ErrorCode::ALL {
         let series = format!("networkintent_failed_total{{code=\"{}\"}}", code.as_str());
@@ -194,7 +193,7 @@ async fn lag_counts_what_is_not_done_per_partition_held_and_follows_the_partitio
             |s| s.len() == 4 && s.values().sum::<f64>() == N as f64,
         )
         .await;
-    first_scrape_has_every_known_series_with_help(&page.scrape().await);
+    first_scrape_has_every_known_series_with_help(&page.scrape().await, &topics);
     let behind: f64 = all
         .iter()
         .filter(|((topic, _), _)| *topic == topics.service_requests)

@@ -15,7 +15,7 @@
 //! it at revocation.
 //!
 //! Metric names are the integration guide's where it names them
-//! (`networkintent_processed_total{status}`, `networkintent_processing_duration_seconds`,
+//! (`networkintent_processed_total{topic,status}`, `networkintent_processing_duration_seconds`,
 //! `networkintent_failed_total{code}`, `llm_api_calls_total{status,model}`).
 
 pub mod partitions;
@@ -52,7 +52,7 @@ pub type Meta = (&'static str, &'static [&'static str], &'static str);
 
 /// Every counter: name, labels, help.
 const COUNTERS: &[Meta] = &[
-    (PROCESSED, &["status"], "Messages done (every send acknowledged), by terminal status: success, duplicate, rejected, failed."),
+    (PROCESSED, &["topic", "status"], "Messages done (every send acknowledged), by input topic and terminal status: success, duplicate, rejected, failed."),
     (FAILED, &["code"], "Messages rejected or failed, by error code."),
     (POLICY_DENIALS, &["rule"], "Translated intents denied by the policy, by the rule they broke."),
     (DEDUP_HITS, &["topic"], "Messages answered as duplicates of a completed idempotency key."),
@@ -247,8 +247,10 @@ pub fn describe() {
 /// is configured. Series whose labels come with events (a policy rule, a component)
 /// appear with their first event.
 pub fn register_known(topics: &[String], model: Option<&str>) {
-    for status in STATUSES {
-        processed(status).increment(0);
+    for topic in topics {
+        for status in STATUSES {
+            processed(topic, status).increment(0);
+        }
     }
     let _ = processing_duration();
     for code in ErrorCode::ALL {
@@ -313,9 +315,10 @@ pub fn register_known(topics: &[String], model: Option<&str>) {
 
 // The guide's metrics.
 
-/// `networkintent_processed_total{status}`; `status` is one of [`STATUSES`].
-pub fn processed(status: &'static str) -> Counter {
-    counter!(PROCESSED, "status" => status)
+/// `networkintent_processed_total{topic,status}`; `status` is one of [`STATUSES`]. The
+/// guide's queries sum over `topic`.
+pub fn processed(topic: &str, status: &'static str) -> Counter {
+    counter!(PROCESSED, "topic" => topic.to_string(), "status" => status)
 }
 
 pub fn failed(code: ErrorCode) -> Counter {

@@ -187,7 +187,7 @@ pub async fn run<T: Translator + 'static>(
         translations: FuturesUnordered::new(),
         acknowledged,
         sealed: 0,
-        meters: Meters::new(),
+        meters: Meters::new(&config.topics.topics),
     };
     let result = consume_until(&mut worker, &mut events, shutdown).await;
     health.stopping();
@@ -363,21 +363,28 @@ struct Meters {
     in_flight: metrics::Gauge,
     until_enqueued: metrics::Histogram,
     until_acknowledged: metrics::Histogram,
-    /// `networkintent_processed_total` by status: success, duplicate, rejected, failed.
-    processed: [metrics::Counter; 4],
+    /// `networkintent_processed_total` by input topic, then by status: success,
+    /// duplicate, rejected, failed.
+    processed: HashMap<String, [metrics::Counter; 4]>,
     processing: metrics::Histogram,
 }
 
 impl Meters {
-    fn new() -> Self {
+    fn new(topics: &[String]) -> Self {
         let overhead = |until: &'static str| meters::message_overhead(until);
-        let processed = |status: &'static str| meters::processed(status);
+        let processed = topics
+            .iter()
+            .map(|topic| {
+                let counters = meters::STATUSES.map(|status| meters::processed(topic, status));
+                (topic.clone(), counters)
+            })
+            .collect();
         Self {
             waiting: meters::messages_waiting(),
             in_flight: meters::messages_in_flight(),
             until_enqueued: overhead("enqueued"),
             until_acknowledged: overhead("acknowledged"),
-            processed: meters::STATUSES.map(processed),
+            processed,
             processing: meters::processing_duration(),
         }
     }
@@ -385,7 +392,7 @@ impl Meters {
     /// A message is done (all its sends acknowledged), `took` after it was consumed: the
     /// integration guide's metrics. A rejection or failure also counts in
     /// `networkintent_failed_total{code}`.
-    fn processed(&self, stage: Stage, code: Option<ErrorCode>, took: Duration) {
+    fn processed(&self, topic: &str, stage: Stage, code: Option<ErrorCode>, took: Duration) {
         let status = match stage {
             Stage::Applied | Stage::Deployed => 0,
             Stage::Duplicate => 1,
@@ -393,7 +400,10 @@ impl Meters {
             Stage::Failed => 3,
             Stage::Received | Stage::Translated => return,
         };
-        self.processed[status].increment(1);
+        match self.processed.get(topic) {
+            Some(counters) => counters[status].increment(1),
+            None => meters::processed(topic, meters::STATUSES[status]).increment(1),
+        }
         self.processing.record(took.as_secs_f64());
         if let Some(code) = code {
             meters::failed(code).increment(1);
@@ -763,7 +773,8 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 .until_acknowledged
                 .record(sent.at.elapsed().saturating_sub(took).as_secs_f64());
             if let Some(&(stage, code)) = sent.terminal.get() {
-                self.meters.processed(stage, code, sent.at.elapsed());
+                self.meters
+                    .processed(&source.topic, stage, code, sent.at.elapsed());
             }
             let done = self.partitions.done(
                 &partition,

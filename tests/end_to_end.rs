@@ -122,6 +122,41 @@ async fn a_request_and_an_event_are_applied_with_their_outcomes() {
         &nephoran_kafka_consumer::intent::intent_name("ev-1"),
     );
     assert_eq!(smf.spec.scaling.and_then(|s| s.scale_by), Some(1));
+
+    // Every outcome record carries CloudEvents binary-mode headers naming the event.
+    let reader = TopicReader::new_on(&topics.brokers, &topics.outcomes, topics.partitions);
+    for _ in 0..outcomes.in_order.len() {
+        let record = reader
+            .next(common::PATIENCE)
+            .await
+            .expect("the outcome records read before");
+        let event: nephoran_kafka_consumer::outcome::OutcomeEvent =
+            serde_json::from_slice(record.payload().expect("payload")).expect("outcome JSON");
+        let expected = [
+            ("content-type", "application/json".to_string()),
+            ("ce_specversion", "1.0".to_string()),
+            ("ce_id", event.event_id.clone()),
+            (
+                "ce_source",
+                format!(
+                    "/nephoran-kafka-consumer/{}/{}",
+                    event.source.topic, event.source.partition
+                ),
+            ),
+            (
+                "ce_type",
+                format!("com.nephoran.intent.{}", event.stage.as_str()),
+            ),
+            ("ce_time", event.occurred_at.clone()),
+        ];
+        for (name, value) in expected {
+            assert_eq!(
+                header(&record, name).as_deref(),
+                Some(value.as_str()),
+                "{name} of {event:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod budgets;
 pub mod changelog;
+pub mod cloudevents;
 pub mod consumer;
 pub mod headers;
 pub mod lag;

@@ -355,7 +355,8 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         Ok(())
     }
 
-    /// Enqueues an outcome event, keyed by its idempotency key.
+    /// Enqueues an outcome event, keyed by its idempotency key, with its CloudEvents
+    /// headers ([`super::cloudevents`]).
     pub async fn outcome(
         &self,
         sends: &Arc<Sends<M>>,
@@ -363,10 +364,7 @@ impl<M: Send + Sync + 'static> Publisher<M> {
     ) -> Result<(), PublishError> {
         // Plain structs with string keys: serialisation cannot fail.
         let payload = serde_json::to_vec(event).expect("outcome events serialise to JSON");
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "content-type",
-            value: Some("application/json"),
-        });
+        let headers = owned_headers(&super::cloudevents::headers(event));
         let record = BaseRecord::with_opaque_to(&self.outcomes_topic, ticket(sends))
             .key(event.idempotency_key.as_bytes())
             .payload(&payload)

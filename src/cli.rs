@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -17,6 +17,7 @@ use crate::health::Health;
 use crate::intent::NetworkIntent;
 use crate::kafka::admin;
 use crate::kafka::tools::{OutcomeReader, Read, Start};
+use crate::outcome::Stage;
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyArgs;
 use crate::request::{NetworkEvent, Request, ServiceRequest};
@@ -99,22 +100,49 @@ pub struct Outcomes {
     /// Topic the lifecycle events are read from.
     #[arg(long, env = "OUTCOMES_TOPIC", default_value = "intent-outcomes")]
     pub outcomes_topic: String,
-    /// Only these idempotency keys (comma-separated); exit once each has a terminal stage.
+    /// Only these idempotency keys (comma-separated); read from the beginning and exit
+    /// once each has a terminal stage.
     #[arg(long, value_delimiter = ',')]
     pub keys: Vec<String>,
     /// Give up waiting for --keys after this long (exit code 1).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Print the events as JSON lines instead of a summary per line.
+    /// Only events of this exact idempotency key (repeatable); keeps following.
+    #[arg(long)]
+    pub key: Vec<String>,
+    /// Only events of these lifecycle stages (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_stage)]
+    pub stage: Vec<Stage>,
+    /// Print the events as published, one JSON object per line, instead of a summary.
     #[arg(long)]
     pub json: bool,
-    /// Only events that occurred at or after this time (RFC 3339, e.g. 2026-11-26T10:00:00Z).
-    #[arg(long, value_parser = parse_time)]
-    pub since: Option<std::time::SystemTime>,
+    /// Only events that occurred at or after this time: a duration back from now
+    /// (`15m`) or RFC 3339 (`2026-11-26T10:00:00Z`). Reading starts near that time.
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<SystemTime>,
+    /// Read the topic from its first record (else only events published from now on).
+    #[arg(long)]
+    pub from_beginning: bool,
 }
 
-fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
-    humantime::parse_rfc3339_weak(s).map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+fn parse_stage(s: &str) -> Result<Stage, String> {
+    Stage::ALL
+        .into_iter()
+        .find(|stage| stage.as_str() == s)
+        .ok_or_else(|| {
+            let known: Vec<_> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown stage {s:?} (one of {})", known.join(", "))
+        })
+}
+
+fn parse_since(s: &str) -> Result<SystemTime, String> {
+    if let Ok(ago) = parse_duration(s) {
+        return SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{s:?} reaches back before the clock's epoch"));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?} is neither a duration (15m) nor an RFC 3339 time: {e}"))
 }
 
 /// Runs the parsed command line; the exit code is the command's.
@@ -247,11 +275,14 @@ async fn create_topics(args: CreateTopics) -> anyhow::Result<()> {
 }
 
 async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
-    let reader = OutcomeReader::new(
-        &args.kafka.properties()?,
-        &args.outcomes_topic,
-        Start::Beginning,
-    )?;
+    // --keys waits for requests that may be done already: it reads from the beginning.
+    let start = match args.since {
+        Some(since) => Start::Since(since),
+        None if args.from_beginning || !args.keys.is_empty() => Start::Beginning,
+        None => Start::Now,
+    };
+    let reader = OutcomeReader::new(&args.kafka.properties()?, &args.outcomes_topic, start)?;
+    eprintln!("following {}", crate::show::escaped(&args.outcomes_topic));
     let wanted: BTreeSet<&str> = args.keys.iter().map(String::as_str).collect();
     let mut finished: BTreeSet<String> = BTreeSet::new();
     let deadline = Instant::now() + args.timeout;
@@ -283,6 +314,12 @@ async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
             }
         };
         if !wanted.is_empty() && !wanted.contains(event.idempotency_key.as_str()) {
+            continue;
+        }
+        if !args.key.is_empty() && !args.key.contains(&event.idempotency_key) {
+            continue;
+        }
+        if !args.stage.is_empty() && !args.stage.contains(&event.stage) {
             continue;
         }
         if let Some(since) = args.since {

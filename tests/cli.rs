@@ -942,3 +942,160 @@ async fn submit_wait_for_deployed_finds_the_deployment_of_the_request_it_duplica
 fn text_of_output(output: &Output) -> String {
     format!("{}{}", text(&output.stdout), text(&output.stderr))
 }
+
+/// `outcomes` with the outcomes topic of `topics`, killed when dropped.
+fn outcomes(topics: &TestTopics) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(binary());
+    command
+        .args(["outcomes", "--outcomes-topic", &topics.outcomes])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Publishes a bare event of `key` at `stage` to the outcomes topic of `topics`.
+async fn publish_outcome(topics: &TestTopics, key: &str, stage: &str) {
+    use nephoran_kafka_consumer::decode::{IdempotencyKey, KeySource};
+    use nephoran_kafka_consumer::outcome::{OutcomeEvent, Stage};
+    let stage = Stage::ALL
+        .into_iter()
+        .find(|s| s.as_str() == stage)
+        .unwrap();
+    let id = IdempotencyKey {
+        value: key.to_string(),
+        source: KeySource::Header,
+    };
+    let source = nephoran_kafka_consumer::message::SourceRef {
+        topic: "requests".into(),
+        partition: 0,
+        offset: 7,
+    };
+    let payload = serde_json::to_vec(&OutcomeEvent::new(&id, stage, &source)).unwrap();
+    common::produce(
+        &common::producer(),
+        &topics.outcomes,
+        Some(key),
+        &payload,
+        &[],
+    )
+    .await;
+}
+
+/// Lines of `stdout` up to and including the first that holds `last`.
+async fn lines_until(
+    stdout: &mut tokio::io::BufReader<tokio::process::ChildStdout>,
+    last: &str,
+) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let read = tokio::time::timeout(common::PATIENCE, stdout.read_line(&mut line))
+            .await
+            .unwrap_or_else(|_| panic!("no line with {last:?} after {lines:?}"))
+            .unwrap();
+        assert!(read > 0, "the command ended before {last:?}: {lines:?}");
+        let done = line.contains(last);
+        lines.push(line.trim_end().to_string());
+        if done {
+            return lines;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outcomes_filters_by_key_and_stage_and_prints_json_lines() {
+    let topics = TestTopics::create("cli-outcomes-filter", 1).await;
+    // All before the command starts: only --from-beginning sees them.
+    for (key, stage) in [
+        ("f-1", "received"),
+        ("f-2", "applied"),
+        ("f-1", "translated"),
+        ("f-1", "applied"),
+        ("f-2", "deployed"),
+        ("f-1", "deployed"),
+    ] {
+        publish_outcome(&topics, key, stage).await;
+    }
+    let mut child = outcomes(&topics)
+        .args(["--from-beginning", "--key", "f-1", "--json"])
+        .args(["--stage", "applied,deployed"])
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    // One partition: anything the filters let through comes before the last event.
+    let lines = lines_until(&mut stdout, "deployed").await;
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["idempotency_key"].as_str().unwrap(),
+                e["stage"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("f-1", "applied"), ("f-1", "deployed")]);
+    assert!(
+        events.iter().all(|e| e["event_id"].is_string()),
+        "{lines:?}"
+    );
+    child.kill().await.unwrap();
+
+    // --since, as a duration or a time, starts where those events were written.
+    for since in ["10m", "2000-01-01T00:00:00Z"] {
+        let mut child = outcomes(&topics)
+            .args(["--since", since, "--key", "f-2"])
+            .spawn()
+            .unwrap();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let lines = lines_until(&mut stdout, "deployed").await;
+        assert_eq!(lines.len(), 2, "{since}: {lines:?}");
+        assert!(lines[0].starts_with("applied") && lines[0].contains("f-2"));
+        child.kill().await.unwrap();
+    }
+
+    // Without --from-beginning: only what is published after the command started.
+    let mut child = outcomes(&topics)
+        .args(["--stage", "applied"])
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut started = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut started)
+        .await
+        .unwrap();
+    assert!(started.starts_with("following "), "{started:?}");
+    publish_outcome(&topics, "f-3", "applied").await;
+    let lines = lines_until(&mut stdout, "f-3").await;
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("applied") && last.contains("f-3"),
+        "{last}"
+    );
+    child.kill().await.unwrap();
+}
+
+#[test]
+fn outcomes_refuses_an_unknown_stage_naming_it() {
+    let output = binary()
+        .args(["outcomes", "--stage", "applied,shipped"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("unknown stage \"shipped\""), "{stderr}");
+    assert!(stderr.contains("dead_lettered"), "{stderr}");
+
+    let output = binary()
+        .args(["outcomes", "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("\"yesterday\""));
+}

@@ -3,7 +3,7 @@
 //! from where it ended before a request was produced (`submit --wait`).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -85,6 +85,9 @@ pub enum Start {
     /// end too low (the development broker does, after batched writes) only makes the
     /// reader see some older records again: callers filter what they read.
     Now,
+    /// Each partition's first record written at or after this time (by the record's
+    /// timestamp, found with `offsets_for_times`), or its end when there is none.
+    Since(SystemTime),
 }
 
 impl OutcomeReader {
@@ -113,6 +116,7 @@ impl OutcomeReader {
             for partition in t.partitions() {
                 let offset = match start {
                     Start::Beginning => Offset::Beginning,
+                    Start::Since(since) => offset_at(&consumer, t.name(), partition.id(), since)?,
                     Start::Now => {
                         let (_, high) = consumer
                             .fetch_watermarks(t.name(), partition.id(), METADATA_TIMEOUT)
@@ -162,6 +166,35 @@ impl OutcomeReader {
             },
             Err(_) => Read::Undecodable(at),
         })
+    }
+}
+
+/// The offset of the first record of `topic[partition]` written at or after `since`; the
+/// partition's end when none is, its beginning when `since` is before the epoch.
+fn offset_at(
+    consumer: &StreamConsumer,
+    topic: &str,
+    partition: i32,
+    since: SystemTime,
+) -> anyhow::Result<Offset> {
+    let Ok(millis) = since.duration_since(SystemTime::UNIX_EPOCH) else {
+        return Ok(Offset::Beginning);
+    };
+    let millis = i64::try_from(millis.as_millis()).unwrap_or(i64::MAX);
+    let mut query = TopicPartitionList::new();
+    query.add_partition_offset(topic, partition, Offset::Offset(millis))?;
+    let found = consumer
+        .offsets_for_times(query, METADATA_TIMEOUT)
+        .with_context(|| format!("cannot look up the offset of a time in {topic}[{partition}]"))?;
+    match found.find_partition(topic, partition).map(|p| p.offset()) {
+        Some(Offset::Offset(offset)) if offset >= 0 => Ok(Offset::Offset(offset)),
+        // No record that new: start at the end as it is now.
+        _ => {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                .with_context(|| format!("cannot read the end of {topic}[{partition}]"))?;
+            Ok(Offset::Offset(high.max(0)))
+        }
     }
 }
 

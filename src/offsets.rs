@@ -8,35 +8,45 @@
 //! themselves rather than counting. One tracker per partition, in the worker's
 //! partition state: a revoked partition's tracker goes with it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
-/// One partition's outstanding offsets and committable position.
-#[derive(Debug, Default)]
-pub struct OffsetTracker {
-    outstanding: BTreeSet<i64>,
+/// One partition's outstanding offsets and committable position, with what the owner
+/// keeps about each outstanding message (`V`: when it arrived, say), so that the oldest
+/// one is known without a second map of the same offsets.
+#[derive(Debug)]
+pub struct OffsetTracker<V = ()> {
+    outstanding: BTreeMap<i64, V>,
     /// One past the highest offset consumed; `None` before the first.
     next: Option<i64>,
     /// The last position handed out for committing.
     committed: i64,
 }
 
-impl OffsetTracker {
+impl<V> Default for OffsetTracker<V> {
+    fn default() -> Self {
+        Self {
+            outstanding: BTreeMap::new(),
+            next: None,
+            committed: 0,
+        }
+    }
+}
+
+impl<V: Default> OffsetTracker<V> {
     /// Records a consumed message as outstanding.
     pub fn arrived(&mut self, offset: i64) {
         let next = *self.next.get_or_insert_with(|| {
             self.committed = offset;
             offset
         });
-        self.outstanding.insert(offset);
+        self.outstanding.insert(offset, V::default());
         self.next = Some(next.max(offset + 1));
     }
 
     /// Records a message as done. Returns the partition's new committable position when it
     /// moved forward (the offset to store: where a new owner starts).
     pub fn completed(&mut self, offset: i64) -> Option<i64> {
-        if !self.outstanding.remove(&offset) {
-            return None;
-        }
+        self.outstanding.remove(&offset)?;
         let watermark = self.watermark();
         (watermark > self.committed).then(|| {
             self.committed = watermark;
@@ -49,10 +59,20 @@ impl OffsetTracker {
         self.outstanding.len()
     }
 
+    /// What is kept about the outstanding message at `offset`, if it is outstanding.
+    pub fn get_mut(&mut self, offset: i64) -> Option<&mut V> {
+        self.outstanding.get_mut(&offset)
+    }
+
+    /// The oldest outstanding message: its offset and what is kept about it.
+    pub fn oldest(&self) -> Option<(i64, &V)> {
+        self.outstanding.first_key_value().map(|(o, v)| (*o, v))
+    }
+
     fn watermark(&self) -> i64 {
         self.outstanding
-            .first()
-            .copied()
+            .first_key_value()
+            .map(|(o, _)| *o)
             .unwrap_or(self.next.unwrap_or(self.committed))
     }
 }
@@ -63,7 +83,7 @@ mod tests {
 
     #[test]
     fn the_watermark_waits_for_the_oldest_outstanding_message() {
-        let mut t = OffsetTracker::default();
+        let mut t = OffsetTracker::<()>::default();
         for o in 10..15 {
             t.arrived(o);
         }
@@ -78,7 +98,7 @@ mod tests {
 
     #[test]
     fn gaps_are_fine() {
-        let mut t = OffsetTracker::default();
+        let mut t = OffsetTracker::<()>::default();
         t.arrived(100);
         t.arrived(105); // 101..=104 compacted away
         assert_eq!(t.completed(100), Some(105));
@@ -87,7 +107,7 @@ mod tests {
 
     #[test]
     fn an_offset_never_consumed_moves_nothing() {
-        let mut t = OffsetTracker::default();
+        let mut t = OffsetTracker::<()>::default();
         assert_eq!(t.completed(5), None);
         t.arrived(5);
         assert_eq!(t.completed(4), None);

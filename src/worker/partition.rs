@@ -22,7 +22,7 @@
 //! `partition_pauses_total{topic,reason}`, `buffered_message_bytes` (bytes of messages
 //! consumed and not done, all partitions), `dedup_entries{topic,partition}`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,8 +97,10 @@ pub(super) struct PartitionState<M> {
     /// The epoch of the lease it was assigned under: an acknowledgement of a message
     /// consumed under another lease is not this assignment's.
     pub epoch: u64,
-    /// Its messages consumed and not yet done, and the position to commit.
-    pub offsets: OffsetTracker,
+    /// Its messages consumed and not yet done, with their arrival once noted
+    /// ([`Partitions::note_arrival`]: Kafka timestamp and when consumed), and the position
+    /// to commit.
+    pub offsets: OffsetTracker<Option<(Option<i64>, Instant)>>,
     /// Bytes of its messages consumed and not yet done.
     pub bytes: usize,
     /// Its messages started and not yet done: what a revocation waits for.
@@ -108,9 +110,6 @@ pub(super) struct PartitionState<M> {
     /// Its dedup state, once restored from the changelog.
     pub dedup: Option<PartitionStore>,
     entries: metrics::Gauge,
-    /// Its messages consumed and not done whose arrival was noted
-    /// ([`Partitions::note_arrival`]), by offset: Kafka timestamp and when consumed.
-    undone: BTreeMap<i64, (Option<i64>, Instant)>,
     /// Idempotency keys being translated, with the messages of the same key (from other
     /// lanes: a different record key) parked until it is done.
     pub translating: HashMap<String, Vec<M>>,
@@ -128,7 +127,6 @@ impl<M> PartitionState<M> {
             paused: 0,
             dedup: None,
             entries: meters::dedup_entries(partition.0.clone(), partition.1),
-            undone: BTreeMap::new(),
             translating: HashMap::new(),
             unparked: Vec::new(),
         }
@@ -289,9 +287,14 @@ impl<M> Partitions<M> {
         let Some(state) = self.states.get_mut(partition) else {
             return;
         };
-        let was_empty = state.undone.is_empty();
-        state.undone.insert(offset, (timestamp_ms, at));
-        if was_empty {
+        if let Some(arrival) = state.offsets.get_mut(offset) {
+            *arrival = Some((timestamp_ms, at));
+        }
+        if state
+            .offsets
+            .oldest()
+            .is_some_and(|(oldest, _)| oldest == offset)
+        {
             self.gauges.oldest(partition, Some((timestamp_ms, at)));
         }
     }
@@ -314,17 +317,11 @@ impl<M> Partitions<M> {
             .get_mut(partition)
             .filter(|state| state.epoch == epoch)?;
         state.busy = state.busy.saturating_sub(1);
+        let was_oldest = state.offsets.oldest().is_some_and(|(o, _)| o == offset);
         let position = state.offsets.completed(offset);
-        if state
-            .undone
-            .first_key_value()
-            .is_some_and(|(o, _)| *o == offset)
-        {
-            state.undone.remove(&offset);
-            let oldest = state.undone.first_key_value().map(|(_, v)| *v);
+        if was_oldest {
+            let oldest = state.offsets.oldest().and_then(|(_, arrival)| *arrival);
             self.gauges.oldest(partition, oldest);
-        } else {
-            state.undone.remove(&offset);
         }
         state.bytes = state.bytes.saturating_sub(bytes);
         self.bytes = self.bytes.saturating_sub(bytes);

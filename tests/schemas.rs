@@ -31,7 +31,7 @@ fn schema_fields<'a>(
     out: &mut Vec<String>,
 ) {
     let schema = match schema {
-        Schema::Ref { name } => match named.get(&name.name) {
+        Schema::Ref { name } => match named.get(name.name()) {
             Some(s) => *s,
             None => return,
         },
@@ -40,7 +40,7 @@ fn schema_fields<'a>(
     let Schema::Record(record) = schema else {
         return;
     };
-    named.insert(record.name.name.clone(), schema);
+    named.insert(record.name.name().to_string(), schema);
     for field in &record.fields {
         let name = format!("{prefix}{}", field.name);
         out.push(name.clone());
@@ -88,8 +88,16 @@ where
         .unwrap()
         .resolve(&schema)
         .unwrap_or_else(|e| panic!("{file}: the type does not fit the schema: {e}"));
-    let bytes = apache_avro::to_avro_datum(&schema, avro).unwrap();
-    let back = apache_avro::from_avro_datum(&schema, &mut bytes.as_slice(), None).unwrap();
+    let bytes = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(avro)
+        .unwrap();
+    let back = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+        .build()
+        .unwrap()
+        .read_value(&mut bytes.as_slice())
+        .unwrap();
     let back: T = apache_avro::from_value(&back).unwrap();
     assert_eq!(&back, value, "{file}: round trip through Avro");
 }
@@ -97,7 +105,7 @@ where
 fn enum_symbols(file: &str, name: &str) -> Vec<String> {
     fn find(schema: &Schema, name: &str) -> Option<Vec<String>> {
         match schema {
-            Schema::Enum(e) if e.name.name == name => Some(e.symbols.clone()),
+            Schema::Enum(e) if e.name.name() == name => Some(e.symbols.clone()),
             Schema::Record(r) => r.fields.iter().find_map(|f| find(&f.schema, name)),
             Schema::Union(u) => u.variants().iter().find_map(|v| find(v, name)),
             _ => None,

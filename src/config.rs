@@ -168,6 +168,77 @@ pub struct Config {
 
     #[command(flatten)]
     pub policy: crate::policy::PolicyArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// How outcome events are written: `json`, or `avro` (the Confluent wire format,
+    /// registered under `<outcomes topic>-value`, when SCHEMA_REGISTRY_URL is set; else
+    /// Avro single-object encoding of schemas/outcome-event.avsc).
+    #[arg(long, env = "OUTCOMES_FORMAT", value_enum, default_value_t = OutcomesFormat::Json)]
+    pub outcomes_format: OutcomesFormat,
+}
+
+/// The encodings of outcome events ([`Config::outcomes_format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutcomesFormat {
+    Json,
+    Avro,
+}
+
+/// A Confluent-compatible schema registry ([`crate::avro::registry`]): where the writer
+/// schemas of Avro records in the Confluent wire format come from, and where the outcome
+/// schema is registered with `OUTCOMES_FORMAT=avro`.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Base URL of the registry (e.g. http://schema-registry:8081). Unset: a record in the
+    /// Confluent wire format is rejected (`unknown_schema_id`), single-object Avro and
+    /// JSON are read as ever.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub schema_registry_url: Option<String>,
+
+    /// File holding `user:password` for HTTP basic authentication to the registry (read
+    /// once at start; surrounding whitespace ignored).
+    #[arg(long, env = "SCHEMA_REGISTRY_BASIC_AUTH_FILE")]
+    pub schema_registry_basic_auth_file: Option<std::path::PathBuf>,
+
+    /// Longest wait for one registry request.
+    #[arg(long, env = "SCHEMA_REGISTRY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub schema_registry_timeout: std::time::Duration,
+
+    /// Writer schemas kept (by id); at the bound the least recently used goes and is
+    /// fetched again when next needed.
+    #[arg(long, env = "SCHEMA_REGISTRY_CACHE_SCHEMAS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub schema_registry_cache_schemas: u32,
+}
+
+impl RegistryArgs {
+    /// The basic-auth user and password from the file, if one is set. The error names the
+    /// file and what is wrong, never the content.
+    pub fn basic_auth(&self) -> Result<Option<(String, Secret)>, ConfigError> {
+        const SETTING: &str = "SCHEMA_REGISTRY_BASIC_AUTH_FILE (--schema-registry-basic-auth-file)";
+        let Some(path) = &self.schema_registry_basic_auth_file else {
+            return Ok(None);
+        };
+        let text = read_secret_file(path).map_err(|problem| config_error(SETTING, problem))?;
+        let Some((user, password)) = text.trim().split_once(':') else {
+            return Err(config_error(
+                SETTING,
+                format!("{} does not hold `user:password`", path.display()),
+            ));
+        };
+        if user.is_empty() || user.chars().any(char::is_control) {
+            return Err(config_error(
+                SETTING,
+                format!(
+                    "{}: the user is empty or holds control characters",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Some((user.to_owned(), Secret::new(password))))
+    }
 }
 
 /// The `kube` sink (`INTENT_SINK=kube`); ignored by the other sinks.

@@ -14,6 +14,7 @@
 //! [`validate`] has checked that the intent is well formed and before anything is applied.
 
 pub mod apply;
+pub mod avro;
 pub mod cli;
 pub mod config;
 pub mod cooldown;

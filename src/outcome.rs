@@ -106,10 +106,17 @@ pub enum ErrorCode {
     /// turned `Failed` (the message is the status message). Not `apply_failed`: the
     /// service did its part; what failed is downstream of it ([`crate::lifecycle`]).
     DeployFailed,
+    /// A Confluent-framed Avro payload names a schema id the registry does not know.
+    UnknownSchemaId,
+    /// A single-object Avro payload's fingerprint is none of the schemas in `schemas/`.
+    UnknownSchemaFingerprint,
+    /// An Avro payload that does not decode with its writer schema: a body cut short, a
+    /// value that breaks the schema, a writer schema that cannot be read as the request.
+    InvalidAvro,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidJson,
         ErrorCode::InvalidSchema,
         ErrorCode::UnknownMessageType,
@@ -123,6 +130,9 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyConflict,
         ErrorCode::NamespaceNotFound,
         ErrorCode::DeployFailed,
+        ErrorCode::UnknownSchemaId,
+        ErrorCode::UnknownSchemaFingerprint,
+        ErrorCode::InvalidAvro,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +150,9 @@ impl ErrorCode {
             ErrorCode::IdempotencyKeyConflict => "idempotency_key_conflict",
             ErrorCode::NamespaceNotFound => "namespace_not_found",
             ErrorCode::DeployFailed => "deploy_failed",
+            ErrorCode::UnknownSchemaId => "unknown_schema_id",
+            ErrorCode::UnknownSchemaFingerprint => "unknown_schema_fingerprint",
+            ErrorCode::InvalidAvro => "invalid_avro",
         }
     }
 }

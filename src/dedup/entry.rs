@@ -177,7 +177,7 @@ const STAGES: [(Stage, u8); 5] = [
     // A closed-loop event folded into an earlier scale-out ([`crate::cooldown`]).
     (Stage::Duplicate, 5),
 ];
-const ERRORS: [(ErrorCode, u8); 13] = [
+const ERRORS: [(ErrorCode, u8); 16] = [
     (ErrorCode::InvalidJson, 1),
     (ErrorCode::InvalidSchema, 2),
     (ErrorCode::UnknownMessageType, 3),
@@ -191,6 +191,9 @@ const ERRORS: [(ErrorCode, u8); 13] = [
     (ErrorCode::IdempotencyKeyConflict, 11),
     (ErrorCode::NamespaceNotFound, 12),
     (ErrorCode::DeployFailed, 13),
+    (ErrorCode::UnknownSchemaId, 14),
+    (ErrorCode::UnknownSchemaFingerprint, 15),
+    (ErrorCode::InvalidAvro, 16),
 ];
 
 fn stage_code(stage: Stage) -> u8 {

@@ -13,7 +13,6 @@
 //! not do is in docs/testing.md.
 
 mod fields;
-mod listener;
 mod selector;
 mod watch;
 
@@ -32,6 +31,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, watch as watch_channel};
 
+use super::switched as listener;
 use fields::{Manager, Part};
 use listener::{Switch, SwitchedListener};
 use selector::Selector;

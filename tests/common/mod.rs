@@ -11,6 +11,8 @@ pub mod openai;
 pub mod proxy;
 pub mod raw;
 pub mod recorder;
+pub mod registry;
+pub mod switched;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! The test server's listening socket, which a test can switch off: while down the port
+//! A test server's listening socket, which a test can switch off: while down the port
 //! is closed (connections are refused, as with an API server that is not running) and
 //! every open connection is cut, watches included; switched on, the same port listens
 //! again.

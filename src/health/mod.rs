@@ -82,6 +82,9 @@ pub struct Health {
     pub brokers_down: Lasting,
     /// The producer's queue full: sends wait for room.
     pub queue_full: Lasting,
+    /// The schema registry not answering: records that need a writer schema it has not
+    /// given yet wait, and their partitions with them ([`crate::avro::registry`]).
+    pub registry_down: Lasting,
     /// The Kafka poll thread.
     pub poll_thread: Heartbeat,
     /// The worker's main loop.
@@ -107,6 +110,7 @@ impl Default for Health {
             fatal: Mutex::new(None),
             brokers_down: Lasting::default(),
             queue_full: Lasting::default(),
+            registry_down: Lasting::default(),
             poll_thread: Heartbeat::new(base),
             main_loop: Heartbeat::new(base),
             partitions: Arc::default(),
@@ -222,6 +226,17 @@ impl Health {
                 "producer_queue_full",
                 format!(
                     "the producer queue has been full for {}s (READINESS_GRACE {}s): {detail}",
+                    lasted.as_secs(),
+                    grace.as_secs()
+                ),
+            ));
+        }
+        if let Some((lasted, detail)) = self.registry_down.past_grace_at(now, grace) {
+            causes.push((
+                "schema_registry_down",
+                format!(
+                    "the schema registry has not answered for {}s (READINESS_GRACE {}s), \
+                     records that need a writer schema wait: {detail}",
                     lasted.as_secs(),
                     grace.as_secs()
                 ),
@@ -450,6 +465,24 @@ mod tests {
         );
         health.brokers_down.cleared();
         assert_eq!(health.not_ready_at(at(32)), None);
+    }
+
+    #[test]
+    fn readiness_falls_while_the_schema_registry_does_not_answer_past_the_grace() {
+        let health = joined();
+        let base = Instant::now();
+        let at = |s| base + Duration::from_secs(s);
+        health.registry_down.holds_at(at(0), "connection refused");
+        assert_eq!(health.not_ready_at(at(30)), None, "within READINESS_GRACE");
+        let not_ready = health.not_ready_at(at(40)).expect("not ready");
+        assert_eq!(not_ready.cause, "schema_registry_down");
+        assert!(
+            not_ready.reason.ends_with(": connection refused"),
+            "{}",
+            not_ready.reason
+        );
+        health.registry_down.cleared();
+        assert!(health.not_ready_at(at(41)).is_none());
     }
 
     #[test]

@@ -305,16 +305,16 @@ fn data_written_with_a_release_reads_with_the_current_schema_and_back() {
             let at = format!("{file} ({})", release.label);
             for fill in [Fill::Full, Fill::Least] {
                 // Backward: old data, the current reader, then the service's type.
-                let written = evolution::exemplar(&old, fill);
+                let written = evolution::exemplar(&old, fill, new);
                 let read = evolution::write_then_read(&old, new, written.clone())
                     .unwrap_or_else(|e| panic!("{at}: written with it, read with schemas/: {e}"));
                 let lost = evolution::carried_over(&written, &read);
                 assert!(lost.is_empty(), "{at}: old to new{}", report(&lost));
                 decodes_as_the_type(&file, &read).unwrap_or_else(|e| panic!("{at}: {e}"));
             }
-            for fill in [Fill::FullFirstSymbols, Fill::Least] {
+            for fill in [Fill::Full, Fill::Least] {
                 // Forward: current data, a reader holding the release's schema.
-                let written = evolution::exemplar(new, fill);
+                let written = evolution::exemplar(new, fill, &old);
                 let read = evolution::write_then_read(new, &old, written.clone())
                     .unwrap_or_else(|e| panic!("{at}: written with schemas/, read with it: {e}"));
                 let lost = evolution::carried_over(&written, &read);
@@ -605,12 +605,12 @@ fn a_new_stage_or_error_code_reads_as_the_default_in_an_older_reader() {
         field(s, "error.code")["type"]["symbols"]
             .as_array_mut()
             .unwrap()
-            .push("invalid_avro".into());
+            .push("a_future_code".into());
     });
     assert_eq!(check(file, &released, &changed), Vec::<String>::new());
 
     // Written with the new symbols (the last ones), read with the current schema.
-    let written = evolution::exemplar(&changed, Fill::Full);
+    let written = evolution::exemplar(&changed, Fill::Full, &changed);
     let read = evolution::write_then_read(&changed, &released, written).unwrap();
     let event: OutcomeEvent = apache_avro::from_value(&read).unwrap();
     assert_eq!(event.stage, Stage::Received);
@@ -636,7 +636,10 @@ fn error_codes_added_since_v0_1_0_pass_although_it_had_no_defaults() {
             "unknown_schema_fingerprint",
             "invalid_avro",
         ] {
-            codes.push(code.into());
+            // Once merged, the schema has them already.
+            if !codes.iter().any(|c| c == code) {
+                codes.push(code.into());
+            }
         }
     });
     let problems = evolution::compatible(

@@ -301,20 +301,33 @@ fn enums(schema: &Schema) -> BTreeMap<String, &EnumSchema> {
 /// Which value an exemplar takes where the schema leaves a choice.
 #[derive(Clone, Copy)]
 pub enum Fill {
-    /// Optional fields set, maps with an entry per value type, the last symbol of each
-    /// enum (the newest, which a reader of a later version must know).
+    /// Optional fields set, maps with an entry per value type.
     Full,
-    /// The same, but with the first symbol of each enum (one every version knows).
-    FullFirstSymbols,
     /// Optional fields null: the least a writer may send.
     Least,
 }
 
-/// A value of `schema` with every field given, for writing with it.
-pub fn exemplar(schema: &Schema, fill: Fill) -> Value {
+/// What an exemplar is built with: the named types of its schema, the enums of the
+/// schema it will be read with, and the fill.
+struct Exemplar<'a> {
+    named: HashMap<String, &'a Schema>,
+    readers_enums: BTreeMap<String, &'a EnumSchema>,
+    fill: Fill,
+}
+
+/// A value of `schema` with every field given, for writing with it and reading it with
+/// `reader`. Each enum takes its newest (last) symbol that `reader` also knows, so that
+/// the value tests what both versions share, not a symbol the check already refused or
+/// let through (an enum's default is tested on its own).
+pub fn exemplar(schema: &Schema, fill: Fill, reader: &Schema) -> Value {
     let mut named = HashMap::new();
     collect_named(schema, &mut named);
-    exemplar_of(schema, "", fill, &named)
+    let context = Exemplar {
+        named,
+        readers_enums: enums(reader),
+        fill,
+    };
+    exemplar_of(schema, "", &context)
 }
 
 fn collect_named<'a>(schema: &'a Schema, out: &mut HashMap<String, &'a Schema>) {
@@ -333,7 +346,7 @@ fn collect_named<'a>(schema: &'a Schema, out: &mut HashMap<String, &'a Schema>) 
     }
 }
 
-fn exemplar_of(schema: &Schema, path: &str, fill: Fill, named: &HashMap<String, &Schema>) -> Value {
+fn exemplar_of(schema: &Schema, path: &str, context: &Exemplar) -> Value {
     match schema {
         Schema::Null => Value::Null,
         Schema::Boolean => Value::Boolean(true),
@@ -344,16 +357,18 @@ fn exemplar_of(schema: &Schema, path: &str, fill: Fill, named: &HashMap<String, 
         Schema::Bytes => Value::Bytes(path.as_bytes().to_vec()),
         Schema::String => Value::String(format!("{path}-value")),
         Schema::Enum(e) => {
-            let index = match fill {
-                Fill::FullFirstSymbols => 0,
-                Fill::Full | Fill::Least => e.symbols.len().saturating_sub(1),
-            };
+            let known = context.readers_enums.get(e.name.name());
+            let index = e
+                .symbols
+                .iter()
+                .rposition(|s| known.is_none_or(|k| k.symbols.contains(s)))
+                .unwrap_or(e.symbols.len().saturating_sub(1));
             let symbol = e.symbols.get(index).cloned().unwrap_or_default();
             Value::Enum(u32::try_from(index).unwrap_or(0), symbol)
         }
         Schema::Union(union) => {
             let variants = union.variants();
-            let index = match fill {
+            let index = match context.fill {
                 Fill::Least if union.is_nullable() => variants
                     .iter()
                     .position(|v| matches!(v, Schema::Null))
@@ -363,7 +378,7 @@ fn exemplar_of(schema: &Schema, path: &str, fill: Fill, named: &HashMap<String, 
                     .position(|v| !matches!(v, Schema::Null))
                     .unwrap_or(0),
             };
-            let value = exemplar_of(&variants[index], path, fill, named);
+            let value = exemplar_of(&variants[index], path, context);
             Value::Union(u32::try_from(index).unwrap_or(0), Box::new(value))
         }
         Schema::Record(record) => Value::Record(
@@ -376,32 +391,33 @@ fn exemplar_of(schema: &Schema, path: &str, fill: Fill, named: &HashMap<String, 
                     } else {
                         format!("{path}.{}", f.name)
                     };
-                    (f.name.clone(), exemplar_of(&f.schema, &path, fill, named))
+                    (f.name.clone(), exemplar_of(&f.schema, &path, context))
                 })
                 .collect(),
         ),
-        Schema::Array(array) => Value::Array(vec![exemplar_of(&array.items, path, fill, named)]),
+        Schema::Array(array) => Value::Array(vec![exemplar_of(&array.items, path, context)]),
         Schema::Map(map) => {
             // One entry per branch of a union of value types, so each is exercised.
             let entries = match map.types.as_ref() {
                 Schema::Union(union) => (0..union.variants().len())
                     .map(|i| {
-                        let value = exemplar_of(&union.variants()[i], path, fill, named);
+                        let value = exemplar_of(&union.variants()[i], path, context);
                         (
                             format!("k{i}"),
                             Value::Union(u32::try_from(i).unwrap_or(0), Box::new(value)),
                         )
                     })
                     .collect(),
-                other => HashMap::from([("k0".to_string(), exemplar_of(other, path, fill, named))]),
+                other => HashMap::from([("k0".to_string(), exemplar_of(other, path, context))]),
             };
             Value::Map(entries)
         }
         Schema::Ref { name } => {
-            let target = named
+            let target = context
+                .named
                 .get(&name.fullname(None))
                 .unwrap_or_else(|| panic!("exemplar: `{path}` refers to unknown type {name:?}"));
-            exemplar_of(target, path, fill, named)
+            exemplar_of(target, path, context)
         }
         other => panic!("exemplar: `{path}`: no exemplar for {other:?}; add one"),
     }

@@ -585,7 +585,7 @@ fn a_new_symbol_in_a_closed_enum_is_refused_for_older_readers() {
             &problems,
             &[
                 "a reader with released cannot read what changed writes",
-                "enum KeySource gained [\"replayed\"]"
+                "enum KeySource: changed writes [\"replayed\"], which released does not know"
             ]
         ),
         "{}",
@@ -667,7 +667,7 @@ fn error_codes_added_since_v0_1_0_pass_although_it_had_no_defaults() {
         },
     );
     assert!(
-        mentions(&problems, &["enum ErrorCode gained"]),
+        mentions(&problems, &["enum ErrorCode: changed writes"]),
         "{}",
         report(&problems)
     );

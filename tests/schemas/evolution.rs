@@ -194,8 +194,9 @@ fn can_read(
                 })
                 .map(|(name, symbols)| {
                     format!(
-                        "{what}: enum {name} gained {symbols:?}, which the reader does not know \
-                         and its enum has no default"
+                        "{what}: enum {name}: {} writes {symbols:?}, which {} does not know, \
+                         and its enum has no default",
+                        writer.label, reader.label
                     )
                 })
                 .collect();

@@ -98,6 +98,38 @@ pub struct Decoded {
     /// key in its outcome is only a correlation id, and a corrected re-send must not be
     /// taken for a duplicate of it.
     pub claims_key: bool,
+    /// How the value was read; `None` when the record was refused before that was known
+    /// (`invalid_record`: its screen or its content type).
+    pub format: Option<InputFormat>,
+}
+
+/// How a message's value is read, as its headers say: what
+/// `messages_decoded_total{format}` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputFormat {
+    /// A plain value (JSON), no CloudEvents headers.
+    Json,
+    /// A structured-mode CloudEvent (`application/cloudevents+json`).
+    CloudeventsStructured,
+    /// A plain value with CloudEvents binary-mode headers (`ce_specversion`,
+    /// `ce_source`, `ce_id`).
+    CloudeventsBinary,
+}
+
+impl InputFormat {
+    pub const ALL: [InputFormat; 3] = [
+        InputFormat::Json,
+        InputFormat::CloudeventsStructured,
+        InputFormat::CloudeventsBinary,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Json => "json",
+            InputFormat::CloudeventsStructured => "cloudevents_structured",
+            InputFormat::CloudeventsBinary => "cloudevents_binary",
+        }
+    }
 }
 
 /// The first 8 bytes of the SHA-256 of a payload (an absent payload hashes as empty).
@@ -115,23 +147,39 @@ pub fn fingerprint(payload: Option<&[u8]>) -> Fingerprint {
 /// [`Failure`] beside a key.
 pub fn decode(message: &InboundMessage) -> Decoded {
     let fingerprint = fingerprint(message.payload.as_deref());
-    let unclaimed = |failure: Failure| Decoded {
+    let refused = |failure: Failure, format: Option<InputFormat>| Decoded {
         key: correlation_key(message),
         request: Err(failure),
         fingerprint,
         claims_key: false,
+        format,
     };
     let payload = match screen_record(message) {
         Ok(payload) => payload,
-        Err(failure) => return unclaimed(failure),
+        Err(failure) => return refused(failure, None),
     };
     // The headers that say how to read the value and who keys it are judged before the
     // value: a record they refuse claims no key, so its corrected re-send (the same
     // bytes, better headers) is not taken for a duplicate of it.
     let media_type = match content_type::of_record(message) {
         Ok(media_type) => media_type,
-        Err(failure) => return unclaimed(failure),
+        Err(failure) => return refused(failure, None),
     };
+    let format = if media_type == Some(MediaType::CloudEventsJson) {
+        InputFormat::CloudeventsStructured
+    } else if [
+        cloudevents::CE_SPECVERSION_HEADER,
+        CE_SOURCE_HEADER,
+        CE_ID_HEADER,
+    ]
+    .iter()
+    .any(|name| message.headers_named(name).next().is_some())
+    {
+        InputFormat::CloudeventsBinary
+    } else {
+        InputFormat::Json
+    };
+    let unclaimed = |failure: Failure| refused(failure, Some(format));
     let header_key = match key_from_headers(message) {
         Ok(key) => key,
         Err(failure) => return unclaimed(failure),
@@ -145,8 +193,9 @@ pub fn decode(message: &InboundMessage) -> Decoded {
         fingerprint,
         // A tombstone never gets here: the record screen refuses it, claiming nothing.
         claims_key: true,
+        format: Some(format),
     };
-    if media_type == Some(MediaType::CloudEventsJson) {
+    if format == InputFormat::CloudeventsStructured {
         return match structured(message, payload, header_key) {
             Ok((key, request)) => claimed(key, request),
             Err(failure) => unclaimed(failure),
@@ -1012,6 +1061,12 @@ mod tests {
         ));
         assert_eq!(binary.key, d.key);
         assert_eq!(binary.request, d.request);
+        assert_eq!(d.format, Some(InputFormat::CloudeventsStructured));
+        assert_eq!(binary.format, Some(InputFormat::CloudeventsBinary));
+        assert_eq!(
+            decode(&message(SERVICE, &[])).format,
+            Some(InputFormat::Json)
+        );
         // A network event in an envelope is a network event.
         let body = structured_event(
             r#"{"event_type":"alarm","event_id":"e"}"#,
@@ -1214,6 +1269,11 @@ mod tests {
             ErrorCode::InvalidRecord,
             &["content-type", "text/plain"],
         );
+        let d = decode(&message(GOOD, &[("content-type", "text/plain")]));
+        assert_eq!(d.format, None, "refused before its format is known");
+        // Refused for its headers after the format is known, it is counted in it.
+        let d = decode(&message(GOOD, &[("ce_specversion", "0.3")]));
+        assert_eq!(d.format, Some(InputFormat::CloudeventsBinary));
         // A plain JSON request under the structured type is a broken envelope.
         let d = decode(&message(GOOD, &[STRUCTURED]));
         assert_eq!(code(&d), ErrorCode::InvalidSchema);

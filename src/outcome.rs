@@ -78,8 +78,8 @@ pub enum ErrorCode {
     EmptyIntent,
     /// An idempotency key (header, CloudEvents pair or payload field) that is given but
     /// unusable: empty, not UTF-8, longer than 256 bytes, holding a control or Unicode
-    /// format character, a key header without a value or present twice
-    /// ([`crate::decode`]).
+    /// format character, a key header without a value or present twice, one of
+    /// `ce_source`/`ce_id` without the other ([`crate::decode`]).
     InvalidIdempotencyKey,
     /// The translator could not map the request to an intent.
     Untranslatable,
@@ -90,7 +90,7 @@ pub enum ErrorCode {
     /// The record itself is unusable before its payload is read: a header name that is
     /// not UTF-8, holds a NUL or another control or format character, or is over 256
     /// bytes; more than 64 headers; a header value over 16 KiB; a record key over 4 KiB;
-    /// or no value at all (a tombstone). The limits are the `MAX_*` constants of
+    /// no value at all (a tombstone); or a `content-type` it does not read. The limits are the `MAX_*` constants of
     /// [`crate::decode`]; the message names the header (index and escaped name) or the
     /// limit.
     InvalidRecord,

@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
+use metrics::Counter;
 
 use crate::apply::{ApplyError, IntentSink, SinkStatus};
 use crate::cooldown::Cooldown;
-use crate::decode::{decode, Fingerprint, IdempotencyKey};
+use crate::decode::{decode, Fingerprint, IdempotencyKey, InputFormat};
 use crate::intent::NetworkIntent;
 use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
@@ -69,6 +70,8 @@ pub struct Pipeline<T> {
     policy: Policy,
     /// Closed-loop scale-outs fold within it; off unless [`Pipeline::with_event_cooldown`].
     cooldown: Cooldown,
+    /// `messages_decoded_total`, one handle per format, in [`InputFormat::ALL`]'s order.
+    decoded: [Counter; InputFormat::ALL.len()],
 }
 
 impl<T: Translator> Pipeline<T> {
@@ -80,6 +83,7 @@ impl<T: Translator> Pipeline<T> {
             limits,
             policy,
             cooldown: Cooldown::default(),
+            decoded: InputFormat::ALL.map(crate::meters::messages_decoded),
         }
     }
 
@@ -98,6 +102,12 @@ impl<T: Translator> Pipeline<T> {
     /// Decodes a message and makes its `received` event.
     pub fn receive(&self, message: &InboundMessage) -> (Received, OutcomeEvent) {
         let decoded = decode(message);
+        if let Some(format) = decoded.format {
+            let at = InputFormat::ALL.iter().position(|&f| f == format);
+            if let Some(counter) = at.and_then(|at| self.decoded.get(at)) {
+                counter.increment(1);
+            }
+        }
         let mut event = OutcomeEvent::new(&decoded.key, Stage::Received, &message.source);
         event.message_type = decoded.request.as_ref().ok().map(Request::message_type);
         let received = Received {

@@ -25,6 +25,7 @@ use metrics::{
     Gauge, Histogram, SharedString, Unit,
 };
 
+use crate::decode::InputFormat;
 use crate::outcome::ErrorCode;
 
 /// `networkintent_processed_total`'s `status` values, in the order of [`processed`]'s
@@ -77,6 +78,7 @@ const COUNTERS: &[Meta] = &[
     (SINK_ERRORS, &["kind"], "Failed apply attempts, by kind: transient (retried), permanent."),
     (KUBE_NAMESPACES_CREATED, &[], "Namespaces the kube sink created."),
     (HEADER_LAYOUT_UNEXPECTED, &[], "Records whose headers librdkafka laid out unexpectedly."),
+    (MESSAGES_DECODED, &["format"], "Messages read, by input format: json, cloudevents_structured, cloudevents_binary (a record refused before its format is known is not counted)."),
     (DEAD_LETTERS_FAILED, &["code"], "Dead letters that could not be written, by error code (a minimal one follows)."),
     (DEAD_LETTERS_MINIMAL, &["code"], "Minimal dead letters sent after a full one failed, by error code."),
     (PRODUCER_QUEUE_FULL, &[], "Sends that found the producer's queue full and waited for room."),
@@ -189,6 +191,7 @@ const SINK_ERRORS: &str = "sink_errors_total";
 const SINK_WAITING_MESSAGES: &str = "sink_waiting_messages";
 const KUBE_NAMESPACES_CREATED: &str = "kube_namespaces_created_total";
 const HEADER_LAYOUT_UNEXPECTED: &str = "kafka_header_layout_unexpected_total";
+const MESSAGES_DECODED: &str = "messages_decoded_total";
 const DEAD_LETTERS_FAILED: &str = "dead_letters_failed_total";
 const DEAD_LETTERS_MINIMAL: &str = "dead_letters_minimal_total";
 const PRODUCER_QUEUE_FULL: &str = "producer_queue_full_total";
@@ -294,6 +297,9 @@ pub fn register_known(topics: &[String], model: Option<&str>) {
     revocations_unanswered().increment(0);
     producer_queue_full().increment(0);
     header_layout_unexpected().increment(0);
+    for format in InputFormat::ALL {
+        messages_decoded(format).increment(0);
+    }
     if let Some(model) = model {
         let model = || SharedString::from(model.to_string());
         for status in ["success", "error"] {
@@ -491,6 +497,11 @@ pub fn kube_namespaces_created() -> Counter {
 
 pub fn header_layout_unexpected() -> Counter {
     counter!(HEADER_LAYOUT_UNEXPECTED)
+}
+
+/// `messages_decoded_total{format}`.
+pub fn messages_decoded(format: InputFormat) -> Counter {
+    counter!(MESSAGES_DECODED, "format" => format.as_str())
 }
 
 pub fn dead_letters_failed(code: &'static str) -> Counter {

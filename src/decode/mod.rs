@@ -7,13 +7,23 @@
 //! key over [`MAX_RECORD_KEY_BYTES`], more than [`MAX_HEADERS`] headers, a header name
 //! that is not UTF-8, holds a NUL or another control or format character, or is over
 //! [`MAX_HEADER_NAME_BYTES`], a header value over [`MAX_HEADER_VALUE_BYTES`], or no value
-//! at all (a tombstone) make it `invalid_record`. Such a record claims no key.
+//! at all (a tombstone) make it `invalid_record`. Such a record claims no key. So does one
+//! whose `content-type` this service does not read ([`content_type`]).
+//!
+//! The value is read as its content type says: a structured-mode CloudEvent
+//! (`application/cloudevents+json`, [`cloudevents`]) is an envelope whose `data` is the
+//! request; anything else is read by its bytes, as JSON. Either way the request is read
+//! by the same rules ([`parse_value`]), and the fingerprint is the digest of the whole
+//! value. A binary-mode CloudEvent (`ce_` headers) is a plain value with attribute
+//! headers, checked by [`cloudevents::check_binary`].
 //!
 //! Then the key is resolved in the order the design fixes: the `idempotency-key` header,
-//! the CloudEvents binary headers (`ce_source` + `ce_id`), the payload's own key field,
-//! and last a hash of the topic and the payload bytes. Header names match byte for byte.
+//! the CloudEvents binary headers (`ce_source` + `ce_id`) or a structured envelope's
+//! `source` + `id` (both as `<source>/<id>`), the payload's own key field, and last a
+//! hash of the topic and the payload bytes. Header names match byte for byte.
 //! A key that is given but unusable (a header without a value, twice the same key
-//! header, not UTF-8, empty, over [`MAX_KEY_BYTES`], or holding a control or Unicode
+//! header, one of `ce_source`/`ce_id` without the other, not UTF-8, empty, over
+//! [`MAX_KEY_BYTES`], or holding a control or Unicode
 //! format character such as ESC, NUL, a newline, a bidi override or a zero-width space)
 //! is `invalid_idempotency_key`, never replaced by a derived one: the hash is only the
 //! key of a record that gives none at all. A message that claims no key is keyed by a
@@ -27,6 +37,12 @@ use sha2::{Digest, Sha256};
 use crate::message::InboundMessage;
 use crate::outcome::{ErrorCode, Failure};
 use crate::request::{NetworkEvent, Request, ServiceRequest};
+
+mod cloudevents;
+mod content_type;
+
+use content_type::MediaType;
+pub use content_type::CONTENT_TYPE_HEADER;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// The CloudEvents binary-mode headers (Kafka protocol binding) that key a message
@@ -82,6 +98,38 @@ pub struct Decoded {
     /// key in its outcome is only a correlation id, and a corrected re-send must not be
     /// taken for a duplicate of it.
     pub claims_key: bool,
+    /// How the value was read; `None` when the record was refused before that was known
+    /// (`invalid_record`: its screen or its content type).
+    pub format: Option<InputFormat>,
+}
+
+/// How a message's value is read, as its headers say: what
+/// `messages_decoded_total{format}` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputFormat {
+    /// A plain value (JSON), no CloudEvents headers.
+    Json,
+    /// A structured-mode CloudEvent (`application/cloudevents+json`).
+    CloudeventsStructured,
+    /// A plain value with CloudEvents binary-mode headers (`ce_specversion`,
+    /// `ce_source`, `ce_id`).
+    CloudeventsBinary,
+}
+
+impl InputFormat {
+    pub const ALL: [InputFormat; 3] = [
+        InputFormat::Json,
+        InputFormat::CloudeventsStructured,
+        InputFormat::CloudeventsBinary,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Json => "json",
+            InputFormat::CloudeventsStructured => "cloudevents_structured",
+            InputFormat::CloudeventsBinary => "cloudevents_binary",
+        }
+    }
 }
 
 /// The first 8 bytes of the SHA-256 of a payload (an absent payload hashes as empty).
@@ -99,20 +147,61 @@ pub fn fingerprint(payload: Option<&[u8]>) -> Fingerprint {
 /// [`Failure`] beside a key.
 pub fn decode(message: &InboundMessage) -> Decoded {
     let fingerprint = fingerprint(message.payload.as_deref());
-    let unclaimed = |failure: Failure| Decoded {
+    let refused = |failure: Failure, format: Option<InputFormat>| Decoded {
         key: correlation_key(message),
         request: Err(failure),
         fingerprint,
         claims_key: false,
+        format,
     };
     let payload = match screen_record(message) {
         Ok(payload) => payload,
-        Err(failure) => return unclaimed(failure),
+        Err(failure) => return refused(failure, None),
     };
+    // The headers that say how to read the value and who keys it are judged before the
+    // value: a record they refuse claims no key, so its corrected re-send (the same
+    // bytes, better headers) is not taken for a duplicate of it.
+    let media_type = match content_type::of_record(message) {
+        Ok(media_type) => media_type,
+        Err(failure) => return refused(failure, None),
+    };
+    let format = if media_type == Some(MediaType::CloudEventsJson) {
+        InputFormat::CloudeventsStructured
+    } else if [
+        cloudevents::CE_SPECVERSION_HEADER,
+        CE_SOURCE_HEADER,
+        CE_ID_HEADER,
+    ]
+    .iter()
+    .any(|name| message.headers_named(name).next().is_some())
+    {
+        InputFormat::CloudeventsBinary
+    } else {
+        InputFormat::Json
+    };
+    let unclaimed = |failure: Failure| refused(failure, Some(format));
     let header_key = match key_from_headers(message) {
         Ok(key) => key,
         Err(failure) => return unclaimed(failure),
     };
+    if let Err(failure) = cloudevents::check_binary(message) {
+        return unclaimed(failure);
+    }
+    let claimed = |key: IdempotencyKey, request: Result<Request, Failure>| Decoded {
+        key,
+        request,
+        fingerprint,
+        // A tombstone never gets here: the record screen refuses it, claiming nothing.
+        claims_key: true,
+        format: Some(format),
+    };
+    if format == InputFormat::CloudeventsStructured {
+        return match structured(message, payload, header_key) {
+            Ok((key, request)) => claimed(key, request),
+            Err(failure) => unclaimed(failure),
+        };
+    }
+    // JSON, and (until its decoder reads them) Avro types, are read by their bytes.
     let request = parse(payload);
     let key = match (header_key, &request) {
         (Some(key), _) => key,
@@ -130,13 +219,48 @@ pub fn decode(message: &InboundMessage) -> Decoded {
         },
         (None, Err(_)) => derived_key(message),
     };
-    Decoded {
-        key,
-        request,
-        fingerprint,
-        // A tombstone never gets here: the record screen refuses it, claiming nothing.
-        claims_key: true,
-    }
+    claimed(key, request)
+}
+
+/// A structured-mode CloudEvent: its key and request, or a failure of its key (which
+/// claims nothing). The `idempotency-key` header still wins; else the envelope's
+/// `source` and `id`, formed as the binary-mode headers are. A broken envelope is the
+/// request's failure, keyed like any unreadable payload: by the headers, else derived.
+fn structured(
+    message: &InboundMessage,
+    payload: &[u8],
+    header_key: Option<IdempotencyKey>,
+) -> Result<(IdempotencyKey, Result<Request, Failure>), Failure> {
+    let envelope = match cloudevents::envelope(payload) {
+        Ok(envelope) => envelope,
+        Err(failure) => {
+            let key = header_key.unwrap_or_else(|| derived_key(message));
+            return Ok((key, Err(failure)));
+        }
+    };
+    let key = match header_key {
+        Some(key) if key.source == KeySource::Header => key,
+        header_pair => {
+            let key = cloudevents_key(
+                ("the CloudEvent's \"source\"", envelope.source.as_bytes()),
+                ("the CloudEvent's \"id\"", envelope.id.as_bytes()),
+            )?;
+            // Headers that name another event than the envelope: which one is meant?
+            if let Some(pair) = header_pair.filter(|pair| pair.value != key.value) {
+                return Err(Failure::new(
+                    ErrorCode::InvalidIdempotencyKey,
+                    format!(
+                        "headers {CE_SOURCE_HEADER}/{CE_ID_HEADER} ({}) name another event than \
+                         the CloudEvent's source/id ({})",
+                        quote(pair.value.as_bytes()),
+                        quote(key.value.as_bytes())
+                    ),
+                ));
+            }
+            key
+        }
+    };
+    Ok((key, parse_value(envelope.data)))
 }
 
 /// Screens the record as a whole, before any of it is read as text; returns its value.
@@ -212,24 +336,57 @@ fn key_from_headers(message: &InboundMessage) -> Result<Option<IdempotencyKey>, 
     }
     let source = single_header(message, CE_SOURCE_HEADER)?;
     let id = single_header(message, CE_ID_HEADER)?;
-    if let (Some(source), Some(id)) = (source, id) {
-        let value = format!(
-            "{}/{}",
-            key_text(&format!("header {CE_SOURCE_HEADER:?}"), source)?,
-            key_text(&format!("header {CE_ID_HEADER:?}"), id)?
-        );
-        if value.len() > MAX_KEY_BYTES {
-            return Err(Failure::new(
+    match (source, id) {
+        (Some(source), Some(id)) => cloudevents_key(
+            (&format!("header {CE_SOURCE_HEADER:?}"), source),
+            (&format!("header {CE_ID_HEADER:?}"), id),
+        )
+        .map(Some),
+        (None, None) => Ok(None),
+        // Half a key is a key given but unusable, not an absent one.
+        (Some(_), None) | (None, Some(_)) => {
+            let (given, missing) = if id.is_some() {
+                (CE_ID_HEADER, CE_SOURCE_HEADER)
+            } else {
+                (CE_SOURCE_HEADER, CE_ID_HEADER)
+            };
+            Err(Failure::new(
                 ErrorCode::InvalidIdempotencyKey,
-                format!("{CE_SOURCE_HEADER}/{CE_ID_HEADER} is longer than {MAX_KEY_BYTES} bytes"),
-            ));
+                format!(
+                    "header {given:?} without {missing:?}: a CloudEvent is keyed by \
+                     {CE_SOURCE_HEADER} and {CE_ID_HEADER} together"
+                ),
+            ))
         }
-        return Ok(Some(IdempotencyKey {
-            value,
-            source: KeySource::Cloudevents,
-        }));
     }
-    Ok(None)
+}
+
+/// A CloudEvents key, `<source>/<id>`: each part a key's text, the whole at most
+/// [`MAX_KEY_BYTES`]. The same for binary-mode headers and a structured envelope, so
+/// the same event is the same key in either mode.
+fn cloudevents_key(
+    (source_what, source): (&str, &[u8]),
+    (id_what, id): (&str, &[u8]),
+) -> Result<IdempotencyKey, Failure> {
+    let value = format!(
+        "{}/{}",
+        key_text(source_what, source)?,
+        key_text(id_what, id)?
+    );
+    if value.len() > MAX_KEY_BYTES {
+        return Err(Failure::new(
+            ErrorCode::InvalidIdempotencyKey,
+            format!(
+                "{source_what} and {id_what} as one key (source/id) are {} bytes long; \
+                 the limit is {MAX_KEY_BYTES}",
+                value.len()
+            ),
+        ));
+    }
+    Ok(IdempotencyKey {
+        value,
+        source: KeySource::Cloudevents,
+    })
 }
 
 /// The value of the one header called `name`, if there is one. Twice the same key header
@@ -399,6 +556,12 @@ fn parse(payload: &[u8]) -> Result<Request, Failure> {
             format!("the payload is not JSON: {e}"),
         )
     })?;
+    parse_value(value)
+}
+
+/// Reads a request from a JSON value: a plain payload, or a structured CloudEvent's
+/// `data`, by the same rules.
+fn parse_value(value: serde_json::Value) -> Result<Request, Failure> {
     let Some(object) = value.as_object() else {
         return Err(Failure::new(
             ErrorCode::InvalidSchema,
@@ -548,7 +711,7 @@ mod tests {
             ("oss/1", KeySource::Cloudevents)
         );
         let d = decode(&message(body, &[("ce_id", "1")]));
-        assert_eq!(d.key.source, KeySource::Payload);
+        assert_eq!(code(&d), ErrorCode::InvalidIdempotencyKey);
         let d = decode(&message(r#"{"intent":"Deploy AMF"}"#, &[]));
         assert_eq!(d.key.source, KeySource::Derived);
         assert!(d.key.value.starts_with("sha256:"));
@@ -822,15 +985,298 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_cloudevents_header_is_not_a_key() {
-        let d = decode(&message(
-            r#"{"idempotency_key":"p","intent":"Deploy AMF"}"#,
-            &[("ce_source", "oss")],
-        ));
+    fn half_a_cloudevents_key_is_an_unusable_key() {
+        let body = r#"{"idempotency_key":"p","intent":"Deploy AMF"}"#;
+        refused(
+            &decode(&message(body, &[("ce_source", "oss")])),
+            ErrorCode::InvalidIdempotencyKey,
+            &["\"ce_source\" without \"ce_id\""],
+        );
+        refused(
+            &decode(&message(body, &[("ce_id", "1")])),
+            ErrorCode::InvalidIdempotencyKey,
+            &["\"ce_id\" without \"ce_source\""],
+        );
+        // The idempotency-key header wins before the pair is looked at.
+        let d = decode(&message(body, &[("idempotency-key", "h"), ("ce_id", "1")]));
         assert_eq!(
             (d.key.value.as_str(), d.key.source),
-            ("p", KeySource::Payload)
+            ("h", KeySource::Header)
         );
+        // Too long together, though each part is within the limit.
+        let (source, id) = ("s".repeat(200), "i".repeat(100));
+        refused(
+            &decode(&message(body, &[("ce_source", &source), ("ce_id", &id)])),
+            ErrorCode::InvalidIdempotencyKey,
+            &["301 bytes", "limit is 256"],
+        );
+    }
+
+    const SERVICE: &str = r#"{"intent":"Deploy AMF with 3 replicas in namespace core5g","priority":"high","idempotency_key":"from-data"}"#;
+
+    /// A structured-mode CloudEvent around `data`, with these attribute overrides.
+    fn structured_event(data: &str, attributes: serde_json::Value) -> String {
+        let mut event = serde_json::json!({
+            "specversion": "1.0",
+            "id": "42",
+            "source": "/oss/orders",
+            "type": "com.example.order.created",
+            "datacontenttype": "application/json",
+        });
+        event["data"] = serde_json::from_str(data).expect("test data is JSON");
+        if let (Some(event), Some(overrides)) = (event.as_object_mut(), attributes.as_object()) {
+            event.extend(overrides.clone());
+        }
+        event.to_string()
+    }
+
+    const STRUCTURED: (&str, &str) = (
+        "content-type",
+        "application/cloudevents+json; charset=UTF-8",
+    );
+
+    #[test]
+    fn a_structured_cloudevent_is_its_data_keyed_by_source_and_id() {
+        let body = structured_event(SERVICE, serde_json::json!({}));
+        let d = decode(&message(&body, &[STRUCTURED]));
+        assert_eq!(
+            (d.key.value.as_str(), d.key.source),
+            ("/oss/orders/42", KeySource::Cloudevents)
+        );
+        assert!(d.claims_key);
+        // The same request as a plain JSON payload.
+        assert_eq!(d.request, decode(&message(SERVICE, &[])).request);
+        // The fingerprint is the whole value's, envelope included.
+        assert_eq!(d.fingerprint, fingerprint(Some(body.as_bytes())));
+        // The same event in binary mode has the same key.
+        let binary = decode(&message(
+            SERVICE,
+            &[
+                ("ce_specversion", "1.0"),
+                ("ce_id", "42"),
+                ("ce_source", "/oss/orders"),
+                ("ce_type", "com.example.order.created"),
+                ("content-type", "application/json"),
+            ],
+        ));
+        assert_eq!(binary.key, d.key);
+        assert_eq!(binary.request, d.request);
+        assert_eq!(d.format, Some(InputFormat::CloudeventsStructured));
+        assert_eq!(binary.format, Some(InputFormat::CloudeventsBinary));
+        assert_eq!(
+            decode(&message(SERVICE, &[])).format,
+            Some(InputFormat::Json)
+        );
+        // A network event in an envelope is a network event.
+        let body = structured_event(
+            r#"{"event_type":"alarm","event_id":"e"}"#,
+            serde_json::json!({}),
+        );
+        assert!(matches!(
+            decode(&message(&body, &[STRUCTURED])).request,
+            Ok(Request::Event(_))
+        ));
+    }
+
+    #[test]
+    fn the_idempotency_key_header_still_wins_over_the_envelope() {
+        let body = structured_event(SERVICE, serde_json::json!({}));
+        let d = decode(&message(&body, &[STRUCTURED, ("idempotency-key", "h")]));
+        assert_eq!(
+            (d.key.value.as_str(), d.key.source),
+            ("h", KeySource::Header)
+        );
+        // Binary-mode key headers that agree with the envelope are the same key ...
+        let d = decode(&message(
+            &body,
+            &[STRUCTURED, ("ce_source", "/oss/orders"), ("ce_id", "42")],
+        ));
+        assert_eq!(d.key.value, "/oss/orders/42");
+        // ... and ones that name another event make it ambiguous.
+        refused(
+            &decode(&message(
+                &body,
+                &[STRUCTURED, ("ce_source", "/oss/orders"), ("ce_id", "43")],
+            )),
+            ErrorCode::InvalidIdempotencyKey,
+            &["another event", "/oss/orders/43", "/oss/orders/42"],
+        );
+    }
+
+    #[test]
+    fn a_broken_envelope_is_rejected_with_a_precise_code_and_keyed_like_bad_json() {
+        use serde_json::json;
+        for (body, expected, needle) in [
+            ("not json".to_string(), ErrorCode::InvalidJson, "not JSON"),
+            (
+                structured_event(SERVICE, json!({"specversion": "0.3"})),
+                ErrorCode::InvalidSchema,
+                "specversion",
+            ),
+            (
+                structured_event(SERVICE, json!({"type": ""})),
+                ErrorCode::InvalidSchema,
+                "\"type\"",
+            ),
+            (
+                structured_event(SERVICE, json!({"id": null})),
+                ErrorCode::InvalidSchema,
+                "\"id\"",
+            ),
+            (
+                structured_event("[1]", json!({})),
+                ErrorCode::InvalidSchema,
+                "\"data\"",
+            ),
+            (
+                structured_event(SERVICE, json!({"datacontenttype": "text/xml"})),
+                ErrorCode::InvalidSchema,
+                "datacontenttype",
+            ),
+        ] {
+            let d = decode(&message(&body, &[STRUCTURED]));
+            let failure = d.request.as_ref().expect_err(needle);
+            assert_eq!(failure.code, expected, "{}", failure.message);
+            assert!(failure.message.contains(needle), "{}", failure.message);
+            assert_eq!(d.key.source, KeySource::Derived);
+            // Keyed by its bytes like any unreadable payload: a retry is a duplicate.
+            assert_eq!(d.key, derived_key(&message(&body, &[])));
+            assert!(d.claims_key);
+            // A key header still keys it.
+            let d = decode(&message(&body, &[STRUCTURED, ("idempotency-key", "h")]));
+            assert_eq!(d.key.value, "h");
+        }
+    }
+
+    #[test]
+    fn the_request_in_an_envelope_is_read_by_the_plain_payload_rules() {
+        for data in [
+            r#"{"hello":"world"}"#,
+            r#"{"intent":"  "}"#,
+            r#"{"intent":3}"#,
+            r#"{"intent":"x","event_type":"alarm"}"#,
+            r#"{"intent":"x","parameters":{"a":{"nested":1}}}"#,
+        ] {
+            let plain = decode(&message(data, &[]));
+            let d = decode(&message(
+                &structured_event(data, serde_json::json!({})),
+                &[STRUCTURED],
+            ));
+            assert_eq!(code(&d), code(&plain), "{data}");
+            assert_eq!(d.key.source, KeySource::Cloudevents);
+        }
+    }
+
+    #[test]
+    fn an_envelope_source_or_id_that_breaks_the_key_rules_is_an_unusable_key() {
+        use serde_json::json;
+        for (attributes, needle) in [
+            (json!({"id": "4\u{1b}[2J"}), "the CloudEvent's \"id\""),
+            (
+                json!({"source": "oss\u{202e}"}),
+                "the CloudEvent's \"source\"",
+            ),
+            (json!({"id": "   "}), "is empty"),
+            (
+                json!({"source": "s".repeat(255)}),
+                "258 bytes long; the limit is 256",
+            ),
+        ] {
+            let body = structured_event(SERVICE, attributes);
+            refused(
+                &decode(&message(&body, &[STRUCTURED])),
+                ErrorCode::InvalidIdempotencyKey,
+                &[needle],
+            );
+        }
+    }
+
+    #[test]
+    fn a_binary_cloudevent_must_be_version_1_0_and_complete() {
+        let complete = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", "7"),
+            ("ce_source", "oss"),
+            ("ce_type", "order"),
+        ];
+        let d = decode(&message(GOOD, &complete));
+        assert_eq!(
+            (d.key.value.as_str(), d.key.source),
+            ("oss/7", KeySource::Cloudevents)
+        );
+        assert!(d.request.is_ok());
+        let mut old = complete;
+        old[0].1 = "0.3";
+        let d = decode(&message(GOOD, &old));
+        assert_eq!(code(&d), ErrorCode::InvalidSchema);
+        assert!(!d.claims_key);
+        assert!(d
+            .request
+            .as_ref()
+            .expect_err("0.3")
+            .message
+            .contains(r#""0.3""#));
+        // Declared a CloudEvent, it needs its type, even keyed by the header.
+        let d = decode(&message(
+            GOOD,
+            &[
+                ("ce_specversion", "1.0"),
+                ("ce_id", "7"),
+                ("ce_source", "oss"),
+                ("idempotency-key", "h"),
+            ],
+        ));
+        assert_eq!(code(&d), ErrorCode::InvalidSchema);
+        assert!(d
+            .request
+            .as_ref()
+            .expect_err("no type")
+            .message
+            .contains("\"ce_type\" is missing"));
+        let d = decode(&message(
+            GOOD,
+            &[
+                ("ce_specversion", "1.0"),
+                ("ce_id", "7"),
+                ("ce_source", "oss"),
+                ("ce_type", ""),
+            ],
+        ));
+        assert!(d
+            .request
+            .as_ref()
+            .expect_err("empty type")
+            .message
+            .contains("\"ce_type\" is empty"));
+        // Without ce_specversion the pair alone keys the message, as it always has.
+        let d = decode(&message(GOOD, &[("ce_id", "7"), ("ce_source", "oss")]));
+        assert_eq!(d.key.value, "oss/7");
+    }
+
+    #[test]
+    fn the_content_type_says_how_to_read_the_value() {
+        // JSON and Avro types are read by their bytes (Avro: by its framing).
+        for content_type in ["application/json", "application/vnd.x+json", "avro/binary"] {
+            let d = decode(&message(GOOD, &[("content-type", content_type)]));
+            assert!(d.request.is_ok(), "{content_type}");
+        }
+        // Any other type is refused before the value is read, claiming no key.
+        refused(
+            &decode(&message(
+                GOOD,
+                &[("content-type", "text/plain"), ("idempotency-key", "k")],
+            )),
+            ErrorCode::InvalidRecord,
+            &["content-type", "text/plain"],
+        );
+        let d = decode(&message(GOOD, &[("content-type", "text/plain")]));
+        assert_eq!(d.format, None, "refused before its format is known");
+        // Refused for its headers after the format is known, it is counted in it.
+        let d = decode(&message(GOOD, &[("ce_specversion", "0.3")]));
+        assert_eq!(d.format, Some(InputFormat::CloudeventsBinary));
+        // A plain JSON request under the structured type is a broken envelope.
+        let d = decode(&message(GOOD, &[STRUCTURED]));
+        assert_eq!(code(&d), ErrorCode::InvalidSchema);
     }
 
     #[test]
@@ -852,6 +1298,8 @@ mod tests {
                 Just(b"idempotency-key".to_vec()),
                 Just(b"ce_source".to_vec()),
                 Just(b"ce_id".to_vec()),
+                Just(b"ce_specversion".to_vec()),
+                Just(b"content-type".to_vec()),
                 Just(b"idempotency-key\0x".to_vec()),
                 proptest::collection::vec(any::<u8>(), 0..40),
             ]
@@ -860,6 +1308,8 @@ mod tests {
         fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
             proptest::option::of(prop_oneof![
                 "[a-z0-9-]{1,20}".prop_map(String::into_bytes),
+                Just(b"1.0".to_vec()),
+                Just(b"application/cloudevents+json".to_vec()),
                 any::<String>().prop_map(String::into_bytes),
                 proptest::collection::vec(any::<u8>(), 0..40),
             ])
@@ -876,6 +1326,17 @@ mod tests {
                             .into_bytes()
                     }),
                     proptest::collection::vec(any::<u8>(), 0..200),
+                    // Structured CloudEvents with hostile attributes.
+                    (any::<String>(), any::<String>(), any::<bool>()).prop_map(
+                        |(source, id, data)| {
+                            let mut event = serde_json::json!({"specversion": "1.0", "id": id,
+                            "source": source, "type": "t"});
+                            if data {
+                                event["data"] = serde_json::json!({"intent": "Deploy AMF"});
+                            }
+                            event.to_string().into_bytes()
+                        }
+                    ),
                 ]),
                 proptest::collection::vec((name(), value()), 0..8),
             )

@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use sha2::Digest;
 
 use crate::apply::IntentSink;
-use crate::config::{parse_duration, Config, KafkaArgs, LlmArgs, TopicArgs};
+use crate::avro::registry::Registry;
+use crate::config::{parse_duration, Config, KafkaArgs, LlmArgs, RegistryArgs, TopicArgs};
 use crate::health::Health;
 use crate::intent::NetworkIntent;
 use crate::kafka::admin;
@@ -123,6 +124,10 @@ pub struct Outcomes {
     /// Read the topic from its first record (else only events published from now on).
     #[arg(long)]
     pub from_beginning: bool,
+    /// The registry that resolves Confluent-framed Avro outcomes (`OUTCOMES_FORMAT=avro`
+    /// with a registry); JSON and single-object Avro need none.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
@@ -281,7 +286,13 @@ async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
         None if args.from_beginning || !args.keys.is_empty() => Start::Beginning,
         None => Start::Now,
     };
-    let reader = OutcomeReader::new(&args.kafka.properties()?, &args.outcomes_topic, start)?;
+    let registry = Registry::from_args(&args.registry)?;
+    let reader = OutcomeReader::new(
+        &args.kafka.properties()?,
+        &args.outcomes_topic,
+        start,
+        registry,
+    )?;
     eprintln!("following {}", crate::show::escaped(&args.outcomes_topic));
     let wanted: BTreeSet<&str> = args.keys.iter().map(String::as_str).collect();
     let mut finished: BTreeSet<String> = BTreeSet::new();
@@ -305,10 +316,11 @@ async fn outcomes(args: Outcomes) -> anyhow::Result<()> {
         };
         let (event, raw) = match read {
             Read::Event { event, raw, .. } => (event, raw),
-            Read::Undecodable(at) => {
+            Read::Undecodable { at, reason } => {
                 eprintln!(
-                    "warning: skipping a record that is not an outcome event at {}",
-                    crate::show::place(&at)
+                    "warning: skipping a record that is not an outcome event at {}: {}",
+                    crate::show::place(&at),
+                    crate::show::escaped(&reason)
                 );
                 continue;
             }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::kubeapi::KubeApi;
 use common::{Outcomes, TestTopics, PATIENCE};
+use nephoran_kafka_consumer::avro::outcome::OutcomeEncoding;
 use nephoran_kafka_consumer::lease::{Held, Lease};
 use nephoran_kafka_consumer::lifecycle::{self, transition, Handle, Ownership, Reporter, Settings};
 use nephoran_kafka_consumer::outcome::{generation_event_id, ErrorCode, Stage};
@@ -22,6 +23,16 @@ struct Watcher(Handle);
 
 impl Watcher {
     async fn start(api: &KubeApi, topics: &TestTopics, ownership: Ownership) -> Self {
+        Self::start_writing(api, topics, ownership, OutcomeEncoding::Json).await
+    }
+
+    /// A watcher whose events are written as `encoding` says (the worker's format).
+    async fn start_writing(
+        api: &KubeApi,
+        topics: &TestTopics,
+        ownership: Ownership,
+        encoding: OutcomeEncoding,
+    ) -> Self {
         let kubeconfig =
             kube::config::Kubeconfig::from_yaml(&api.kubeconfig()).expect("test kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
@@ -29,7 +40,9 @@ impl Watcher {
             .expect("kube config from the test kubeconfig");
         let client = kube::Client::try_from(config).expect("kube client");
         let properties = [("bootstrap.servers".to_string(), common::brokers())].into();
-        let reporter = Reporter::new(&properties, &topics.outcomes).expect("reporter");
+        let reporter = Reporter::new(&properties, &topics.outcomes)
+            .expect("reporter")
+            .with_outcome_encoding(encoding);
         let settings = Settings {
             recheck: Duration::from_millis(500),
         };
@@ -176,6 +189,30 @@ async fn deployed_and_failed_once_each_and_not_again_after_a_restart() {
     assert_eq!(count(&outcomes, "order-failed", "failed"), 1);
     assert_eq!(count(&outcomes, "order-deployed", "failed"), 0);
     assert_eq!(outcomes.in_order.len(), 3, "{:?}", outcomes.in_order);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_writes_its_events_in_the_workers_format() {
+    use rdkafka::Message;
+    let topics = TestTopics::create("lifecycle-avro", 1).await;
+    let api = KubeApi::start().await;
+    api.create_namespace(NS);
+    let name = create(&api, "order-avro", &topics.service_requests, 0, 3);
+    let watcher =
+        Watcher::start_writing(&api, &topics, Ownership::All, OutcomeEncoding::SingleObject).await;
+    api.wait_for_watches(1).await;
+    api.deployed(NS, &name, "ready").expect("status");
+    let records = common::TopicReader::new(&topics.outcomes, 1);
+    let record = records.next(PATIENCE).await.expect("the deployed event");
+    watcher.stop().await;
+    assert_eq!(
+        common::header(&record, "content-type").as_deref(),
+        Some("application/avro")
+    );
+    let payload = record.payload().expect("a value");
+    assert_eq!(&payload[..2], &[0xC3, 0x01], "single-object Avro");
+    let mut outcomes = Outcomes::new(&topics);
+    until_stage(&mut outcomes, "order-avro", "deployed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

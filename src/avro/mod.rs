@@ -4,7 +4,11 @@
 //! Avro records arrive in two framings, told apart by their first bytes (JSON never
 //! starts with either): the Confluent wire format (`0x00` and a 4-byte big-endian schema
 //! id, the writer schema fetched from the registry) and Avro single-object encoding
-//! (`C3 01` and the 8-byte Rabin fingerprint of a schema in `schemas/`).
+//! (`C3 01` and the 8-byte Rabin fingerprint of a schema in `schemas/`). Outcome events
+//! are written in either framing, or JSON, as `OUTCOMES_FORMAT` says ([`outcome`],
+//! [`registration`]).
 
+pub mod outcome;
+pub mod registration;
 pub mod registry;
 pub mod schemas;

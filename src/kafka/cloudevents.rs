@@ -33,8 +33,14 @@ pub mod names {
 /// topic is read back from the cluster) is percent-encoded, so the header is always a
 /// valid URI reference.
 pub fn headers(event: &OutcomeEvent) -> Vec<(&'static str, String)> {
+    headers_with(event, "application/json")
+}
+
+/// [`headers`] for a record whose value is in `content_type` (`application/avro` for
+/// Avro outcomes, [`crate::avro::outcome`]).
+pub fn headers_with(event: &OutcomeEvent, content_type: &str) -> Vec<(&'static str, String)> {
     vec![
-        (names::CONTENT_TYPE, "application/json".to_string()),
+        (names::CONTENT_TYPE, content_type.to_string()),
         (names::SPEC_VERSION, SPEC_VERSION.to_string()),
         (names::ID, event.event_id.clone()),
         (

@@ -39,6 +39,7 @@ use rdkafka::{ClientContext, Message};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
+use crate::avro::outcome::OutcomeEncoding;
 use crate::health::{Client, Health};
 use crate::message::{InboundMessage, SourceRef};
 use crate::outcome::{Failure, OutcomeEvent};
@@ -276,6 +277,8 @@ pub struct Publisher<M: Send + Sync + 'static> {
     health: Option<Arc<Health>>,
     /// Set on shutdown: a send that finds the queue full fails instead of waiting.
     stop_waiting: AtomicBool,
+    /// How outcome events are written.
+    outcome_encoding: OutcomeEncoding,
 }
 
 impl<M: Send + Sync + 'static> Publisher<M> {
@@ -316,6 +319,7 @@ impl<M: Send + Sync + 'static> Publisher<M> {
                 max_message_bytes,
                 health,
                 stop_waiting: AtomicBool::new(false),
+                outcome_encoding: OutcomeEncoding::Json,
             },
             reports,
         ))
@@ -355,19 +359,27 @@ impl<M: Send + Sync + 'static> Publisher<M> {
         Ok(())
     }
 
-    /// Enqueues an outcome event, keyed by its idempotency key, with its CloudEvents
-    /// headers ([`super::cloudevents`]).
+    /// Writes outcome events as `encoding` says from now on (JSON until told).
+    pub fn set_outcome_encoding(&mut self, encoding: OutcomeEncoding) {
+        self.outcome_encoding = encoding;
+    }
+
+    /// Enqueues an outcome event, keyed by its idempotency key, encoded as
+    /// [`Publisher::set_outcome_encoding`] said, with its CloudEvents headers
+    /// ([`super::cloudevents`]; `content-type` names the encoding).
     pub async fn outcome(
         &self,
         sends: &Arc<Sends<M>>,
         event: &OutcomeEvent,
     ) -> Result<(), PublishError> {
-        // Plain structs with string keys: serialisation cannot fail.
-        let payload = serde_json::to_vec(event).expect("outcome events serialise to JSON");
-        let headers = owned_headers(&super::cloudevents::headers(event));
+        let encoded = self.outcome_encoding.encode(event);
+        let headers = owned_headers(&super::cloudevents::headers_with(
+            event,
+            encoded.content_type,
+        ));
         let record = BaseRecord::with_opaque_to(&self.outcomes_topic, ticket(sends))
             .key(event.idempotency_key.as_bytes())
-            .payload(&payload)
+            .payload(&encoded.payload)
             .headers(headers);
         self.enqueue(record).await
     }

@@ -1,16 +1,21 @@
 //! The Kafka side of the operator tools (`submit`, `outcomes`): producing requests with
-//! their idempotency key, and reading outcome events from the start of the topic, or
-//! from where it ended before a request was produced (`submit --wait`).
+//! their idempotency key, and reading outcome events (in whatever format each record is:
+//! [`crate::avro::outcome`]) from the start of the topic, or from where it ended before a
+//! request was produced (`submit --wait`).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
+use apache_avro::Schema;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::avro::outcome::{decode, frame, Framing};
+use crate::avro::registry::Registry;
 use crate::decode::IDEMPOTENCY_KEY_HEADER;
 use crate::message::SourceRef;
 use crate::outcome::OutcomeEvent;
@@ -59,20 +64,35 @@ impl Submitter {
 pub enum Read {
     Event {
         event: Box<OutcomeEvent>,
+        /// The event as JSON: the record's value when it was JSON, else the decoded Avro
+        /// event serialised as the JSON format writes it.
         raw: Vec<u8>,
         /// Where the event was read (not the request it is about: that is its `source`).
         at: SourceRef,
     },
-    /// A record that is not an outcome event, at this place.
-    Undecodable(SourceRef),
+    /// A record that is not an outcome event, at this place, and why.
+    Undecodable { at: SourceRef, reason: String },
 }
 
 /// Reads every partition of the outcomes topic without a group: from the beginning, or
-/// from offsets taken when it was created.
+/// from offsets taken when it was created. Each record is read in the format it is in
+/// (JSON, single-object Avro, or Confluent-framed Avro with its writer schema from the
+/// registry), so a topic whose format was switched mid-stream reads as one.
 pub struct OutcomeReader {
     consumer: StreamConsumer,
     topic: String,
+    registry: Option<Registry>,
+    /// A record read whose writer schema is being fetched: a caller that drops
+    /// [`OutcomeReader::next`] while it waits (a `select!`) finds it again on the next
+    /// call, rather than losing it.
+    pending: Mutex<Option<OwnedMessage>>,
 }
+
+/// Attempts at fetching a writer schema from a registry that does not answer before the
+/// record is reported and skipped; the waits between them double from
+/// [`REGISTRY_FIRST_RETRY`].
+const REGISTRY_ATTEMPTS: u32 = 5;
+const REGISTRY_FIRST_RETRY: Duration = Duration::from_millis(250);
 
 /// Where an [`OutcomeReader`] starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,10 +111,13 @@ pub enum Start {
 }
 
 impl OutcomeReader {
+    /// A reader of `topic`; `registry` resolves the schema ids of Confluent-framed records
+    /// (without one, such records are reported and skipped).
     pub fn new(
         properties: &BTreeMap<String, String>,
         topic: &str,
         start: Start,
+        registry: Option<Registry>,
     ) -> anyhow::Result<Self> {
         // Partitions are assigned, not subscribed: the group id only satisfies the client.
         let group = format!("nephoran-outcomes-cli-{}", std::process::id());
@@ -136,6 +159,8 @@ impl OutcomeReader {
         Ok(Self {
             consumer,
             topic: topic.to_string(),
+            registry,
+            pending: Mutex::new(None),
         })
     }
 
@@ -144,28 +169,92 @@ impl OutcomeReader {
     pub fn reread_partition(&self, partition: i32) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, partition, Offset::Beginning)?;
+        self.pending().take();
         self.consumer
             .assign(&tpl)
             .with_context(|| format!("cannot read {}[{partition}] again", self.topic))
     }
 
-    /// The next record; waits for one to arrive.
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<OwnedMessage>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next record; waits for one to arrive. Cancel-safe: a record whose writer
+    /// schema was being fetched when the future was dropped comes first next time.
     pub async fn next(&self) -> anyhow::Result<Read> {
-        let record = self.consumer.recv().await?;
-        let payload = record.payload().unwrap_or_default();
+        let pending = self.pending().take();
+        let record = match pending {
+            Some(record) => record,
+            None => self.consumer.recv().await?.detach(),
+        };
         let at = SourceRef {
             topic: record.topic().to_string(),
             partition: record.partition(),
             offset: record.offset(),
         };
-        Ok(match serde_json::from_slice::<OutcomeEvent>(payload) {
-            Ok(event) => Read::Event {
-                event: Box::new(event),
-                raw: payload.to_vec(),
+        let payload = record.payload().unwrap_or_default();
+        let framing = match frame(payload) {
+            Ok(framing) => framing,
+            Err(e) => {
+                return Ok(Read::Undecodable {
+                    at,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let writer = match framing {
+            Framing::Confluent { schema_id, .. } => {
+                *self.pending() = Some(record.clone());
+                let writer = self.writer_schema(schema_id).await;
+                self.pending().take();
+                match writer {
+                    Ok(writer) => Some(writer),
+                    Err(reason) => return Ok(Read::Undecodable { at, reason }),
+                }
+            }
+            _ => None,
+        };
+        Ok(match decode(framing, writer.as_deref()) {
+            Ok(event) => {
+                let raw = match framing {
+                    Framing::Json(json) => json.to_vec(),
+                    // Plain structs with string keys: serialisation cannot fail.
+                    _ => serde_json::to_vec(&event).expect("outcome events serialise to JSON"),
+                };
+                Read::Event {
+                    event: Box::new(event),
+                    raw,
+                    at,
+                }
+            }
+            Err(e) => Read::Undecodable {
                 at,
+                reason: e.to_string(),
             },
-            Err(_) => Read::Undecodable(at),
         })
+    }
+
+    /// The writer schema registered with `id`, retried a few times while the registry
+    /// does not answer; else why not.
+    async fn writer_schema(&self, id: u32) -> Result<Arc<Schema>, String> {
+        let Some(registry) = &self.registry else {
+            return Err(format!(
+                "Confluent-framed Avro with schema id {id}, and no SCHEMA_REGISTRY_URL to resolve it"
+            ));
+        };
+        let mut wait = REGISTRY_FIRST_RETRY;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match registry.writer_schema(id).await {
+                Ok(schema) => return Ok(schema),
+                Err(e) if e.is_unavailable() && attempts < REGISTRY_ATTEMPTS => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(format!("Confluent-framed Avro with schema id {id}: {e}")),
+            }
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use kube::{Api, Client};
 use tracing::{info, warn};
 
 use crate::apply::SinkSpec;
+use crate::avro::outcome::OutcomeEncoding;
 use crate::decode::{IdempotencyKey, KeySource};
 use crate::intent::{NetworkIntent, IDEMPOTENCY_KEY_ANNOTATION};
 use crate::kafka::publisher::{Acknowledged, Publisher, Sends};
@@ -117,6 +118,12 @@ impl Reporter {
         })
     }
 
+    /// Writes its events as `encoding` says, as the worker's are (JSON by default).
+    pub fn with_outcome_encoding(mut self, encoding: OutcomeEncoding) -> Self {
+        self.publisher.set_outcome_encoding(encoding);
+        self
+    }
+
     async fn publish(&mut self, event: &OutcomeEvent) -> anyhow::Result<()> {
         let sends = Sends::new(());
         self.publisher.outcome(&sends, event).await?;
@@ -149,12 +156,14 @@ pub struct Handle {
 
 impl Handle {
     /// Starts the watcher for the worker when its sink is one it [`follows`]: a client
-    /// in-cluster or from `KUBECONFIG`, a producer of its own, and the intents of the
-    /// partitions in `held` (the worker's lease table). `None` for other sinks.
+    /// in-cluster or from `KUBECONFIG`, a producer of its own writing events as
+    /// `encoding` says, and the intents of the partitions in `held` (the worker's lease
+    /// table). `None` for other sinks.
     pub async fn for_worker(
         sink: &SinkSpec,
         properties: &BTreeMap<String, String>,
         outcomes_topic: &str,
+        encoding: OutcomeEncoding,
         held: Held,
     ) -> anyhow::Result<Option<Self>> {
         if !follows(sink) {
@@ -163,7 +172,7 @@ impl Handle {
         let client = Client::try_default()
             .await
             .map_err(|e| anyhow::anyhow!("lifecycle watcher: no Kubernetes client: {e}"))?;
-        let reporter = Reporter::new(properties, outcomes_topic)?;
+        let reporter = Reporter::new(properties, outcomes_topic)?.with_outcome_encoding(encoding);
         Ok(Some(Self::spawn(
             client,
             reporter,

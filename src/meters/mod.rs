@@ -88,6 +88,7 @@ const COUNTERS: &[Meta] = &[
     (LIFECYCLE_WATCH_ERRORS, &[], "Errors of the intents' status watch."),
     (LIFECYCLE_EVENTS, &["stage"], "Lifecycle events published, by stage (deployed, failed)."),
     (LIFECYCLE_RECORD_FAILURES, &[], "Lifecycle events that could not be recorded."),
+    (OUTCOME_ENCODING_FAILURES, &["stage"], "Outcome events the Avro outcome schema could not hold (a bug), published as JSON instead, by stage."),
 ];
 
 /// Every gauge kept by the recorder: name, labels, help.
@@ -203,6 +204,7 @@ const EVENT_COOLDOWN_EVICTIONS: &str = "event_cooldown_evictions_total";
 const LIFECYCLE_WATCH_ERRORS: &str = "lifecycle_watch_errors_total";
 const LIFECYCLE_EVENTS: &str = "lifecycle_events_total";
 const LIFECYCLE_RECORD_FAILURES: &str = "lifecycle_record_failures_total";
+const OUTCOME_ENCODING_FAILURES: &str = "outcome_encoding_failures_total";
 
 /// Every metric with its type (`counter`, `gauge`, `histogram`), labels and help, the
 /// recorder's and the partition table's: what `/metrics` may show, and what
@@ -299,6 +301,9 @@ pub fn register_known(topics: &[String], model: Option<&str>) {
     header_layout_unexpected().increment(0);
     for format in InputFormat::ALL {
         messages_decoded(format).increment(0);
+    }
+    for stage in crate::outcome::Stage::ALL {
+        outcome_encoding_failures(stage.as_str()).increment(0);
     }
     if let Some(model) = model {
         let model = || SharedString::from(model.to_string());
@@ -550,6 +555,12 @@ pub fn lifecycle_events(stage: &'static str) -> Counter {
 
 pub fn lifecycle_record_failures() -> Counter {
     counter!(LIFECYCLE_RECORD_FAILURES)
+}
+
+// Outcome encoding.
+
+pub fn outcome_encoding_failures(stage: &'static str) -> Counter {
+    counter!(OUTCOME_ENCODING_FAILURES, "stage" => stage)
 }
 
 #[cfg(test)]

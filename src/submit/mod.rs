@@ -19,7 +19,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
 
-use crate::config::{parse_duration, KafkaArgs};
+use crate::avro::registry::Registry;
+use crate::config::{parse_duration, KafkaArgs, RegistryArgs};
 use crate::decode::{is_forbidden, MAX_KEY_BYTES};
 use crate::intent::Priority;
 use crate::kafka::tools::{OutcomeReader, Read, Start, Submitter};
@@ -79,6 +80,10 @@ pub struct Submit {
     /// How long --wait waits (exit code 124 when it passes).
     #[arg(long, default_value = "10m", value_parser = parse_duration, requires = "wait")]
     pub timeout: Duration,
+    /// The registry that resolves Confluent-framed Avro outcomes (--wait, with workers
+    /// at `OUTCOMES_FORMAT=avro` and a registry).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Runs `submit`; the exit code is 0, [`EXIT_REFUSED`], [`EXIT_USAGE`] or [`EXIT_TIMEOUT`].
@@ -154,10 +159,15 @@ async fn submit_one(
     let deadline = tokio::time::Instant::now() + args.timeout;
     // Before producing: the offsets it starts from must precede any outcome of the request.
     let reader = if args.wait {
+        let registry = match Registry::from_args(&args.registry) {
+            Ok(registry) => registry,
+            Err(e) => return Ok(usage(&e.to_string())),
+        };
         Some(OutcomeReader::new(
             properties,
             &args.outcomes_topic,
             Start::Now,
+            registry,
         )?)
     } else {
         None
@@ -255,10 +265,11 @@ async fn wait(
         };
         let (event, at) = match read {
             Ok(Read::Event { event, at, .. }) => (event, at),
-            Ok(Read::Undecodable(at)) => {
+            Ok(Read::Undecodable { at, reason }) => {
                 progress.warn(&format!(
-                    "skipping a record that is not an outcome event at {}",
-                    place(&at)
+                    "skipping a record that is not an outcome event at {}: {}",
+                    place(&at),
+                    escaped(&reason)
                 ));
                 continue;
             }

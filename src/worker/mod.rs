@@ -85,7 +85,8 @@ pub async fn run<T: Translator + 'static>(
 ) -> anyhow::Result<()> {
     let properties = config.kafka.properties()?;
     health.configure(config.liveness_timeout, config.readiness_grace);
-    let (publisher, acknowledged) = Publisher::new(
+    tokio::pin!(shutdown);
+    let (mut publisher, acknowledged) = Publisher::new(
         &properties,
         &config.topics.outcomes_topic,
         &config.topics.dlq_topic,
@@ -104,6 +105,20 @@ pub async fn run<T: Translator + 'static>(
     ));
     expected.push(("DLQ_TOPIC (--dlq-topic)", &config.topics.dlq_topic));
     publisher.check_topics_exist(&expected)?;
+    // Before consuming: a message must not be processed whose outcome cannot be written.
+    let Some(outcome_encoding) = crate::avro::registration::outcome_encoding(
+        config.outcomes_format,
+        &config.registry,
+        &config.topics.outcomes_topic,
+        &health,
+        shutdown.as_mut(),
+    )
+    .await?
+    else {
+        info!("shut down while waiting for the schema registry; nothing was consumed");
+        return Ok(());
+    };
+    publisher.set_outcome_encoding(outcome_encoding);
     changelog::ensure_changelogs(
         &properties,
         &config.group,
@@ -130,6 +145,7 @@ pub async fn run<T: Translator + 'static>(
         &config.intent_sink,
         &properties,
         &config.topics.outcomes_topic,
+        outcome_encoding,
         held.clone(),
     )
     .await?;

@@ -328,9 +328,12 @@ impl TopicReader {
     }
 }
 
-/// Outcome events read from the outcomes topic, grouped by idempotency key.
+/// Outcome events read from the outcomes topic, grouped by idempotency key. Each record
+/// is read in its own format (JSON, single-object Avro, Confluent-framed Avro with the
+/// writer schema from the registry given to [`Outcomes::with_registry`]).
 pub struct Outcomes {
     reader: TopicReader,
+    registry: Option<nephoran_kafka_consumer::avro::registry::Registry>,
     pub by_key: HashMap<String, Vec<OutcomeEvent>>,
     /// Every event in the order read (publication order, for a one-partition topic).
     pub in_order: Vec<OutcomeEvent>,
@@ -342,6 +345,7 @@ impl Outcomes {
     pub fn new(topics: &TestTopics) -> Self {
         Self {
             reader: TopicReader::new_on(&topics.brokers, &topics.outcomes, topics.partitions),
+            registry: None,
             by_key: HashMap::new(),
             in_order: Vec::new(),
             terminal: HashSet::new(),
@@ -372,7 +376,7 @@ impl Outcomes {
                     .collect();
                 panic!("no terminal outcome for {missing:?} within {PATIENCE:?}");
             };
-            self.push(&message);
+            self.push(&message).await;
         }
     }
 
@@ -382,7 +386,7 @@ impl Outcomes {
             let Some(message) = self.reader.next(PATIENCE).await else {
                 panic!("the outcomes awaited did not arrive within {PATIENCE:?}");
             };
-            self.push(&message);
+            self.push(&message).await;
         }
     }
 
@@ -395,7 +399,7 @@ impl Outcomes {
                     self.terminal_messages().len()
                 );
             };
-            self.push(&message);
+            self.push(&message).await;
         }
     }
 
@@ -406,7 +410,7 @@ impl Outcomes {
             let Some(message) = self.reader.next(PATIENCE).await else {
                 return Err(self.terminal_messages().len());
             };
-            self.push(&message);
+            self.push(&message).await;
         }
         Ok(())
     }
@@ -428,13 +432,38 @@ impl Outcomes {
     /// Reads whatever else arrives until the topic has been quiet for `quiet`.
     pub async fn drain(&mut self, quiet: Duration) {
         while let Some(message) = self.reader.next(quiet).await {
-            self.push(&message);
+            self.push(&message).await;
         }
     }
 
-    fn push(&mut self, message: &OwnedMessage) {
-        let event: OutcomeEvent =
-            serde_json::from_slice(message.payload().expect("payload")).expect("outcome JSON");
+    /// Reads Confluent-framed outcomes with writer schemas from the registry at `url`.
+    pub fn with_registry(topics: &TestTopics, url: &str) -> Self {
+        let args = nephoran_kafka_consumer::config::RegistryArgs {
+            schema_registry_url: Some(url.to_string()),
+            schema_registry_basic_auth_file: None,
+            schema_registry_timeout: Duration::from_secs(10),
+            schema_registry_cache_schemas: 10,
+        };
+        Self {
+            registry: nephoran_kafka_consumer::avro::registry::Registry::from_args(&args)
+                .expect("registry settings"),
+            ..Self::new(topics)
+        }
+    }
+
+    async fn push(&mut self, message: &OwnedMessage) {
+        use nephoran_kafka_consumer::avro::outcome::{decode, frame, Framing};
+        let framing = frame(message.payload().expect("payload")).expect("an outcome record");
+        let writer = match (framing, &self.registry) {
+            (Framing::Confluent { schema_id, .. }, Some(registry)) => Some(
+                registry
+                    .writer_schema(schema_id)
+                    .await
+                    .expect("the outcome's writer schema"),
+            ),
+            _ => None,
+        };
+        let event: OutcomeEvent = decode(framing, writer.as_deref()).expect("an outcome event");
         assert_eq!(
             message.key(),
             Some(event.idempotency_key.as_bytes()),

@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod prometheus;
 pub mod quantity;
+pub mod replay;
 pub mod request;
 pub mod schedule;
 pub mod show;

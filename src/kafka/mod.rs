@@ -18,6 +18,7 @@ pub mod probe;
 pub mod properties;
 pub mod publisher;
 pub mod queued;
+pub mod replay;
 pub mod tools;
 
 use std::collections::BTreeMap;

@@ -123,12 +123,12 @@ pub async fn run(args: Replay) -> anyhow::Result<ExitCode> {
     let dlq = &args.topics.dlq_topic;
     let remembered_topic = marks::topic_of(dlq);
 
-    if !args.dry_run {
-        admin::create_compacted(&properties, &remembered_topic, 1, args.replication).await?;
-    }
+    let created = !args.dry_run
+        && admin::create_compacted(&properties, &remembered_topic, 1, args.replication).await?;
     let mut remembered = Remembered::default();
-    // A dry run creates nothing: a missing remembered set is an empty one.
-    let missing_ok = args.dry_run;
+    // A dry run creates nothing, and a topic just created is empty (and may not be in
+    // the brokers' metadata yet): either way a missing remembered set is an empty one.
+    let missing_ok = args.dry_run || created;
     read_to_end(
         &properties,
         &remembered_topic,

@@ -1,6 +1,6 @@
 //! The command line: `run` (the worker, and the default), and the tools an operator
-//! or a quick start needs around it: `create-topics`, `submit`, `outcomes`, `translate`,
-//! `crd`.
+//! or a quick start needs around it: `create-topics`, `submit`, `outcomes`, `dlq replay`,
+//! `translate`, `crd`.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -45,17 +45,30 @@ pub struct Cli {
 pub enum Command {
     /// Run a worker of the consumer group (the default).
     Run(Box<Config>),
-    /// Create the input, outcome and dead-letter topics (existing ones are left alone).
+    /// Create the input, outcome and dead-letter topics, and the dead-letter topic's
+    /// `.replayed` (existing ones are left alone).
     CreateTopics(CreateTopics),
     /// Produce a service request (and with --wait, follow it to its outcome), or a batch
     /// of JSON documents with --file.
     Submit(crate::submit::Submit),
     /// Print outcome events; with --keys, wait until each key has a terminal outcome.
     Outcomes(Outcomes),
+    /// Work with the dead-letter topic.
+    Dlq {
+        #[command(subcommand)]
+        command: Dlq,
+    },
     /// Print the NetworkIntent a request would become, without Kafka (exit 2: rejected).
     Translate(Box<Translate>),
     /// Print the NetworkIntent CustomResourceDefinition (YAML), generated from the type.
     Crd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Dlq {
+    /// Re-publish dead letters to their original topic, key and headers, once each (exit
+    /// 3: some chosen letters cannot be replayed as they were).
+    Replay(Box<crate::replay::Replay>),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +171,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::CreateTopics(args)) => create_topics(args).await,
         Some(Command::Submit(args)) => return crate::submit::run(args).await,
         Some(Command::Outcomes(args)) => outcomes(args).await,
+        Some(Command::Dlq {
+            command: Dlq::Replay(args),
+        }) => return crate::replay::run(*args).await,
         Some(Command::Translate(args)) => return translate(*args).await,
         Some(Command::Crd) => crd(),
     };
@@ -270,13 +286,12 @@ async fn create_topics(args: CreateTopics) -> anyhow::Result<()> {
     let mut topics = args.topics.topics.clone();
     topics.push(args.topics.outcomes_topic.clone());
     topics.push(args.topics.dlq_topic.clone());
-    admin::create_topics(
-        &args.kafka.properties()?,
-        &topics,
-        args.partitions,
-        args.replication,
-    )
-    .await
+    let properties = args.kafka.properties()?;
+    admin::create_topics(&properties, &topics, args.partitions, args.replication).await?;
+    // What `dlq replay` remembers: compacted, small, one partition.
+    let replayed = crate::replay::marks::topic_of(&args.topics.dlq_topic);
+    admin::create_compacted(&properties, &replayed, 1, args.replication).await?;
+    Ok(())
 }
 
 async fn outcomes(args: Outcomes) -> anyhow::Result<()> {

@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod prometheus;
 pub mod quantity;
+pub mod replay;
 pub mod request;
 pub mod schedule;
 pub mod show;

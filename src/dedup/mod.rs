@@ -18,6 +18,13 @@ use std::time::Duration;
 pub use entry::{Entry, Outcome, State};
 pub use store::{Check, Limits, PartitionStore};
 
+/// The header `dlq replay` puts on a dead letter it re-publishes: the `nephoran.event.id`
+/// of that dead letter. A message carrying it whose key's last processing was `rejected`,
+/// with the same payload, and whose dead letter has that id, is processed again, once
+/// ([`Check::Replay`]); anywhere else the header changes nothing. Dead letters never copy
+/// it (a replay rejected again gets a dead letter of its own, with its own id).
+pub const REPLAY_OF_HEADER: &str = "nephoran.replay.of";
+
 /// The changelog topic of an input topic for a consumer group.
 pub fn changelog_topic(group: &str, input_topic: &str) -> String {
     format!("{group}-{input_topic}-dedup-changelog")

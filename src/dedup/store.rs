@@ -34,11 +34,17 @@ pub enum Check {
     /// The key's last processing (another message, same payload) ended `failed`: the
     /// cause may have been fixed since, so this message is a new processing of the key
     /// (new event ids). A `rejected` key is not retried: the same payload would be
-    /// rejected again, so it is a [`Check::Duplicate`].
+    /// rejected again, so it is a [`Check::Duplicate`], unless it replays the key's dead
+    /// letter ([`Check::Replay`]).
     Retry(Entry),
     /// Another message with this key and the same payload was completed: publish
     /// `duplicate`, nothing else.
     Duplicate(Entry),
+    /// The key's last processing (another message, same payload) ended `rejected`, and
+    /// this message replays that processing's dead letter ([`PartitionStore::check_replay`]):
+    /// the cause may have been fixed since, so it is a new processing of the key, once
+    /// (the new processing's dead letter, if any, has another id).
+    Replay(Entry),
     /// The key was claimed by a message with another payload (completed or not): this
     /// one is `rejected` as a conflict, and the entry stays the claimant's.
     Conflict(Entry),
@@ -142,6 +148,30 @@ impl PartitionStore {
                 entry.last_seen = now;
                 Check::Duplicate(*entry)
             }
+        }
+    }
+
+    /// [`Self::check`] for a message that claims to replay the dead letter of the key's
+    /// last processing: `replays(entry)` says whether its claim names the dead letter of
+    /// the processing `entry` records. Only a `rejected` entry is replayed this way (a
+    /// `failed` one is retried by any re-send, [`Check::Retry`]; an applied one never is),
+    /// and only with the same payload (another is still a conflict).
+    pub fn check_replay(
+        &mut self,
+        key: &str,
+        offset: i64,
+        fingerprint: Fingerprint,
+        now: u32,
+        replays: impl FnOnce(&Entry) -> bool,
+    ) -> Check {
+        match self.check(key, offset, fingerprint, now) {
+            Check::Duplicate(entry)
+                if matches!(entry.state, State::Done(o) if o.stage == Stage::Rejected)
+                    && replays(&entry) =>
+            {
+                Check::Replay(entry)
+            }
+            other => other,
         }
     }
 
@@ -290,6 +320,71 @@ mod tests {
         s.insert("r", rejected, None);
         assert!(matches!(
             s.check("r", 9, PAYLOAD, 1001),
+            Check::Duplicate(_)
+        ));
+    }
+
+    #[test]
+    fn a_replay_reprocesses_a_rejected_key_once_and_nothing_else() {
+        let mut s = store(10);
+        let ended = |stage, error, offset| Entry {
+            state: State::Done(Outcome {
+                stage,
+                message_type: None,
+                translator: None,
+                error,
+            }),
+            ..done(offset, 1000)
+        };
+        // Names the dead letter of the processing at offset 5 only.
+        let of_5 = |e: &Entry| e.offset == 5;
+        let rejected = ended(Stage::Rejected, Some(ErrorCode::PolicyDenied), 5);
+        s.insert("r", rejected, None);
+        assert_eq!(
+            s.check_replay("r", 9, PAYLOAD, 1001, of_5),
+            Check::Replay(Entry {
+                last_seen: 1001,
+                ..rejected
+            })
+        );
+        // Another payload is still a conflict; its own redelivery still a redelivery.
+        assert!(matches!(
+            s.check_replay("r", 9, OTHER, 1001, of_5),
+            Check::Conflict(_)
+        ));
+        assert!(matches!(
+            s.check_replay("r", 5, PAYLOAD, 1001, of_5),
+            Check::Redelivery(_)
+        ));
+        // Once the replay's processing is the entry (offset 9), the same claim names a
+        // dead letter of an earlier processing: a duplicate.
+        s.insert(
+            "r",
+            ended(Stage::Rejected, Some(ErrorCode::PolicyDenied), 9),
+            None,
+        );
+        assert!(matches!(
+            s.check_replay("r", 10, PAYLOAD, 1002, of_5),
+            Check::Duplicate(_)
+        ));
+        // Never an applied key, whatever the claim; a failed one is retried anyway.
+        s.insert("a", ended(Stage::Applied, None, 5), None);
+        assert!(matches!(
+            s.check_replay("a", 9, PAYLOAD, 1001, |_| true),
+            Check::Duplicate(_)
+        ));
+        s.insert(
+            "f",
+            ended(Stage::Failed, Some(ErrorCode::ApplyFailed), 5),
+            None,
+        );
+        assert!(matches!(
+            s.check_replay("f", 9, PAYLOAD, 1001, |_| false),
+            Check::Retry(_)
+        ));
+        // A claim that names no dead letter of the key changes nothing.
+        assert!(matches!(
+            s.check_replay("r", 11, PAYLOAD, 1003, |_| false),
             Check::Duplicate(_)
         ));
     }

@@ -39,3 +39,31 @@ pub async fn create_topics(
     }
     Ok(())
 }
+
+/// Creates `topic` compacted (`cleanup.policy=compact`) with `partitions` partitions
+/// (`replication` -1: the broker's default) unless it exists. Returns whether it created
+/// it.
+pub async fn create_compacted(
+    properties: &BTreeMap<String, String>,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<bool> {
+    let admin = super::admin_client(properties)?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))
+        .set("cleanup.policy", "compact");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .with_context(|| format!("could not reach the brokers to create {topic:?}"))?;
+    match results.into_iter().next() {
+        Some(Ok(topic)) => {
+            info!(%topic, partitions, "compacted topic created");
+            Ok(true)
+        }
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((topic, code))) => bail!("could not create topic {topic}: {code}"),
+        None => bail!("the brokers did not answer the creation of {topic:?}"),
+    }
+}

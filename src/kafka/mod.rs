@@ -1,8 +1,9 @@
 //! The Kafka edge: the only part of the service that knows about rdkafka.
 //!
 //! It turns consumed records into [`InboundMessage`](crate::message::InboundMessage)s,
-//! publishes outcome events and dead letters, stores offsets once a message is done, and
-//! creates topics for development. Client settings that the guarantees depend on are
+//! publishes outcome events and dead letters, stores offsets once a message is done,
+//! creates topics for development, and reads and re-publishes dead letters for
+//! `dlq replay` ([`replay`]). Client settings that the guarantees depend on are
 //! fixed here and cannot be overridden by pass-through properties ([`properties`] refuses
 //! them, and their aliases, at start).
 
@@ -18,6 +19,7 @@ pub mod probe;
 pub mod properties;
 pub mod publisher;
 pub mod queued;
+pub mod replay;
 pub mod tools;
 
 use std::collections::BTreeMap;

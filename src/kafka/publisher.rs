@@ -711,6 +711,12 @@ impl<'m> DeadLetterRecord<'m> {
         };
         let mut unreadable = Vec::new();
         for (index, (name, value)) in message.headers.iter().enumerate() {
+            // Said by `dlq replay`, not by the producer: a replay rejected again gets a
+            // dead letter of its own, replayable like any other (the header is not an
+            // original one, so leaving it out leaves nothing out).
+            if name.as_slice() == crate::dedup::REPLAY_OF_HEADER.as_bytes() {
+                continue;
+            }
             match std::str::from_utf8(name) {
                 Ok(name)
                     if !name.chars().any(crate::decode::is_forbidden)
@@ -1016,6 +1022,8 @@ mod tests {
                 (b"idempotency-key\0x".to_vec(), Some(b"v".to_vec())),
                 (b"nephoran.error.code".to_vec(), Some(b"forged".to_vec())),
                 (b"trace".to_vec(), Some(b"1".to_vec())),
+                // A replay's header: neither copied nor counted as left out.
+                (b"nephoran.replay.of".to_vec(), Some(b"id".to_vec())),
             ],
         );
         let l = letter(&m);

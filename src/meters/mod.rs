@@ -62,6 +62,7 @@ const COUNTERS: &[Meta] = &[
     (DEAD_LETTERS_RESENT, &["topic"], "Dead letters sent again for a redelivered message."),
     (DEDUP_TAKEOVERS, &["topic"], "In-progress dedup entries left by a crashed attempt, taken over."),
     (DEDUP_RETRIES, &["topic"], "Keys whose last processing failed, processed again on re-submission."),
+    (DEDUP_REPLAYS, &["topic"], "Rejected keys processed again by a replay of their dead letter (dlq replay)."),
     (DEDUP_RESTORED_ENTRIES, &["topic"], "Dedup entries restored from the changelog at assignment."),
     (DEDUP_EVICTIONS, &["topic", "reason"], "Dedup entries evicted, by reason (expired, capacity)."),
     (PARTITION_PAUSES, &["topic", "reason"], "Partition pauses, by reason: buffer, memory, sink_down."),
@@ -162,6 +163,7 @@ const DEDUP_REDELIVERIES: &str = "dedup_redeliveries_total";
 const DEAD_LETTERS_RESENT: &str = "dead_letters_resent_total";
 const DEDUP_TAKEOVERS: &str = "dedup_takeovers_total";
 const DEDUP_RETRIES: &str = "dedup_retries_total";
+const DEDUP_REPLAYS: &str = "dedup_replays_total";
 const DEDUP_RESTORED_ENTRIES: &str = "dedup_restored_entries_total";
 const DEDUP_RESTORE_DURATION: &str = "dedup_restore_duration_seconds";
 const DEDUP_EVICTIONS: &str = "dedup_evictions_total";
@@ -271,6 +273,7 @@ pub fn register_known(topics: &[String], model: Option<&str>) {
         dead_letters_resent(topic()).increment(0);
         dedup_takeovers(topic()).increment(0);
         dedup_retries(topic()).increment(0);
+        dedup_replays(topic()).increment(0);
         dedup_restored_entries(topic()).increment(0);
         partitions_revoked(topic()).increment(0);
         fenced_completions(topic()).increment(0);
@@ -368,6 +371,10 @@ pub fn dedup_takeovers(topic: impl Into<SharedString>) -> Counter {
 
 pub fn dedup_retries(topic: impl Into<SharedString>) -> Counter {
     counter!(DEDUP_RETRIES, "topic" => topic.into())
+}
+
+pub fn dedup_replays(topic: impl Into<SharedString>) -> Counter {
+    counter!(DEDUP_REPLAYS, "topic" => topic.into())
 }
 
 pub fn dedup_restored_entries(topic: impl Into<SharedString>) -> Counter {

@@ -1,7 +1,15 @@
 //! The worker's dedup state: looking a message's key up (new, taken over, retried after a
-//! `failed`, a duplicate, a redelivery or a conflict) and recording its end, restoring a
-//! partition's store from its changelog, trimming it, tombstoning what it drops, and
-//! rebuilding the events (and dead letter) of a completed key.
+//! `failed`, replayed after a `rejected`, a duplicate, a redelivery or a conflict) and
+//! recording its end, restoring a partition's store from its changelog, trimming it,
+//! tombstoning what it drops, and rebuilding the events (and dead letter) of a completed
+//! key.
+//!
+//! A message with the [`dedup::REPLAY_OF_HEADER`] header (`dlq replay` sets it) is a
+//! replay only when the header holds the id of the dead letter of the key's last
+//! processing, which ended `rejected` with the same payload: the id is derived from the
+//! key and that processing's offset, so a replay is honoured once (the replay's own
+//! processing has another offset) and a forged header can at most have a rejected
+//! request, byte for byte, judged again under the settings in force.
 //!
 //! A key is claimed by its content: the entry keeps the fingerprint of the payload that
 //! claimed it, and another payload under the same key is `rejected` as
@@ -38,7 +46,21 @@ impl<T: Translator + 'static> Worker<'_, T> {
         let now = dedup::now_secs();
         let store = self.store(&source.topic, source.partition).await?;
 
-        let started = match store.check(&key, source.offset, received.fingerprint, now) {
+        let check = match admitted.message.header(dedup::REPLAY_OF_HEADER) {
+            None => store.check(&key, source.offset, received.fingerprint, now),
+            Some(claim) => {
+                let names_its_dead_letter =
+                    |entry: &Entry| dead_letter_id(&key, &source, entry.offset).as_bytes() == claim;
+                store.check_replay(
+                    &key,
+                    source.offset,
+                    received.fingerprint,
+                    now,
+                    names_its_dead_letter,
+                )
+            }
+        };
+        let started = match check {
             Check::Duplicate(original) => {
                 meters::dedup_hits(source.topic.clone()).increment(1);
                 let namespace = store.namespace(&original).map(str::to_string);
@@ -118,7 +140,7 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 }
                 None
             }
-            check @ (Check::New | Check::TakeOver(_) | Check::Retry(_)) => {
+            check @ (Check::New | Check::TakeOver(_) | Check::Retry(_) | Check::Replay(_)) => {
                 if let Check::TakeOver(attempt) = check {
                     meters::dedup_takeovers(source.topic.clone()).increment(1);
                     info!(key = %key, started = attempt.since, offset = attempt.offset, "taking over an attempt that never finished");
@@ -127,6 +149,10 @@ impl<T: Translator + 'static> Worker<'_, T> {
                     // A `failed` key sent again: processed anew, as a new processing.
                     meters::dedup_retries(source.topic.clone()).increment(1);
                     info!(key = %key, failed_offset = failed.offset, "processing again a key whose last processing failed");
+                }
+                if let Check::Replay(rejected) = check {
+                    meters::dedup_replays(source.topic.clone()).increment(1);
+                    info!(key = %key, rejected_offset = rejected.offset, "processing again a rejected key: the message replays its dead letter");
                 }
                 let started = Entry {
                     state: State::InProgress,
@@ -307,6 +333,16 @@ impl<T: Translator + 'static> Worker<'_, T> {
         }
         Ok(())
     }
+}
+
+/// The `nephoran.event.id` of the dead letter of `key`'s processing at `offset` of
+/// `source`'s partition: the id of that processing's `dead_lettered` event.
+fn dead_letter_id(key: &str, source: &SourceRef, offset: i64) -> String {
+    let at = SourceRef {
+        offset,
+        ..source.clone()
+    };
+    crate::outcome::event_id(key, Stage::DeadLettered, &at)
 }
 
 /// The intent a completed key names, when it has one: a key whose message ended as a

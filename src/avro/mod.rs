@@ -6,5 +6,8 @@
 //! id, the writer schema fetched from the registry) and Avro single-object encoding
 //! (`C3 01` and the 8-byte Rabin fingerprint of a schema in `schemas/`).
 
+pub mod frame;
+pub mod read;
 pub mod registry;
 pub mod schemas;
+pub mod value;

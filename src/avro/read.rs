@@ -19,7 +19,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
 
 use super::frame::{self, Framed};
-use super::registry::{Registry, RegistryError};
+use super::registry::{Registry, RegistryError, SchemaAnswer};
 use super::schemas::{self, Known};
 use crate::outcome::{ErrorCode, Failure};
 
@@ -41,7 +41,7 @@ pub fn bound_allocations() -> usize {
 pub struct WriterSchemas<'a> {
     pub registry: Option<&'a Registry>,
     /// The answer the worker got for one id (a schema, or why there is none).
-    pub fetched: Option<(u32, &'a Result<Arc<Schema>, RegistryError>)>,
+    pub fetched: Option<(u32, &'a SchemaAnswer)>,
 }
 
 impl WriterSchemas<'_> {
@@ -348,7 +348,7 @@ mod tests {
         payload
     }
 
-    fn fetched(id: u32, answer: &Result<Arc<Schema>, RegistryError>) -> WriterSchemas<'_> {
+    fn fetched(id: u32, answer: &SchemaAnswer) -> WriterSchemas<'_> {
         WriterSchemas {
             registry: None,
             fetched: Some((id, answer)),

@@ -57,6 +57,7 @@ use crate::translate::Translator;
 
 mod partition;
 mod rebalance;
+mod schemas;
 mod sink;
 mod state;
 
@@ -85,6 +86,12 @@ pub async fn run<T: Translator + 'static>(
 ) -> anyhow::Result<()> {
     let properties = config.kafka.properties()?;
     health.configure(config.liveness_timeout, config.readiness_grace);
+    crate::avro::read::bound_allocations();
+    let registry = crate::avro::registry::Registry::from_args(&config.registry)?;
+    let pipeline = match registry {
+        Some(registry) => pipeline.with_registry(Some(Arc::new(registry))),
+        None => pipeline,
+    };
     let (publisher, acknowledged) = Publisher::new(
         &properties,
         &config.topics.outcomes_topic,
@@ -185,6 +192,7 @@ pub async fn run<T: Translator + 'static>(
         revocations: Vec::new(),
         revoke_drain_timeout: config.revoke_drain_timeout,
         translations: FuturesUnordered::new(),
+        schema_fetches: FuturesUnordered::new(),
         acknowledged,
         sealed: 0,
         meters: Meters::new(&config.topics.topics),
@@ -349,6 +357,8 @@ struct Worker<'a, T> {
     revoke_drain_timeout: Duration,
     /// Messages being translated and applied; at most `max_in_flight`.
     translations: FuturesUnordered<Translation>,
+    /// Writer schemas being fetched, one per partition whose next record waits for one.
+    schema_fetches: FuturesUnordered<schemas::SchemaFetch>,
     /// Messages whose sends are all acknowledged.
     acknowledged: Acknowledged<Sent>,
     /// Messages whose sends are all enqueued and not yet all acknowledged.
@@ -441,6 +451,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
                     self.finish(finished).await?;
                 }
+                Some(fetched) = self.schema_fetches.next(), if !self.schema_fetches.is_empty() => {
+                    self.schema_fetched(fetched).await?;
+                }
                 _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
                     self.done(&mut acknowledged).await?;
                 }
@@ -520,12 +533,32 @@ impl<T: Translator + 'static> Worker<'_, T> {
             debug!(source = ?message.source, "message of a partition not held; left to its owner");
             return Ok(());
         };
-        let bytes = message.size();
-        self.partitions
-            .arrived(&partition, message.source.offset, bytes, self.consumer);
+        self.partitions.arrived(
+            &partition,
+            message.source.offset,
+            message.size(),
+            self.consumer,
+        );
         self.partitions
             .note_arrival(&partition, message.source.offset, message.timestamp_ms, at);
-        let (received, event) = self.pipeline.receive(&message);
+        match self.hold_undecoded(&partition, message, at) {
+            Some((message, at)) => self.receive(message, at, epoch, None).await,
+            None => Ok(()), // it waits for a writer schema ([`schemas`])
+        }
+    }
+
+    /// A consumed message is decoded (with the registry's answer for the schema id it
+    /// waited for, if it did): its `received` event goes out, and it waits in its lane.
+    async fn receive(
+        &mut self,
+        message: InboundMessage,
+        at: Instant,
+        epoch: u64,
+        fetched: Option<(u32, &crate::avro::registry::SchemaAnswer)>,
+    ) -> Result<(), PublishError> {
+        let partition = (message.source.topic.clone(), message.source.partition);
+        let bytes = message.size();
+        let (received, event) = self.pipeline.receive_fetched(&message, fetched);
         let sends = Sends::new(Sent {
             source: message.source.clone(),
             epoch,

@@ -99,6 +99,9 @@ fn single_object(known: &Known, json: serde_json::Value) -> Vec<u8> {
     payload
 }
 
+/// A record to produce: topic, record key (also the idempotency key), value, headers.
+type Record<'a> = (&'a str, &'a str, Vec<u8>, Vec<(&'a str, &'a str)>);
+
 fn config(topics: &TestTopics, dir: &std::path::Path, registry: &TestRegistry) -> Config {
     let mut config = topics.config(dir);
     config.registry.schema_registry_url = Some(registry.url());
@@ -142,7 +145,7 @@ async fn every_format_of_a_request_becomes_the_same_intent_and_bad_avro_gets_its
     let requests = &topics.service_requests;
     let events = &topics.network_events;
     let avro_body = |key: &str| single_object(&schemas::SERVICE_REQUEST, service_request(key));
-    let messages: Vec<(&str, &str, Vec<u8>, Vec<(&str, &str)>)> = vec![
+    let messages: Vec<Record> = vec![
         (
             requests,
             "json-1",

@@ -607,6 +607,15 @@ mod tests {
         assert_eq!(from_avro.key.source, KeySource::Payload);
         // Claimed with the digest of the whole value, framing included.
         assert_eq!(from_avro.fingerprint, fingerprint(Some(&payload)));
+        // A binary-mode CloudEvent's data may be Avro: keyed by its headers.
+        let mut event = message("", &[("ce_source", "oss"), ("ce_id", "7")]);
+        event.payload = Some(payload.clone());
+        let d = decode(&event);
+        assert_eq!(d.request, from_json.request);
+        assert_eq!(
+            (d.key.value.as_str(), d.key.source),
+            ("oss/7", KeySource::Cloudevents)
+        );
         // Confluent framing without a registry: the id cannot be resolved.
         avro.payload = Some(vec![0, 0, 0, 0, 7, 2]);
         let d = decode(&avro);

@@ -20,7 +20,9 @@
 //! at assignment and dropped at hand-over. A partition whose buffer is full (in messages
 //! or bytes), or every partition when the worker's buffer is full in bytes, is paused
 //! until half of it is done; the poll thread keeps polling. A partition whose messages wait
-//! for the intent sink (it is down) is paused until none does ([`sink`]). A revoked
+//! for the intent sink (it is down) is paused until none does ([`sink`]); one whose next
+//! record waits for its writer schema from the schema registry is paused, its later records
+//! held back in order, until the registry answers ([`schemas`]). A revoked
 //! partition stops starting messages, and the group waits while its in-flight ones
 //! finish (not those waiting for the sink), up to [`Config::revoke_drain_timeout`]; then
 //! its lease ends, and what was still in flight is fenced: it applies and publishes

@@ -13,6 +13,7 @@
 //! ([`SinkStatus`]) tells the worker to pause its partitions meanwhile. Only a permanent
 //! error ends a message as `failed` (or `rejected`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backoff::backoff::Backoff;
@@ -20,8 +21,10 @@ use backoff::ExponentialBackoff;
 use metrics::Counter;
 
 use crate::apply::{ApplyError, IntentSink, SinkStatus};
+use crate::avro::read::WriterSchemas;
+use crate::avro::registry::{Registry, SchemaAnswer};
 use crate::cooldown::Cooldown;
-use crate::decode::{decode, Fingerprint, IdempotencyKey, InputFormat};
+use crate::decode::{decode_with, Fingerprint, IdempotencyKey, InputFormat};
 use crate::intent::NetworkIntent;
 use crate::lease::{Fenced, Lease};
 use crate::message::{InboundMessage, SourceRef};
@@ -72,6 +75,9 @@ pub struct Pipeline<T> {
     cooldown: Cooldown,
     /// `messages_decoded_total`, one handle per format, in [`InputFormat::ALL`]'s order.
     decoded: [Counter; InputFormat::ALL.len()],
+    /// Where Confluent-framed Avro records find their writer schemas; none without
+    /// `SCHEMA_REGISTRY_URL` ([`Pipeline::with_registry`]).
+    registry: Option<Arc<Registry>>,
 }
 
 impl<T: Translator> Pipeline<T> {
@@ -84,7 +90,25 @@ impl<T: Translator> Pipeline<T> {
             policy,
             cooldown: Cooldown::default(),
             decoded: InputFormat::ALL.map(crate::meters::messages_decoded),
+            registry: None,
         }
+    }
+
+    /// Reads Confluent-framed Avro records with writer schemas from `registry`.
+    pub fn with_registry(mut self, registry: Option<Arc<Registry>>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The schema registry, if one is configured.
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.as_ref()
+    }
+
+    /// The schema id `message` needs fetched from the registry before it is received
+    /// ([`crate::decode::needs_writer_schema`]).
+    pub fn needs_writer_schema(&self, message: &InboundMessage) -> Option<u32> {
+        crate::decode::needs_writer_schema(message, self.registry.as_deref())
     }
 
     /// Whether the sink is up, as the applies find it.
@@ -101,7 +125,21 @@ impl<T: Translator> Pipeline<T> {
 
     /// Decodes a message and makes its `received` event.
     pub fn receive(&self, message: &InboundMessage) -> (Received, OutcomeEvent) {
-        let decoded = decode(message);
+        self.receive_fetched(message, None)
+    }
+
+    /// [`Pipeline::receive`], with the registry's answer for one schema id just fetched
+    /// (a schema, or why there is none) for a Confluent-framed record that waited for it.
+    pub fn receive_fetched(
+        &self,
+        message: &InboundMessage,
+        fetched: Option<(u32, &SchemaAnswer)>,
+    ) -> (Received, OutcomeEvent) {
+        let schemas = WriterSchemas {
+            registry: self.registry.as_deref(),
+            fetched,
+        };
+        let decoded = decode_with(message, &schemas);
         if let Some(format) = decoded.format {
             let at = InputFormat::ALL.iter().position(|&f| f == format);
             if let Some(counter) = at.and_then(|at| self.decoded.get(at)) {

@@ -15,19 +15,13 @@
 //! as one. The project's own readers (`outcomes`, `submit --wait`, the tests) use this;
 //! subscribers use their own Avro and registry clients.
 
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use tracing::error;
 
+use super::frame::{self, Framed, CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER};
 use super::schemas::OUTCOME_EVENT;
 use crate::outcome::OutcomeEvent;
-
-/// The first byte of the Confluent wire format.
-pub const CONFLUENT_MAGIC: u8 = 0x00;
-/// The first two bytes of Avro single-object encoding.
-pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
 /// `content-type` of a JSON outcome.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// `content-type` of an Avro outcome (either framing).
@@ -137,7 +131,7 @@ pub enum Undecodable {
     #[error("an empty record")]
     Empty,
     #[error("cut short: {0}")]
-    Truncated(&'static str),
+    Truncated(String),
     #[error("not an outcome event in JSON: {0}")]
     Json(String),
     #[error(
@@ -150,29 +144,20 @@ pub enum Undecodable {
     Avro(String),
 }
 
-/// How `record` is framed.
+/// How `record` is framed: the framings of Avro input ([`frame::detect`]), else JSON.
 pub fn frame(record: &[u8]) -> Result<Framing<'_>, Undecodable> {
-    match record {
-        [] => Err(Undecodable::Empty),
-        [CONFLUENT_MAGIC, rest @ ..] => {
-            let (id, body) = rest.split_first_chunk::<4>().ok_or(Undecodable::Truncated(
-                "a Confluent header without its 4-byte schema id",
-            ))?;
-            Ok(Framing::Confluent {
-                schema_id: u32::from_be_bytes(*id),
-                body,
-            })
+    if record.is_empty() {
+        return Err(Undecodable::Empty);
+    }
+    match frame::detect(record) {
+        None => Ok(Framing::Json(record)),
+        Some(Err(failure)) => Err(Undecodable::Truncated(failure.message)),
+        Some(Ok(Framed::Confluent { schema_id, body })) => {
+            Ok(Framing::Confluent { schema_id, body })
         }
-        [0xC3, 0x01, rest @ ..] => {
-            let (fingerprint, body) = rest.split_first_chunk::<8>().ok_or(
-                Undecodable::Truncated("a single-object header without its 8-byte fingerprint"),
-            )?;
-            Ok(Framing::SingleObject {
-                fingerprint: *fingerprint,
-                body,
-            })
+        Some(Ok(Framed::SingleObject { fingerprint, body })) => {
+            Ok(Framing::SingleObject { fingerprint, body })
         }
-        json => Ok(Framing::Json(json)),
     }
 }
 
@@ -208,20 +193,13 @@ pub fn decode(
     }
 }
 
-fn read_avro(writer: &Schema, mut body: &[u8]) -> Result<OutcomeEvent, Undecodable> {
-    let avro = |e: apache_avro::Error| Undecodable::Avro(e.to_string());
-    let reader = GenericDatumReader::builder(writer)
-        .reader_schema(&OUTCOME_EVENT.schema)
-        .build()
-        .map_err(avro)?;
-    let value: Value = reader.read_value(&mut body).map_err(avro)?;
-    if !body.is_empty() {
-        return Err(Undecodable::Avro(format!(
-            "{} bytes after the event",
-            body.len()
-        )));
-    }
-    apache_avro::from_value(&value).map_err(avro)
+fn read_avro(writer: &Schema, body: &[u8]) -> Result<OutcomeEvent, Undecodable> {
+    let datum =
+        super::read::read_datum(writer, body).map_err(|e| Undecodable::Avro(e.to_string()))?;
+    let value = datum
+        .resolve(&OUTCOME_EVENT.schema)
+        .map_err(|e| Undecodable::Avro(e.to_string()))?;
+    apache_avro::from_value(&value).map_err(|e| Undecodable::Avro(e.to_string()))
 }
 
 #[cfg(test)]

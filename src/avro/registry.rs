@@ -51,6 +51,9 @@ impl RegistryError {
     }
 }
 
+/// The registry's answer for one schema id: the writer schema, or why there is none.
+pub type SchemaAnswer = Result<Arc<Schema>, RegistryError>;
+
 /// A registry client with a bounded cache of writer schemas by id.
 pub struct Registry {
     settings: SrSettings,
@@ -98,6 +101,11 @@ impl Registry {
             settings,
             cache: Mutex::new(LruCache::new(bound)),
         }))
+    }
+
+    /// How many writer schemas the cache holds.
+    pub fn cached_schemas(&self) -> usize {
+        self.cache.lock().map_or(0, |cache| cache.len())
     }
 
     /// The writer schema with this id, from the cache if it holds it.

@@ -34,6 +34,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::avro::read::WriterSchemas;
+use crate::avro::registry::Registry;
 use crate::message::InboundMessage;
 use crate::outcome::{ErrorCode, Failure};
 use crate::request::{NetworkEvent, Request, ServiceRequest};
@@ -109,6 +111,10 @@ pub struct Decoded {
 pub enum InputFormat {
     /// A plain value (JSON), no CloudEvents headers.
     Json,
+    /// Avro in the Confluent wire format (`00` and a schema id), no CloudEvents headers.
+    AvroConfluent,
+    /// Avro single-object encoding (`C3 01` and a fingerprint), no CloudEvents headers.
+    AvroSingleObject,
     /// A structured-mode CloudEvent (`application/cloudevents+json`).
     CloudeventsStructured,
     /// A plain value with CloudEvents binary-mode headers (`ce_specversion`,
@@ -117,8 +123,10 @@ pub enum InputFormat {
 }
 
 impl InputFormat {
-    pub const ALL: [InputFormat; 3] = [
+    pub const ALL: [InputFormat; 5] = [
         InputFormat::Json,
+        InputFormat::AvroConfluent,
+        InputFormat::AvroSingleObject,
         InputFormat::CloudeventsStructured,
         InputFormat::CloudeventsBinary,
     ];
@@ -126,6 +134,8 @@ impl InputFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             InputFormat::Json => "json",
+            InputFormat::AvroConfluent => "avro_confluent",
+            InputFormat::AvroSingleObject => "avro_single_object",
             InputFormat::CloudeventsStructured => "cloudevents_structured",
             InputFormat::CloudeventsBinary => "cloudevents_binary",
         }
@@ -144,8 +154,15 @@ pub fn fingerprint(payload: Option<&[u8]>) -> Fingerprint {
 }
 
 /// Decodes a message. Never fails as a whole: a bad record, key or payload is a
-/// [`Failure`] beside a key.
+/// [`Failure`] beside a key. A Confluent-framed Avro value is read without a registry
+/// (`unknown_schema_id`): see [`decode_with`].
 pub fn decode(message: &InboundMessage) -> Decoded {
+    decode_with(message, &WriterSchemas::default())
+}
+
+/// Decodes a message whose Confluent-framed Avro value (if it is one) finds its writer
+/// schema in `schemas`.
+pub fn decode_with(message: &InboundMessage, schemas: &WriterSchemas<'_>) -> Decoded {
     let fingerprint = fingerprint(message.payload.as_deref());
     let refused = |failure: Failure, format: Option<InputFormat>| Decoded {
         key: correlation_key(message),
@@ -176,6 +193,10 @@ pub fn decode(message: &InboundMessage) -> Decoded {
     .any(|name| message.headers_named(name).next().is_some())
     {
         InputFormat::CloudeventsBinary
+    } else if payload.first() == Some(&crate::avro::frame::CONFLUENT_MAGIC) {
+        InputFormat::AvroConfluent
+    } else if payload.starts_with(&crate::avro::frame::SINGLE_OBJECT_MARKER) {
+        InputFormat::AvroSingleObject
     } else {
         InputFormat::Json
     };
@@ -201,8 +222,8 @@ pub fn decode(message: &InboundMessage) -> Decoded {
             Err(failure) => unclaimed(failure),
         };
     }
-    // JSON, and (until its decoder reads them) Avro types, are read by their bytes.
-    let request = parse(payload);
+    // JSON or Avro, told apart by the value's first bytes.
+    let request = read_request(payload, schemas);
     let key = match (header_key, &request) {
         (Some(key), _) => key,
         (None, Ok(request)) => match given_payload_key(request) {
@@ -260,7 +281,7 @@ fn structured(
             key
         }
     };
-    Ok((key, parse_value(envelope.data)))
+    Ok((key, shape(envelope.data)))
 }
 
 /// Screens the record as a whole, before any of it is read as text; returns its value.
@@ -544,6 +565,24 @@ fn derived(digest: &[u8]) -> IdempotencyKey {
     }
 }
 
+/// The schema id a message's value needs from the registry before it can be decoded:
+/// a usable record whose value is Confluent-framed Avro with an id not in the registry's
+/// cache. `None` without a registry (the record is then `unknown_schema_id`).
+pub fn needs_writer_schema(message: &InboundMessage, registry: Option<&Registry>) -> Option<u32> {
+    let registry = registry?;
+    let id = crate::avro::frame::confluent_schema_id(screen_record(message).ok()?)?;
+    registry.cached(id).is_none().then_some(id)
+}
+
+/// The request in a payload: Avro-framed values ([`crate::avro`]) are read into the JSON
+/// value the same request would have been, and both go through the same shape rules.
+fn read_request(payload: &[u8], schemas: &WriterSchemas<'_>) -> Result<Request, Failure> {
+    match crate::avro::read::read(payload, schemas) {
+        Some(value) => shape(value?),
+        None => parse(payload),
+    }
+}
+
 /// Parses a JSON payload; the object's fields say which request type it is (`intent` for
 /// a service request, `event_type` for a network event), so topics can be renamed freely.
 fn parse(payload: &[u8]) -> Result<Request, Failure> {
@@ -556,12 +595,11 @@ fn parse(payload: &[u8]) -> Result<Request, Failure> {
             format!("the payload is not JSON: {e}"),
         )
     })?;
-    parse_value(value)
+    shape(value)
 }
 
-/// Reads a request from a JSON value: a plain payload, or a structured CloudEvent's
-/// `data`, by the same rules.
-fn parse_value(value: serde_json::Value) -> Result<Request, Failure> {
+/// A payload's value as a request, by the shape rules every format shares.
+fn shape(value: serde_json::Value) -> Result<Request, Failure> {
     let Some(object) = value.as_object() else {
         return Err(Failure::new(
             ErrorCode::InvalidSchema,
@@ -688,6 +726,71 @@ mod tests {
         ));
         assert_eq!(d.key.value, "ev-9");
         assert!(matches!(d.request, Ok(Request::Event(_))));
+    }
+
+    #[test]
+    fn a_single_object_avro_request_decodes_as_its_json_twin() {
+        use crate::avro::schemas::SERVICE_REQUEST;
+        let json = serde_json::json!({"idempotency_key": "order-1", "intent": "Deploy AMF", "priority": "high"});
+        let value = apache_avro::types::Value::Record(vec![
+            (
+                "idempotency_key".into(),
+                apache_avro::types::Value::Union(1, Box::new("order-1".into())),
+            ),
+            ("intent".into(), "Deploy AMF".into()),
+            (
+                "target_namespace".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+            (
+                "target_environment".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+            (
+                "priority".into(),
+                apache_avro::types::Value::Union(1, Box::new("high".into())),
+            ),
+            (
+                "requester".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+            (
+                "parameters".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+        ]);
+        let mut payload = vec![0xC3, 0x01];
+        payload.extend_from_slice(&SERVICE_REQUEST.fingerprint);
+        payload.extend(
+            apache_avro::writer::datum::GenericDatumWriter::builder(&SERVICE_REQUEST.schema)
+                .build()
+                .and_then(|w| w.write_value_to_vec(value))
+                .expect("written"),
+        );
+        let mut avro = message("", &[]);
+        avro.payload = Some(payload.clone());
+        let from_avro = decode(&avro);
+        let from_json = decode(&message(&json.to_string(), &[]));
+        assert_eq!(from_avro.request, from_json.request);
+        assert_eq!(from_avro.key, from_json.key);
+        assert_eq!(from_avro.key.source, KeySource::Payload);
+        // Claimed with the digest of the whole value, framing included.
+        assert_eq!(from_avro.fingerprint, fingerprint(Some(&payload)));
+        // A binary-mode CloudEvent's data may be Avro: keyed by its headers.
+        let mut event = message("", &[("ce_source", "oss"), ("ce_id", "7")]);
+        event.payload = Some(payload.clone());
+        let d = decode(&event);
+        assert_eq!(d.request, from_json.request);
+        assert_eq!(
+            (d.key.value.as_str(), d.key.source),
+            ("oss/7", KeySource::Cloudevents)
+        );
+        // Confluent framing without a registry: the id cannot be resolved.
+        avro.payload = Some(vec![0, 0, 0, 0, 7, 2]);
+        let d = decode(&avro);
+        assert_eq!(code(&d), ErrorCode::UnknownSchemaId);
+        assert!(d.claims_key);
+        assert_eq!(needs_writer_schema(&avro, None), None);
     }
 
     #[test]

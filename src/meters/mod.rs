@@ -33,7 +33,10 @@ use crate::outcome::ErrorCode;
 pub const STATUSES: [&str; 4] = ["success", "duplicate", "rejected", "failed"];
 
 /// The `reason` values of `partition_pauses_total`.
-pub const PAUSE_REASONS: [&str; 3] = ["buffer", "memory", "sink_down"];
+pub const PAUSE_REASONS: [&str; 4] = ["buffer", "memory", "sink_down", "schema_registry"];
+
+/// The `result` values of `schema_registry_requests_total`.
+pub const REGISTRY_RESULTS: [&str; 4] = ["ok", "unknown_id", "unavailable", "unusable"];
 
 /// The `reason` values of `llm_fallbacks_total`.
 pub const FALLBACK_REASONS: [&str; 6] = [
@@ -65,7 +68,7 @@ const COUNTERS: &[Meta] = &[
     (DEDUP_REPLAYS, &["topic"], "Rejected keys processed again by a replay of their dead letter (dlq replay)."),
     (DEDUP_RESTORED_ENTRIES, &["topic"], "Dedup entries restored from the changelog at assignment."),
     (DEDUP_EVICTIONS, &["topic", "reason"], "Dedup entries evicted, by reason (expired, capacity)."),
-    (PARTITION_PAUSES, &["topic", "reason"], "Partition pauses, by reason: buffer, memory, sink_down."),
+    (PARTITION_PAUSES, &["topic", "reason"], "Partition pauses, by reason: buffer, memory, sink_down, schema_registry."),
     (PARTITIONS_REVOKED, &["topic"], "Partitions handed over at a rebalance."),
     (FENCED_COMPLETIONS, &["topic"], "Messages whose work finished after their partition was handed over: nothing applied or published."),
     (REVOCATIONS_UNANSWERED, &[], "Revocations the worker did not answer in time: the poll thread ended the leases itself."),
@@ -79,7 +82,7 @@ const COUNTERS: &[Meta] = &[
     (SINK_ERRORS, &["kind"], "Failed apply attempts, by kind: transient (retried), permanent."),
     (KUBE_NAMESPACES_CREATED, &[], "Namespaces the kube sink created."),
     (HEADER_LAYOUT_UNEXPECTED, &[], "Records whose headers librdkafka laid out unexpectedly."),
-    (MESSAGES_DECODED, &["format"], "Messages read, by input format: json, cloudevents_structured, cloudevents_binary (a record refused before its format is known is not counted)."),
+    (MESSAGES_DECODED, &["format"], "Messages read, by input format: json, avro_confluent, avro_single_object, cloudevents_structured, cloudevents_binary (a record refused before its format is known is not counted)."),
     (DEAD_LETTERS_FAILED, &["code"], "Dead letters that could not be written, by error code (a minimal one follows)."),
     (DEAD_LETTERS_MINIMAL, &["code"], "Minimal dead letters sent after a full one failed, by error code."),
     (PRODUCER_QUEUE_FULL, &[], "Sends that found the producer's queue full and waited for room."),
@@ -90,6 +93,7 @@ const COUNTERS: &[Meta] = &[
     (LIFECYCLE_EVENTS, &["stage"], "Lifecycle events published, by stage (deployed, failed)."),
     (LIFECYCLE_RECORD_FAILURES, &[], "Lifecycle events that could not be recorded."),
     (OUTCOME_ENCODING_FAILURES, &["stage"], "Outcome events the Avro outcome schema could not hold (a bug), published as JSON instead, by stage."),
+    (SCHEMA_REGISTRY_REQUESTS, &["result"], "Writer-schema fetches from the schema registry, by result: ok, unknown_id, unavailable (retried; the record waits), unusable."),
 ];
 
 /// Every gauge kept by the recorder: name, labels, help.
@@ -139,6 +143,11 @@ const GAUGES: &[Meta] = &[
         LLM_CIRCUIT_BREAKER_STATE,
         &["model"],
         "The LLM circuit breaker: 0 closed, 1 open, 2 half-open.",
+    ),
+    (
+        SCHEMA_REGISTRY_CACHED_SCHEMAS,
+        &[],
+        "Writer schemas held in the schema registry client's cache (at most SCHEMA_REGISTRY_CACHE_SCHEMAS).",
     ),
     (WORKER_READY, &[], "1 when /readyz answers ready, else 0."),
     (WORKER_LIVE, &[], "1 when /healthz answers live, else 0."),
@@ -190,6 +199,8 @@ const LLM_CACHE_HITS: &str = "llm_cache_hits_total";
 const LLM_CACHE_MISSES: &str = "llm_cache_misses_total";
 const LLM_CIRCUIT_BREAKER_STATE: &str = "llm_circuit_breaker_state";
 const SINK_UP: &str = "sink_up";
+const SCHEMA_REGISTRY_REQUESTS: &str = "schema_registry_requests_total";
+const SCHEMA_REGISTRY_CACHED_SCHEMAS: &str = "schema_registry_cached_schemas";
 const SINK_ERRORS: &str = "sink_errors_total";
 const SINK_WAITING_MESSAGES: &str = "sink_waiting_messages";
 const KUBE_NAMESPACES_CREATED: &str = "kube_namespaces_created_total";
@@ -285,6 +296,10 @@ pub fn register_known(topics: &[String], model: Option<&str>) {
     for kind in SINK_ERROR_KINDS {
         sink_errors(kind).increment(0);
     }
+    for result in REGISTRY_RESULTS {
+        schema_registry_requests(result).increment(0);
+    }
+    schema_registry_cached_schemas().increment(0.0);
     for gauge in [
         messages_waiting(),
         messages_in_flight(),
@@ -490,6 +505,16 @@ pub fn llm_circuit_breaker_state(model: impl Into<SharedString>) -> Gauge {
 
 pub fn sink_up() -> Gauge {
     gauge!(SINK_UP)
+}
+
+/// `schema_registry_requests_total{result}`; `result` is one of [`REGISTRY_RESULTS`].
+pub fn schema_registry_requests(result: &'static str) -> Counter {
+    counter!(SCHEMA_REGISTRY_REQUESTS, "result" => result)
+}
+
+/// `schema_registry_cached_schemas`.
+pub fn schema_registry_cached_schemas() -> Gauge {
+    gauge!(SCHEMA_REGISTRY_CACHED_SCHEMAS)
 }
 
 /// `sink_errors_total{kind}`; `kind` is one of [`SINK_ERROR_KINDS`].

@@ -20,7 +20,9 @@
 //! at assignment and dropped at hand-over. A partition whose buffer is full (in messages
 //! or bytes), or every partition when the worker's buffer is full in bytes, is paused
 //! until half of it is done; the poll thread keeps polling. A partition whose messages wait
-//! for the intent sink (it is down) is paused until none does ([`sink`]). A revoked
+//! for the intent sink (it is down) is paused until none does ([`sink`]); one whose next
+//! record waits for its writer schema from the schema registry is paused, its later records
+//! held back in order, until the registry answers ([`schemas`]). A revoked
 //! partition stops starting messages, and the group waits while its in-flight ones
 //! finish (not those waiting for the sink), up to [`Config::revoke_drain_timeout`]; then
 //! its lease ends, and what was still in flight is fenced: it applies and publishes
@@ -57,6 +59,7 @@ use crate::translate::Translator;
 
 mod partition;
 mod rebalance;
+mod schemas;
 mod sink;
 mod state;
 
@@ -86,6 +89,12 @@ pub async fn run<T: Translator + 'static>(
     let properties = config.kafka.properties()?;
     health.configure(config.liveness_timeout, config.readiness_grace);
     tokio::pin!(shutdown);
+    crate::avro::read::bound_allocations();
+    let registry = crate::avro::registry::Registry::from_args(&config.registry)?;
+    let pipeline = match registry {
+        Some(registry) => pipeline.with_registry(Some(Arc::new(registry))),
+        None => pipeline,
+    };
     let (mut publisher, acknowledged) = Publisher::new(
         &properties,
         &config.topics.outcomes_topic,
@@ -201,6 +210,7 @@ pub async fn run<T: Translator + 'static>(
         revocations: Vec::new(),
         revoke_drain_timeout: config.revoke_drain_timeout,
         translations: FuturesUnordered::new(),
+        schema_fetches: FuturesUnordered::new(),
         acknowledged,
         sealed: 0,
         meters: Meters::new(&config.topics.topics),
@@ -365,6 +375,8 @@ struct Worker<'a, T> {
     revoke_drain_timeout: Duration,
     /// Messages being translated and applied; at most `max_in_flight`.
     translations: FuturesUnordered<Translation>,
+    /// Writer schemas being fetched, one per partition whose next record waits for one.
+    schema_fetches: FuturesUnordered<schemas::SchemaFetch>,
     /// Messages whose sends are all acknowledged.
     acknowledged: Acknowledged<Sent>,
     /// Messages whose sends are all enqueued and not yet all acknowledged.
@@ -457,6 +469,9 @@ impl<T: Translator + 'static> Worker<'_, T> {
                 Some(finished) = self.translations.next(), if !self.translations.is_empty() => {
                     self.finish(finished).await?;
                 }
+                Some(fetched) = self.schema_fetches.next(), if !self.schema_fetches.is_empty() => {
+                    self.schema_fetched(fetched).await?;
+                }
                 _ = self.acknowledged.recv_many(&mut acknowledged, EVENT_BATCH), if self.sealed > 0 => {
                     self.done(&mut acknowledged).await?;
                 }
@@ -536,12 +551,32 @@ impl<T: Translator + 'static> Worker<'_, T> {
             debug!(source = ?message.source, "message of a partition not held; left to its owner");
             return Ok(());
         };
-        let bytes = message.size();
-        self.partitions
-            .arrived(&partition, message.source.offset, bytes, self.consumer);
+        self.partitions.arrived(
+            &partition,
+            message.source.offset,
+            message.size(),
+            self.consumer,
+        );
         self.partitions
             .note_arrival(&partition, message.source.offset, message.timestamp_ms, at);
-        let (received, event) = self.pipeline.receive(&message);
+        match self.hold_undecoded(&partition, message, at) {
+            Some((message, at)) => self.receive(message, at, epoch, None).await,
+            None => Ok(()), // it waits for a writer schema ([`schemas`])
+        }
+    }
+
+    /// A consumed message is decoded (with the registry's answer for the schema id it
+    /// waited for, if it did): its `received` event goes out, and it waits in its lane.
+    async fn receive(
+        &mut self,
+        message: InboundMessage,
+        at: Instant,
+        epoch: u64,
+        fetched: Option<(u32, &crate::avro::registry::SchemaAnswer)>,
+    ) -> Result<(), PublishError> {
+        let partition = (message.source.topic.clone(), message.source.partition);
+        let bytes = message.size();
+        let (received, event) = self.pipeline.receive_fetched(&message, fetched);
         let sends = Sends::new(Sent {
             source: message.source.clone(),
             epoch,

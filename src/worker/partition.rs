@@ -6,7 +6,8 @@
 //! full (`PARTITION_BUFFER` messages or `PARTITION_BUFFER_BYTES` bytes consumed and not
 //! done; resumed at half of both), the whole worker's buffer is full (`BUFFER_BYTES`
 //! over all partitions: every partition pauses, and resumes at half), or its messages
-//! wait for the intent sink, which is down. A paused partition is not fetched
+//! wait for the intent sink, which is down, or its next message waits for its writer
+//! schema from the schema registry. A paused partition is not fetched
 //! (librdkafka drops what it had prefetched and fetches it again on resume), so a
 //! backlog stays in Kafka, not in memory.
 //!
@@ -22,7 +23,7 @@
 //! `partition_pauses_total{topic,reason}`, `buffered_message_bytes` (bytes of messages
 //! consumed and not done, all partitions), `dedup_entries{topic,partition}`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +31,7 @@ use tracing::info;
 
 use crate::dedup::PartitionStore;
 use crate::kafka::consumer::GroupConsumer;
+use crate::message::InboundMessage;
 use crate::meters;
 use crate::meters::partitions::PartitionGauges;
 use crate::offsets::OffsetTracker;
@@ -60,6 +62,8 @@ pub(super) enum Reason {
     Memory,
     /// Its messages wait for the intent sink, which is down.
     SinkDown,
+    /// Its next message waits for its writer schema from the schema registry.
+    SchemaRegistry,
 }
 
 impl Reason {
@@ -68,6 +72,7 @@ impl Reason {
             Self::Buffer => 1,
             Self::Memory => 2,
             Self::SinkDown => 4,
+            Self::SchemaRegistry => 8,
         }
     }
 
@@ -76,6 +81,7 @@ impl Reason {
             Self::Buffer => "buffer",
             Self::Memory => "memory",
             Self::SinkDown => "sink_down",
+            Self::SchemaRegistry => "schema_registry",
         }
     }
 }
@@ -115,6 +121,10 @@ pub(super) struct PartitionState<M> {
     pub translating: HashMap<String, Vec<M>>,
     /// Parked messages whose key is done: they start before anything new.
     pub unparked: Vec<M>,
+    /// Messages consumed and not yet decoded, in offset order: the first waits for its
+    /// writer schema from the schema registry, the others behind it
+    /// ([`super::schemas`]). Bounded by the partition's buffer, which they count in.
+    pub undecoded: VecDeque<(InboundMessage, Instant)>,
 }
 
 impl<M> PartitionState<M> {
@@ -129,6 +139,7 @@ impl<M> PartitionState<M> {
             entries: meters::dedup_entries(partition.0.clone(), partition.1),
             translating: HashMap::new(),
             unparked: Vec::new(),
+            undecoded: VecDeque::new(),
         }
     }
 
@@ -367,6 +378,33 @@ impl<M> Partitions<M> {
         }
     }
 
+    /// `partition`'s next message waits, or no longer waits, for a writer schema from the
+    /// schema registry: paused while it does.
+    pub(super) fn schema_waiting(
+        &mut self,
+        partition: &PartitionId,
+        waiting: bool,
+        control: &impl Control,
+    ) {
+        let Some(state) = self.states.get(partition) else {
+            return;
+        };
+        let paused = state.is_paused_for(Reason::SchemaRegistry);
+        if waiting && !paused {
+            self.pause(partition, Reason::SchemaRegistry, control);
+            info!(
+                topic = %partition.0, partition = partition.1,
+                "partition paused: its next message waits for its writer schema from the schema registry"
+            );
+        } else if !waiting && paused {
+            self.resume(partition, Reason::SchemaRegistry, control);
+            info!(
+                topic = %partition.0, partition = partition.1,
+                "the partition's messages have their writer schemas"
+            );
+        }
+    }
+
     /// The whole worker's buffer is down to half: every partition is resumed (those
     /// paused for no other reason).
     fn lift_memory_pause(&mut self, control: &impl Control) {
@@ -553,6 +591,26 @@ mod tests {
             .get(&p(0))
             .is_some_and(|s| s.is_paused_for(Reason::SinkDown)));
         held.sink_waiting(&p(0), 0, &consumer);
+        assert_eq!(consumer.take(), [("resume", 0)]);
+    }
+
+    #[test]
+    fn a_partition_waiting_for_a_writer_schema_is_paused_until_it_has_it() {
+        let consumer = Consumer::default();
+        let mut held = partitions(10, usize::MAX, usize::MAX);
+        held.assign(p(0), 1, &consumer);
+        held.schema_waiting(&p(0), true, &consumer);
+        held.schema_waiting(&p(0), true, &consumer);
+        assert_eq!(consumer.take(), [("pause", 0)], "paused once");
+        held.sink_waiting(&p(0), 1, &consumer);
+        held.schema_waiting(&p(0), false, &consumer);
+        assert_eq!(consumer.take(), [], "the sink still holds it");
+        held.sink_waiting(&p(0), 0, &consumer);
+        assert_eq!(consumer.take(), [("resume", 0)]);
+        // Handed over while waiting: resumed for its next owner, nothing left waiting.
+        held.schema_waiting(&p(0), true, &consumer);
+        assert_eq!(consumer.take(), [("pause", 0)]);
+        assert!(held.hand_over(&p(0), &consumer).is_some());
         assert_eq!(consumer.take(), [("resume", 0)]);
     }
 

@@ -1,6 +1,6 @@
 //! Avro input on the real broker: the same request as JSON, Confluent-framed Avro (its
-//! writer schema in the registry test server) and single-object Avro becomes the same
-//! NetworkIntent; evolved writer schemas are read; unknown ids, unknown fingerprints and
+//! writer schema in the registry test server), single-object Avro and a structured
+//! CloudEvent becomes the same NetworkIntent; evolved writer schemas are read; unknown ids, unknown fingerprints and
 //! truncated bodies are `rejected` with their codes; and a registry that is down makes
 //! the partition wait (not ready, nothing rejected), then everything is applied.
 
@@ -160,6 +160,18 @@ async fn every_format_of_a_request_becomes_the_same_intent_and_bad_avro_gets_its
         ),
         (requests, "so-1", avro_body("so-1"), vec![]),
         (
+            requests,
+            // A structured CloudEvent is keyed by its source and id.
+            "/oss/orders/ce-1",
+            serde_json::json!({
+                "specversion": "1.0", "id": "ce-1", "source": "/oss/orders",
+                "type": "com.example.order", "data": service_request("ce-data"),
+            })
+            .to_string()
+            .into_bytes(),
+            vec![("content-type", "application/cloudevents+json")],
+        ),
+        (
             events,
             "ev-json",
             kpi_event("ev-json").to_string().into_bytes(),
@@ -235,9 +247,9 @@ async fn every_format_of_a_request_becomes_the_same_intent_and_bad_avro_gets_its
         .until_terminal(messages.iter().map(|(_, key, _, _)| *key))
         .await;
 
-    // The same request in three formats: the same spec (the name follows the key).
+    // The same request in four formats: the same spec (the name follows the key).
     let from_json = applied_intent(dir.path(), &outcomes, "json-1");
-    for key in ["conf-1", "so-1"] {
+    for key in ["conf-1", "so-1", "/oss/orders/ce-1"] {
         assert_eq!(
             applied_intent(dir.path(), &outcomes, key).spec,
             from_json.spec,

@@ -1,6 +1,7 @@
 //! The registry client (`src/avro/registry.rs`) against the registry test server: ids
 //! resolved once and cached, an unknown id blamed on the record, a registry that is down
-//! never blamed on it, the outcome schema registered (and registered again: same id).
+//! never blamed on it, the outcome schema registered (and registered again: same id),
+//! basic authentication from its file.
 
 mod common;
 
@@ -10,9 +11,13 @@ use nephoran_kafka_consumer::avro::schemas;
 use nephoran_kafka_consumer::config::RegistryArgs;
 
 fn client(url: String, cache: u32) -> Registry {
+    client_with(url, cache, None)
+}
+
+fn client_with(url: String, cache: u32, auth_file: Option<std::path::PathBuf>) -> Registry {
     let args = RegistryArgs {
         schema_registry_url: Some(url),
-        schema_registry_basic_auth_file: None,
+        schema_registry_basic_auth_file: auth_file,
         schema_registry_timeout: std::time::Duration::from_secs(5),
         schema_registry_cache_schemas: cache,
     };
@@ -101,5 +106,52 @@ async fn the_outcome_schema_registers_under_its_subject_once() {
     assert!(
         matches!(refused, RegistryError::Refused { .. }),
         "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_from_the_file_is_sent_and_refused_credentials_are_not_the_records_fault() {
+    let server = TestRegistry::start_with_basic_auth("svc-nephoran", "s3cr:et").await;
+    let id = server.register("x-value", &schemas::SERVICE_REQUEST.schema.canonical_form());
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("auth");
+    // The password may hold a colon: only the first one separates the user.
+    std::fs::write(&good, "svc-nephoran:s3cr:et\n").unwrap();
+    let registry = client_with(server.url(), 10, Some(good));
+    registry.writer_schema(id).await.expect("authenticated");
+
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "svc-nephoran:nope").unwrap();
+    let registry = client_with(server.url(), 10, Some(wrong));
+    let error = registry.writer_schema(id).await.expect_err("401");
+    assert!(
+        error.is_unavailable(),
+        "the record waits, the operator fixes the secret: {error}"
+    );
+    let unauthenticated = client(server.url(), 10);
+    assert!(unauthenticated
+        .writer_schema(id)
+        .await
+        .expect_err("401")
+        .is_unavailable());
+}
+
+#[test]
+fn a_basic_auth_file_without_a_user_and_password_is_refused_at_start_without_quoting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auth");
+    std::fs::write(&path, "just-a-secret").unwrap();
+    let args = RegistryArgs {
+        schema_registry_url: Some("http://127.0.0.1:1".into()),
+        schema_registry_basic_auth_file: Some(path),
+        schema_registry_timeout: std::time::Duration::from_secs(1),
+        schema_registry_cache_schemas: 10,
+    };
+    let error = Registry::from_args(&args).expect_err("refused").to_string();
+    assert!(error.contains("SCHEMA_REGISTRY_BASIC_AUTH_FILE"), "{error}");
+    assert!(error.contains("user:password"), "{error}");
+    assert!(
+        !error.contains("just-a-secret"),
+        "the file's content is never quoted: {error}"
     );
 }

@@ -11,7 +11,8 @@
 //!
 //! For tests: [`Registry::register`] without HTTP, [`Registry::down`]/[`Registry::up`]
 //! (the port closed and every open connection cut, as with a registry that is not
-//! running), and a count of the requests for schemas by id.
+//! running), a count of the requests for schemas by id, and HTTP basic authentication
+//! ([`Registry::start_with_basic_auth`]: any request without the credentials is a 401).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -41,6 +43,8 @@ struct Store {
 struct Shared {
     store: Mutex<Store>,
     by_id_requests: AtomicUsize,
+    /// The `Authorization` header every request must carry, if any.
+    authorization: Option<String>,
 }
 
 pub struct Registry {
@@ -51,6 +55,17 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A registry that answers only requests authenticated as `user` with `password`.
+    pub async fn start_with_basic_auth(user: &str, password: &str) -> Self {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self::start_with(Some(format!("Basic {token}"))).await
+    }
+
+    async fn start_with(authorization: Option<String>) -> Self {
         let listener = switched::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .expect("bind the schema registry test server");
         let switch = Switch::new();
@@ -60,6 +75,7 @@ impl Registry {
         let shared = Arc::new(Shared {
             store: Mutex::default(),
             by_id_requests: AtomicUsize::new(0),
+            authorization,
         });
         let app = Router::new()
             .route("/schemas/ids/{id}", get(schema_by_id))
@@ -69,6 +85,7 @@ impl Registry {
                 "/compatibility/subjects/{subject}/versions/latest",
                 post(compatibility),
             )
+            .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -118,6 +135,16 @@ impl Registry {
     pub fn up(&self) {
         self.switch.set_down(false);
     }
+}
+
+async fn authenticate(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &shared.authorization {
+        let given = request.headers().get("authorization").map(|v| v.as_bytes());
+        if given != Some(expected.as_bytes()) {
+            return reply(error(StatusCode::UNAUTHORIZED, 401, "Unauthorized"));
+        }
+    }
+    next.run(request).await
 }
 
 fn error(status: StatusCode, code: u32, message: impl Into<String>) -> (StatusCode, Value) {

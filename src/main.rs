@@ -13,18 +13,37 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// main thread).
 const PANIC_EXIT_CODE: i32 = 101;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// How long the end of the process waits for blocking tasks still running when the
+/// command is done: a lag read can still hold the Kafka consumer, which then leaves its
+/// group from that task and blocks while the brokers do not answer. The shutdown deadline
+/// is already spent by then; leaving the group is the session timeout's job.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    telemetry::init();
-    exit_on_panic();
-    match cli::main(cli).await {
-        Ok(code) => code,
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
         }
-    }
+    };
+    let code = runtime.block_on(async {
+        telemetry::init();
+        exit_on_panic();
+        match cli::main(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    });
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
 }
 
 /// A panic on any thread (the Kafka poll thread, the worker's loop, a task) ends the

@@ -13,7 +13,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use common::recorder::{metric, recorder};
 use common::registry::Registry as TestRegistry;
-use common::{committed_and_end, produce, producer, Outcomes, TestTopics, Worker, PATIENCE};
+use common::{committed_and_end, produce, producer, until, Outcomes, TestTopics, Worker, PATIENCE};
 use nephoran_kafka_consumer::avro::schemas::{self, Known};
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::intent::NetworkIntent;
@@ -298,18 +298,6 @@ async fn every_format_of_a_request_becomes_the_same_intent_and_bad_avro_gets_its
     assert_eq!(code, "invalid_avro");
     assert!(message.starts_with("truncated:"), "{message}");
     worker.stop().await;
-}
-
-/// Waits until `ready` holds, checking every 50 ms (a worker's health and metrics cannot
-/// be awaited from outside); panics after [`PATIENCE`] naming `what`.
-async fn until(what: &str, ready: impl Fn() -> bool) {
-    let waited = tokio::time::timeout(PATIENCE, async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "{what}: not within {PATIENCE:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{produce, producer, Outcomes, TestTopics, Worker};
+use common::{produce, producer, read_intent, Outcomes, TestTopics, Worker};
 use nephoran_kafka_consumer::decode::KeySource;
-use nephoran_kafka_consumer::intent::NetworkIntent;
 use nephoran_kafka_consumer::outcome::{ErrorCode, Stage};
 
 const REQUEST: &str = "Deploy AMF with 3 replicas in namespace core5g";
@@ -39,13 +38,6 @@ const STRUCTURED: (&str, &str) = (
     "content-type",
     "application/cloudevents+json; charset=UTF-8",
 );
-
-fn read_intent(dir: &std::path::Path, namespace: &str, name: &str) -> NetworkIntent {
-    let path = dir.join(namespace).join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()));
-    serde_yaml::from_str(&text).expect("intent YAML")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cloudevents_in_either_mode_are_read_as_their_request() {

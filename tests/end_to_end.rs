@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    committed_and_end, header, produce, producer, Outcomes, TestTopics, TopicReader, Worker,
+    committed_and_end, header, produce, producer, read_intent, Outcomes, TestTopics, TopicReader,
+    Worker,
 };
-use nephoran_kafka_consumer::intent::NetworkIntent;
 use nephoran_kafka_consumer::outcome::{ErrorCode, Stage};
 use nephoran_kafka_consumer::translate::TranslatorKind;
 use rdkafka::Message;
@@ -25,13 +25,6 @@ fn kpi_event(id: &str, nf: &str, value: f64) -> String {
         "timestamp": "2026-11-26T10:00:00Z"
     })
     .to_string()
-}
-
-fn read_intent(dir: &std::path::Path, namespace: &str, name: &str) -> NetworkIntent {
-    let path = dir.join(namespace).join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()));
-    serde_yaml::from_str(&text).expect("intent YAML")
 }
 
 #[tokio::test(flavor = "multi_thread")]

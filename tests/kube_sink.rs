@@ -9,11 +9,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::kubeapi::{Fault, KubeApi, Options, Recorded, API_VERSION, KIND};
 use common::recorder::{metric, recorder};
-use common::{produce, producer, Outcomes, TestTopics, Worker, PATIENCE};
+use common::{produce, producer, until, Outcomes, TestTopics, Worker};
 use nephoran_kafka_consumer::apply::{IntentSink, KubeOptions, SinkSpec};
 use nephoran_kafka_consumer::config::Config;
 use nephoran_kafka_consumer::intent::intent_name;
@@ -88,18 +86,6 @@ fn resource_version(object: &Value) -> String {
         .as_str()
         .expect("a resourceVersion")
         .to_string()
-}
-
-/// Waits until `ready` holds, checking every 50 ms (a worker's health and metrics cannot
-/// be awaited from outside); panics after [`PATIENCE`] naming `what`.
-async fn until(what: &str, ready: impl Fn() -> bool) {
-    let waited = tokio::time::timeout(PATIENCE, async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "{what}: not within {PATIENCE:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

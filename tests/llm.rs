@@ -568,10 +568,7 @@ fn service_request(key: &str, text: &str) -> Vec<u8> {
 
 fn read_intent(dir: &std::path::Path, namespace: &str, key: &str) -> NetworkIntent {
     let name = nephoran_kafka_consumer::intent::intent_name(key);
-    let path = dir.join(namespace).join(format!("{name}.yaml"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()));
-    serde_yaml::from_str(&text).expect("intent YAML")
+    common::read_intent(dir, namespace, &name)
 }
 
 /// A worker on the real broker with `LLM_ENDPOINT` pointing at `endpoint`.

@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::raw::produce_raw;
 use common::recorder::{metric, recorder};
 use common::{
-    committed_and_end, committed_offset, intent_files, produce, producer, Outcomes, TestTopics,
-    TopicReader, Worker, PATIENCE,
+    committed_and_end, committed_offset, intent_files, produce, producer, until, Outcomes,
+    TestTopics, TopicReader, Worker,
 };
 use rdkafka::producer::FutureProducer;
 
@@ -22,18 +22,6 @@ fn request(key: &str, text: &str) -> Vec<u8> {
     serde_json::json!({"idempotency_key": key, "intent": text})
         .to_string()
         .into_bytes()
-}
-
-/// Waits until `ready` holds, checking every 50 ms (a worker's health and metrics
-/// cannot be awaited from outside); panics after [`PATIENCE`] naming `what`.
-async fn until(what: &str, ready: impl Fn() -> bool) {
-    let waited = tokio::time::timeout(PATIENCE, async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "{what}: not within {PATIENCE:?}");
 }
 
 /// Produces `seqs` messages for each of `lanes` record keys, interleaved; returns the

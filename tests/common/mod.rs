@@ -41,6 +41,30 @@ use tokio::task::JoinHandle;
 /// Upper bound on any wait in a test: a hang guard, never a speed assertion.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Waits until `ready` holds, checking every 50 ms (a worker's health and metrics cannot
+/// be awaited from outside); panics after [`PATIENCE`] naming `what`.
+pub async fn until(what: &str, ready: impl Fn() -> bool) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what}: not within {PATIENCE:?}");
+}
+
+/// The NetworkIntent a `dir:` sink wrote under `dir` as `<namespace>/<name>.yaml`.
+pub fn read_intent(
+    dir: &Path,
+    namespace: &str,
+    name: &str,
+) -> nephoran_kafka_consumer::intent::NetworkIntent {
+    let path = dir.join(namespace).join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()));
+    serde_yaml::from_str(&text).expect("intent YAML")
+}
+
 /// Group settings that make a new group join quickly on the test broker.
 pub const FAST_GROUP: &[&str] = &["--kafka-config", "session.timeout.ms=6000"];
 

@@ -27,6 +27,7 @@ use common::registry::Registry as TestRegistry;
 use common::{Outcomes, TestTopics, TopicReader, Worker, PATIENCE};
 use nephoran_kafka_consumer::avro::outcome::OutcomeEncoding;
 use nephoran_kafka_consumer::avro::registration;
+use nephoran_kafka_consumer::avro::registry::Registry;
 use nephoran_kafka_consumer::config::{OutcomesFormat, RegistryArgs};
 use nephoran_kafka_consumer::health::Health;
 use nephoran_kafka_consumer::outcome::OutcomeEvent;
@@ -76,6 +77,11 @@ fn python_client_installed() -> bool {
         );
     }
     installed
+}
+
+/// The registry client the worker would build for `url`.
+fn registry(url: Option<String>) -> Option<Registry> {
+    Registry::from_args(&registry_args(url)).expect("valid registry settings")
 }
 
 fn registry_args(url: Option<String>) -> RegistryArgs {
@@ -438,10 +444,9 @@ async fn the_format_is_chosen_at_start_and_a_refused_schema_stops_it() {
         (OutcomesFormat::Json, OutcomeEncoding::Json),
         (OutcomesFormat::Avro, OutcomeEncoding::SingleObject),
     ] {
-        let chosen =
-            registration::outcome_encoding(format, &registry_args(None), "t", &health, never())
-                .await
-                .expect("chosen");
+        let chosen = registration::outcome_encoding(format, None, "t", &health, never())
+            .await
+            .expect("chosen");
         assert_eq!(chosen, Some(expected));
     }
 
@@ -451,7 +456,7 @@ async fn the_format_is_chosen_at_start_and_a_refused_schema_stops_it() {
     server.register("taken-value", "\"string\"");
     let error = registration::outcome_encoding(
         OutcomesFormat::Avro,
-        &registry_args(Some(server.url())),
+        registry(Some(server.url())).as_ref(),
         "taken",
         &health,
         never(),
@@ -468,7 +473,7 @@ async fn the_format_is_chosen_at_start_and_a_refused_schema_stops_it() {
     // With the registry up, JSON stays JSON (nothing is registered).
     let chosen = registration::outcome_encoding(
         OutcomesFormat::Json,
-        &registry_args(Some(server.url())),
+        registry(Some(server.url())).as_ref(),
         "json",
         &health,
         never(),
@@ -487,11 +492,17 @@ async fn shutting_down_ends_the_wait_for_a_registry_that_is_down() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let waiting = tokio::spawn({
         let health = health.clone();
-        let args = registry_args(Some(server.url()));
+        let registry = registry(Some(server.url()));
         async move {
-            registration::outcome_encoding(OutcomesFormat::Avro, &args, "t", &health, async {
-                let _ = stopped.await;
-            })
+            registration::outcome_encoding(
+                OutcomesFormat::Avro,
+                registry.as_ref(),
+                "t",
+                &health,
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await
         }
     });

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::outcome::OutcomeEncoding;
 use super::registry::{Registry, RegistryError};
 use super::schemas::OUTCOME_EVENT;
-use crate::config::{OutcomesFormat, RegistryArgs};
+use crate::config::OutcomesFormat;
 use crate::health::Health;
 
 /// Wait before the first retry of a registration the registry did not answer.
@@ -36,18 +36,18 @@ pub fn subject(outcomes_topic: &str) -> String {
 /// format (and the subject and schema id).
 pub async fn outcome_encoding(
     format: OutcomesFormat,
-    registry: &RegistryArgs,
+    registry: Option<&Registry>,
     outcomes_topic: &str,
     health: &Health,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<Option<OutcomeEncoding>> {
     let encoding = match format {
         OutcomesFormat::Json => OutcomeEncoding::Json,
-        OutcomesFormat::Avro => match Registry::from_args(registry)? {
+        OutcomesFormat::Avro => match registry {
             None => OutcomeEncoding::SingleObject,
             Some(client) => {
                 let subject = subject(outcomes_topic);
-                let Some(schema_id) = register(&client, &subject, health, stop).await? else {
+                let Some(schema_id) = register(client, &subject, health, stop).await? else {
                     return Ok(None);
                 };
                 info!(

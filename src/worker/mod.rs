@@ -90,11 +90,10 @@ pub async fn run<T: Translator + 'static>(
     health.configure(config.liveness_timeout, config.readiness_grace);
     tokio::pin!(shutdown);
     crate::avro::read::bound_allocations();
-    let registry = crate::avro::registry::Registry::from_args(&config.registry)?;
-    let pipeline = match registry {
-        Some(registry) => pipeline.with_registry(Some(Arc::new(registry))),
-        None => pipeline,
-    };
+    // One registry client (and cache) for the writer schemas of the input and the
+    // registration of the outcome schema.
+    let registry = crate::avro::registry::Registry::from_args(&config.registry)?.map(Arc::new);
+    let pipeline = pipeline.with_registry(registry.clone());
     let (mut publisher, acknowledged) = Publisher::new(
         &properties,
         &config.topics.outcomes_topic,
@@ -117,7 +116,7 @@ pub async fn run<T: Translator + 'static>(
     // Before consuming: a message must not be processed whose outcome cannot be written.
     let Some(outcome_encoding) = crate::avro::registration::outcome_encoding(
         config.outcomes_format,
-        &config.registry,
+        registry.as_deref(),
         &config.topics.outcomes_topic,
         &health,
         shutdown.as_mut(),

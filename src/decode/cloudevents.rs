@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::message::InboundMessage;
 use crate::outcome::{ErrorCode, Failure};
 
-use super::{content_type, json_kind, quote};
+use super::{content_type, json_kind, quote, single_header};
 
 /// The only CloudEvents specification version read.
 pub const SPEC_VERSION: &str = "1.0";
@@ -42,7 +42,8 @@ pub struct Envelope {
 /// declares `ce_specversion`.
 pub fn check_binary(message: &InboundMessage) -> Result<(), Failure> {
     let bad = |why: String| Failure::new(ErrorCode::InvalidSchema, why);
-    let Some(version) = single(message, CE_SPECVERSION_HEADER)? else {
+    let Some(version) = single_header(message, CE_SPECVERSION_HEADER, ErrorCode::InvalidSchema)?
+    else {
         return Ok(());
     };
     if version != SPEC_VERSION.as_bytes() {
@@ -52,7 +53,7 @@ pub fn check_binary(message: &InboundMessage) -> Result<(), Failure> {
         )));
     }
     for name in [super::CE_ID_HEADER, super::CE_SOURCE_HEADER, CE_TYPE_HEADER] {
-        match single(message, name)? {
+        match single_header(message, name, ErrorCode::InvalidSchema)? {
             Some(value) if !value.is_empty() => {}
             Some(_) => {
                 return Err(bad(format!(
@@ -67,22 +68,6 @@ pub fn check_binary(message: &InboundMessage) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// The value of the one header `name`, if present; twice or without a value is
-/// `invalid_schema`. (The key pair's own repeats are judged by the key rules first.)
-fn single<'m>(message: &'m InboundMessage, name: &str) -> Result<Option<&'m [u8]>, Failure> {
-    let mut found = message.headers_named(name);
-    let Some(first) = found.next() else {
-        return Ok(None);
-    };
-    let bad = |why: &str| Failure::new(ErrorCode::InvalidSchema, format!("header {name:?} {why}"));
-    if found.next().is_some() {
-        return Err(bad(
-            "appears more than once; a CloudEvent attribute is given once",
-        ));
-    }
-    first.map(Some).ok_or_else(|| bad("has no value (null)"))
 }
 
 /// Reads a structured-mode CloudEvent's envelope.

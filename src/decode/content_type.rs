@@ -50,18 +50,10 @@ pub fn of_record(message: &InboundMessage) -> Result<Option<MediaType>, Failure>
             format!("header {CONTENT_TYPE_HEADER:?} {why}"),
         )
     };
-    let mut found = message.headers_named(CONTENT_TYPE_HEADER);
-    let Some(first) = found.next() else {
+    let Some(value) = super::single_header(message, CONTENT_TYPE_HEADER, ErrorCode::InvalidRecord)?
+    else {
         return Ok(None);
     };
-    let more = found.count();
-    if more > 0 {
-        return Err(refuse(format!(
-            "appears {} times; a record has one content type",
-            more + 1
-        )));
-    }
-    let value = first.ok_or_else(|| refuse("has no value (null)".to_string()))?;
     let text = std::str::from_utf8(value).map_err(|e| {
         refuse(format!(
             "is not UTF-8 (invalid byte at {}): {}",

@@ -349,14 +349,18 @@ fn screen_record(message: &InboundMessage) -> Result<&[u8], Failure> {
 /// The key the headers give, if they give one; a key header that is present but
 /// unusable is a failure, never skipped.
 fn key_from_headers(message: &InboundMessage) -> Result<Option<IdempotencyKey>, Failure> {
-    if let Some(value) = single_header(message, IDEMPOTENCY_KEY_HEADER)? {
+    if let Some(value) = single_header(
+        message,
+        IDEMPOTENCY_KEY_HEADER,
+        ErrorCode::InvalidIdempotencyKey,
+    )? {
         return Ok(Some(IdempotencyKey {
             value: key_text(&format!("header {IDEMPOTENCY_KEY_HEADER:?}"), value)?,
             source: KeySource::Header,
         }));
     }
-    let source = single_header(message, CE_SOURCE_HEADER)?;
-    let id = single_header(message, CE_ID_HEADER)?;
+    let source = single_header(message, CE_SOURCE_HEADER, ErrorCode::InvalidIdempotencyKey)?;
+    let id = single_header(message, CE_ID_HEADER, ErrorCode::InvalidIdempotencyKey)?;
     match (source, id) {
         (Some(source), Some(id)) => cloudevents_key(
             (&format!("header {CE_SOURCE_HEADER:?}"), source),
@@ -410,16 +414,15 @@ fn cloudevents_key(
     })
 }
 
-/// The value of the one header called `name`, if there is one. Twice the same key header
-/// is ambiguous (readers disagree on which one counts), and one without a value gives
-/// no key: both are failures.
-fn single_header<'m>(message: &'m InboundMessage, name: &str) -> Result<Option<&'m [u8]>, Failure> {
-    let bad = |why: String| {
-        Failure::new(
-            ErrorCode::InvalidIdempotencyKey,
-            format!("header {name:?} {why}"),
-        )
-    };
+/// The value of the one header called `name`, if there is one. Twice the same header is
+/// ambiguous (readers disagree on which one counts), and one without a value says
+/// nothing: both are failures with `code`, what the header is for deciding.
+pub(super) fn single_header<'m>(
+    message: &'m InboundMessage,
+    name: &str,
+    code: ErrorCode,
+) -> Result<Option<&'m [u8]>, Failure> {
+    let bad = |why: String| Failure::new(code, format!("header {name:?} {why}"));
     let mut found = message.headers_named(name);
     let Some(first) = found.next() else {
         return Ok(None);

@@ -46,6 +46,9 @@ use crate::outcome::{Failure, OutcomeEvent};
 
 /// Headers a dead letter carries beside the original headers.
 pub mod dlq_headers {
+    /// The prefix of every header this service writes; an original header that claims it
+    /// is never copied into a dead letter, so every header with it is this service's.
+    pub const PREFIX: &str = "nephoran.";
     pub const ERROR_CODE: &str = "nephoran.error.code";
     pub const ERROR_MESSAGE: &str = "nephoran.error.message";
     pub const SOURCE_TOPIC: &str = "nephoran.source.topic";
@@ -720,7 +723,7 @@ impl<'m> DeadLetterRecord<'m> {
             match std::str::from_utf8(name) {
                 Ok(name)
                     if !name.chars().any(crate::decode::is_forbidden)
-                        && !name.starts_with("nephoran.") =>
+                        && !name.starts_with(dlq_headers::PREFIX) =>
                 {
                     letter.copied.push((name, value.as_deref()));
                 }

@@ -18,10 +18,6 @@ const MAX_KEY_BYTES: usize = 1024;
 /// Longest topic name Kafka allows.
 const MAX_TOPIC_BYTES: usize = 249;
 
-/// The prefix of this service's own headers; the worker never copies an original header
-/// with it into a dead letter, so every header with it is the worker's.
-const OURS: &[u8] = b"nephoran.";
-
 /// A dead letter read from the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Letter {
@@ -77,7 +73,7 @@ impl Letter {
         }
         let mut headers = Vec::new();
         for (index, (name, value)) in record.headers.iter().enumerate() {
-            if name.starts_with(OURS) {
+            if name.starts_with(dlq_headers::PREFIX.as_bytes()) {
                 continue;
             }
             match std::str::from_utf8(name) {

@@ -15,15 +15,15 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::tools::METADATA_TIMEOUT;
 use crate::message::{InboundMessage, SourceRef};
 
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reading stops with an error when nothing arrives for this long while records remain.
 const STALL: Duration = Duration::from_secs(60);
 /// After every partition has reached its sampled end: how long to wait for the rest of a
@@ -53,21 +53,13 @@ pub async fn read_to_end(
     missing_ok: bool,
     mut each: impl FnMut(InboundMessage) -> ControlFlow<()>,
 ) -> anyhow::Result<ReadToEnd> {
-    // Assigned, never subscribed, never committed: the group id only satisfies the client.
-    let group = format!("nephoran-dlq-replay-{}", std::process::id());
-    let consumer: StreamConsumer = super::client_config(
+    let consumer = super::tools::assigned_consumer(
         properties,
-        &[
-            ("group.id", &group),
-            ("enable.auto.commit", "false"),
-            ("allow.auto.create.topics", "false"),
-            // A partition's end is also known by its EOF: on a compacted topic the
-            // record just before the sampled end may have been cleaned away.
-            ("enable.partition.eof", "true"),
-        ],
-    )
-    .create()
-    .context("could not create the Kafka consumer")?;
+        "dlq-replay",
+        // A partition's end is also known by its EOF: on a compacted topic the record
+        // just before the sampled end may have been cleaned away.
+        &[("enable.partition.eof", "true")],
+    )?;
     let metadata = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .with_context(|| format!("cannot read the metadata of topic {topic:?}"))?;

@@ -119,18 +119,7 @@ impl OutcomeReader {
         start: Start,
         registry: Option<Registry>,
     ) -> anyhow::Result<Self> {
-        // Partitions are assigned, not subscribed: the group id only satisfies the client.
-        let group = format!("nephoran-outcomes-cli-{}", std::process::id());
-        let consumer: StreamConsumer = super::client_config(
-            properties,
-            &[
-                ("group.id", &group),
-                ("enable.auto.commit", "false"),
-                ("allow.auto.create.topics", "false"),
-            ],
-        )
-        .create()
-        .context("could not create the Kafka consumer")?;
+        let consumer = assigned_consumer(properties, "outcomes-cli", &[])?;
         let metadata = consumer
             .fetch_metadata(Some(topic), METADATA_TIMEOUT)
             .with_context(|| format!("cannot read the metadata of {topic}"))?;
@@ -288,4 +277,23 @@ fn offset_at(
 }
 
 /// How long a metadata or watermark request may take before the tool gives up.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A consumer that reads by assignment: never subscribed, never committed; its group id
+/// (`nephoran-<purpose>-<pid>`) only satisfies the client. `extra` adds properties.
+pub(super) fn assigned_consumer(
+    properties: &BTreeMap<String, String>,
+    purpose: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<StreamConsumer> {
+    let group = format!("nephoran-{purpose}-{}", std::process::id());
+    let mut settings = vec![
+        ("group.id", group.as_str()),
+        ("enable.auto.commit", "false"),
+        ("allow.auto.create.topics", "false"),
+    ];
+    settings.extend_from_slice(extra);
+    super::client_config(properties, &settings)
+        .create()
+        .context("could not create the Kafka consumer")
+}

@@ -80,21 +80,19 @@ fn read_framed(
     framed: Framed<'_>,
     schemas: &WriterSchemas<'_>,
 ) -> Result<serde_json::Value, Failure> {
-    let (writer, body, header) = match framed {
+    // The registry's schema is held here while it is read; a built-in one is borrowed.
+    let fetched: Arc<Schema>;
+    let (writer, body, header): (&Schema, _, _) = match framed {
         Framed::Confluent { schema_id, body } => {
-            let writer = schemas.by_id(schema_id).map_err(unresolved)?;
-            (writer, body, frame::CONFLUENT_HEADER_BYTES)
+            fetched = schemas.by_id(schema_id).map_err(unresolved)?;
+            (&fetched, body, frame::CONFLUENT_HEADER_BYTES)
         }
         Framed::SingleObject { fingerprint, body } => {
             let known = known_by_fingerprint(&fingerprint)?;
-            (
-                Arc::new(known.schema.clone()),
-                body,
-                frame::SINGLE_OBJECT_HEADER_BYTES,
-            )
+            (&known.schema, body, frame::SINGLE_OBJECT_HEADER_BYTES)
         }
     };
-    let datum = read_datum(&writer, body).map_err(|e| match e {
+    let datum = read_datum(writer, body).map_err(|e| match e {
         DatumError::Truncated { read } => Failure::new(
             ErrorCode::InvalidAvro,
             format!(
@@ -113,11 +111,11 @@ fn read_framed(
             ErrorCode::InvalidAvro,
             printable(&format!(
                 "the datum cannot be read with writer schema {}: {e}",
-                name_of(&writer)
+                name_of(writer)
             )),
         ),
     })?;
-    let (reader, resolved) = resolve(&writer, datum)?;
+    let (reader, resolved) = resolve(writer, datum)?;
     super::value::to_json(resolved).map_err(|e| {
         Failure::new(
             ErrorCode::InvalidAvro,
